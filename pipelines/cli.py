@@ -1,0 +1,288 @@
+"""The ``raypipe`` command line: parse arguments, start Ray, call the runner, show progress."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.panel import Panel
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipelines.config import ConfigError, PipelineConfig, RuntimeConfig, load_config
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="raypipe", help="Config-driven ML pipelines for tabular data on Ray.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+logger = logging.getLogger("pipelines.cli")
+
+
+class UserError(Exception):
+    """An error the user can fix; shown without a traceback."""
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=verbose)],
+        force=True,
+    )
+    logging.getLogger("pipelines").setLevel(logging.INFO if verbose else logging.WARNING)
+    for noisy in ("ray", "mlflow", "alembic", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.ERROR)
+
+
+def _init_ray(runtime: RuntimeConfig, verbose: bool) -> None:
+    """Connect to ``runtime.ray_address`` / ``$RAY_ADDRESS``, else start a local instance."""
+    import ray
+
+    address = runtime.ray_address or os.environ.get("RAY_ADDRESS")
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=verbose)
+    else:
+        # Local instance: the dashboard stays off (it is also the job API) and nothing
+        # listens beyond loopback.
+        ray.init(include_dashboard=False, log_to_driver=verbose, configure_logging=False)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = verbose
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _load(config: Path | None, overrides: list[str]) -> PipelineConfig:
+    try:
+        return load_config(config, overrides)
+    except ConfigError as err:
+        raise _fail(str(err), 2) from None
+
+
+def _summary(s: Any) -> None:
+    table = Table(title=f"test metrics ({s.task})", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in s.metrics.items():
+        table.add_row(k, f"{v:.4f}")
+    console.print(table)
+    lines = [
+        f"model        {s.model_uri}  (version {s.model_version})",
+        f"mlflow run   {s.run_id}",
+        f"rows         {s.counts.get('rows_in')} in, {s.counts.get('rows_quarantined')} "
+        f"quarantined, {s.counts.get('rows_train')}/{s.counts.get('rows_valid_split')}/"
+        f"{s.counts.get('rows_test')} train/valid/test",
+        f"training     {s.parallelism}",
+    ]
+    lines += [f"{k:<12} {v}" for k, v in s.outputs.items()]
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in s.stage_seconds.items())
+    lines.append(f"wall time    {s.wall_seconds:.1f}s ({stages})")
+    console.print(Panel("\n".join(lines), title="raypipe run finished", border_style="green"))
+
+
+OverrideOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config field: section.field=value (repeatable)."),
+]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show logs and tracebacks.")]
+
+
+@app.command()
+def run(
+    config: Annotated[Path | None, typer.Argument(help="Pipeline YAML; default: the demo.")] = None,
+    rows: Annotated[int | None, typer.Option(help="Demo source: rows to generate.")] = None,
+    overrides: OverrideOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run the whole pipeline: ingest, validate, split, features, tune, register, predict."""
+    _setup_logging(verbose)
+    sets = list(overrides or [])
+    if rows is not None:
+        sets.append(f"source.rows={rows}")
+    cfg = _load(config, sets)
+    if rows is not None and cfg.source.kind != "demo":
+        raise _fail("--rows applies to the demo source only", 2)
+
+    from pipelines.runner import STAGES, run_pipeline
+
+    t0 = time.perf_counter()
+    with Progress(
+        SpinnerColumn(), TextColumn("[bold]{task.description:<10}"), TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(), console=console, transient=False,
+    ) as progress:
+        boot = progress.add_task("ray", total=1, detail="starting")
+        _init_ray(cfg.runtime, verbose)
+        progress.update(boot, completed=1, detail=f"ready in {time.perf_counter() - t0:.1f}s")
+        tasks = {s: progress.add_task(s, total=1, detail="", start=False) for s in STAGES}
+
+        def on_stage(name: str, event: str, detail: str) -> None:
+            if event == "start":
+                progress.start_task(tasks[name])
+                progress.update(tasks[name], detail=detail or "running")
+            else:
+                progress.update(tasks[name], completed=1, detail=detail)
+
+        summary = _guarded(lambda: run_pipeline(cfg, on_stage=on_stage), verbose)
+    summary.wall_seconds = time.perf_counter() - t0
+    _summary(summary)
+
+
+def _guarded(fn: Any, verbose: bool) -> Any:
+    """Run ``fn``; known input errors become one clear line instead of a traceback."""
+    from pipelines.features import MissingColumnsError
+    from pipelines.stages.ingest import InputError
+    from pipelines.stages.validate import ContractError
+
+    try:
+        return fn()
+    except (InputError, ContractError, MissingColumnsError, UserError) as err:
+        raise _fail(str(err)) from None
+    except Exception as err:
+        if verbose:
+            raise
+        raise _fail(f"{type(err).__name__}: {err}\n(run with --verbose for the traceback)") from None
+
+
+@app.command()
+def validate(
+    config: Annotated[Path, typer.Argument(help="Pipeline YAML to check.")],
+    overrides: OverrideOpt = None,
+) -> None:
+    """Check a config file without running it."""
+    _setup_logging(False)
+    cfg = _load(config, list(overrides or []))
+    console.print(f"[green]ok[/]: {config} is a valid pipeline config for {cfg.name!r} "
+                  f"(source {cfg.source.kind}, target {cfg.target!r})")
+
+
+def _tracking_uri(explicit: str | None) -> str:
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or (
+        f"sqlite:///{(Path(RuntimeConfig().work_dir) / 'mlflow.db').resolve()}"
+    )
+
+
+def _format_of(path: str, fmt: str | None) -> str:
+    if fmt:
+        return fmt
+    suffix = Path(path.rstrip("/*")).suffix.lower().lstrip(".")
+    return {"csv": "csv", "json": "json", "jsonl": "json"}.get(suffix, "parquet")
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Option(help="Model URI, e.g. models:/NAME@champion.")],
+    input: Annotated[str, typer.Option("--input", help="Raw input file, folder or glob.")],
+    output: Annotated[Path, typer.Option(help="Output folder for Parquet predictions.")],
+    format: Annotated[str | None, typer.Option(help="parquet | csv | json; default: by suffix.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
+    config: Annotated[Path | None, typer.Option(help="Pipeline YAML for batch settings.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Batch inference on raw rows: one output row per input row."""
+    _setup_logging(verbose)
+    cfg = _load(config, []) if config else None
+    batch_cfg = cfg.batch if cfg else None
+    uri = cfg.tracking_uri if cfg and not tracking_uri else _tracking_uri(tracking_uri)
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise _fail(f"output folder {output} is not empty; pass --overwrite to replace it", 2)
+
+    def _do() -> tuple[int, int]:
+        import mlflow
+
+        from pipelines.config import BatchConfig
+        from pipelines.stages.batch import predict_dataset
+        from pipelines.stages.ingest import read_files
+
+        mlflow.set_tracking_uri(uri)
+        try:
+            pyfunc = mlflow.pyfunc.load_model(model)
+        except Exception as err:
+            raise UserError(f"cannot load model {model!r} from {uri}: {err}") from None
+        spec = pyfunc.unwrap_python_model().spec
+        _init_ray(cfg.runtime if cfg else RuntimeConfig(), verbose)
+        ds = read_files(input, _format_of(input, format))
+        spec.pipeline.check_columns(ds.columns())
+        rows_in = ds.count()
+        if output.exists():
+            shutil.rmtree(output)
+        predict_dataset(ds, model_uri=model, tracking_uri=uri,
+                        cfg=batch_cfg or BatchConfig()).write_parquet(str(output))
+        rows_out = read_files(str(output), "parquet").count()
+        if rows_out != rows_in:
+            raise RuntimeError(f"wrote {rows_out} prediction rows for {rows_in} input rows")
+        return rows_in, rows_out
+
+    with console.status("predicting"):
+        rows_in, rows_out = _guarded(_do, verbose)
+    console.print(f"[green]done[/]: {rows_in} rows in, {rows_out} predictions in {output}")
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Option(help="Model URI, e.g. models:/NAME@champion.")],
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: config or 8000).")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
+    config: Annotated[Path | None, typer.Option(help="Pipeline YAML for serve settings.")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve the model over HTTP with Ray Serve until interrupted."""
+    _setup_logging(verbose)
+    from pipelines.config import ServeConfig
+
+    cfg = _load(config, []) if config else None
+    scfg = cfg.serve if cfg else ServeConfig()
+    bind_host, bind_port = host or scfg.host, port or scfg.port
+    if bind_host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]warning:[/] serving on {bind_host}: reachable beyond this machine")
+    uri = cfg.tracking_uri if cfg and not tracking_uri else _tracking_uri(tracking_uri)
+
+    def _start() -> None:
+        from ray import serve as ray_serve
+
+        from pipelines.serving import build_app
+
+        _init_ray(cfg.runtime if cfg else RuntimeConfig(), verbose)
+        ray_serve.start(http_options={"host": bind_host, "port": bind_port})
+        ray_serve.run(build_app({
+            "model_uri": model, "tracking_uri": uri, "num_replicas": scfg.num_replicas,
+            "max_batch_size": scfg.max_batch_size,
+            "batch_wait_timeout_s": scfg.batch_wait_timeout_s,
+            "max_request_rows": scfg.max_request_rows,
+        }), name="raypipe", route_prefix="/")
+
+    with console.status("starting Ray Serve"):
+        _guarded(_start, verbose)
+    console.print(f"[green]serving[/] {model} at http://{bind_host}:{bind_port}/predict "
+                  "(Ctrl-C to stop)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        from ray import serve as ray_serve
+
+        ray_serve.shutdown()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,467 @@
+"""The pipeline configuration: one frozen pydantic model, the single source of settings.
+
+Every section is optional except ``name``, ``source`` and ``target``; defaults are chosen so
+that a file with only those keys runs end to end. Validation happens here, before Ray starts,
+and every error names the offending field (see :func:`load_config`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "BatchConfig",
+    "CleanConfig",
+    "ColumnContract",
+    "ConfigError",
+    "DemoSource",
+    "EvaluateConfig",
+    "FeaturesConfig",
+    "FileSource",
+    "PipelineConfig",
+    "RuntimeConfig",
+    "SchemaConfig",
+    "ServeConfig",
+    "SplitConfig",
+    "TrackingConfig",
+    "TrainConfig",
+    "demo_config_path",
+    "load_config",
+]
+
+Task = Literal["binary", "multiclass", "regression"]
+
+
+class _Section(BaseModel):
+    """Base for every config section: immutable and strict about unknown keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be used; the message names the field."""
+
+
+# --------------------------------------------------------------------------- source
+
+
+class DemoSource(_Section):
+    """The bundled, generated demo data set (a customer-churn-like binary problem)."""
+
+    kind: Literal["demo"] = "demo"
+    rows: int = Field(50_000, ge=100, description="Number of rows to generate.")
+    seed: int = Field(7, description="Seed of the generator; the same seed gives the same data.")
+
+
+class FileSource(_Section):
+    """Parquet, CSV or JSON Lines files: a path, a glob or a folder."""
+
+    kind: Literal["files"] = "files"
+    path: str = Field(description="File, folder or glob pattern readable by pyarrow.")
+    format: Literal["parquet", "csv", "json"] = "parquet"
+
+
+Source = Annotated[DemoSource | FileSource, Field(discriminator="kind")]
+
+
+# --------------------------------------------------------------------------- contract
+
+
+class ColumnContract(_Section):
+    """What one column must look like; rows that break it are quarantined with the reason."""
+
+    type: Literal["int", "float", "string", "bool", "datetime"]
+    nullable: bool = True
+    min: float | None = Field(None, description="Smallest allowed value (numeric columns).")
+    max: float | None = Field(None, description="Largest allowed value (numeric columns).")
+    allowed: list[str] | None = Field(
+        None,
+        description="Allowed values (string columns), compared after trimming and lower-casing "
+        "so that spelling variants are left to the cleaning stage rather than quarantined.",
+    )
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> ColumnContract:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if (self.min is not None or self.max is not None) and self.type not in ("int", "float"):
+            raise ValueError(f"min/max only apply to int or float columns, not {self.type}")
+        if self.allowed is not None and self.type != "string":
+            raise ValueError("allowed only applies to string columns")
+        return self
+
+
+class SchemaConfig(_Section):
+    """The data contract. Columns not listed here pass through unchecked."""
+
+    columns: dict[str, ColumnContract] = Field(default_factory=dict)
+    max_quarantine_fraction: float = Field(
+        0.2, ge=0, le=1, description="Fail the run when more than this share of rows is quarantined."
+    )
+
+
+# --------------------------------------------------------------------------- cleaning / features
+
+
+class CleanConfig(_Section):
+    """Row and value cleaning; every statistic is fitted on the training split only."""
+
+    impute_numeric: Literal["median", "mean", "constant"] = "median"
+    impute_categorical: Literal["most_frequent", "constant"] = "most_frequent"
+    fill_value_numeric: float = 0.0
+    fill_value_categorical: str = "__missing__"
+    outliers: Literal["iqr", "none"] = "iqr"
+    iqr_factor: float = Field(3.0, gt=0, description="Clip outside [q1 - k*IQR, q3 + k*IQR].")
+    normalize_categories: bool = Field(True, description="Trim and lower-case category values.")
+    dedupe: bool = Field(True, description="Drop exact duplicate rows from the training split.")
+
+
+class RatioFeature(_Section):
+    """A derived column ``name = numerator / denominator`` (0 denominators give missing)."""
+
+    name: str
+    numerator: str
+    denominator: str
+
+
+class FeaturesConfig(_Section):
+    """Feature engineering applied after cleaning."""
+
+    categorical_encoding: Literal["ordinal", "onehot"] = "ordinal"
+    max_categories: int = Field(
+        50, ge=1, description="Keep the most frequent categories; rarer ones share one code."
+    )
+    datetime_parts: list[Literal["year", "month", "day", "dayofweek", "hour"]] = Field(
+        default_factory=lambda: ["month", "dayofweek", "hour"]
+    )
+    ratios: list[RatioFeature] = Field(default_factory=list)
+    drop: list[str] = Field(default_factory=list, description="Columns never used as features.")
+
+
+class SplitConfig(_Section):
+    """How rows are divided into train / valid / test."""
+
+    strategy: Literal["stratified", "random"] = "stratified"
+    train: float = Field(0.7, gt=0, lt=1)
+    valid: float = Field(0.15, gt=0, lt=1)
+    test: float = Field(0.15, gt=0, lt=1)
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _check_sum(self) -> SplitConfig:
+        total = self.train + self.valid + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + valid + test must be 1.0, got {total:.4f}")
+        return self
+
+
+# --------------------------------------------------------------------------- training
+
+
+class Uniform(_Section):
+    type: Literal["uniform"]
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _check(self) -> Uniform:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class LogUniform(_Section):
+    type: Literal["loguniform"]
+    low: float = Field(gt=0)
+    high: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> LogUniform:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class RandInt(_Section):
+    type: Literal["randint"]
+    low: int
+    high: int = Field(description="Exclusive upper bound.")
+
+    @model_validator(mode="after")
+    def _check(self) -> RandInt:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class Choice(_Section):
+    type: Literal["choice"]
+    values: list[float | int | str | bool] = Field(min_length=1)
+
+
+SearchDim = Annotated[Uniform | LogUniform | RandInt | Choice, Field(discriminator="type")]
+
+_DEFAULT_SPACE: dict[str, Any] = {
+    "eta": {"type": "loguniform", "low": 0.03, "high": 0.3},
+    "max_depth": {"type": "randint", "low": 3, "high": 8},
+    "subsample": {"type": "uniform", "low": 0.7, "high": 1.0},
+    "min_child_weight": {"type": "choice", "values": [1, 5]},
+}
+
+
+class TrainConfig(_Section):
+    """Model family, search space and how trials are scaled."""
+
+    family: Literal["xgboost"] = "xgboost"
+    params: dict[str, float | int | str | bool] = Field(
+        default_factory=dict, description="Fixed XGBoost parameters applied to every trial."
+    )
+    search_space: dict[str, SearchDim] = Field(
+        default_factory=lambda: dict(_DEFAULT_SPACE), validate_default=True
+    )
+    num_samples: int = Field(4, ge=1, description="Number of Tune trials.")
+    num_boost_round: int = Field(200, ge=1)
+    early_stopping_rounds: int = Field(20, ge=1)
+    metric: str | None = Field(
+        None, description="Validation metric that picks the best trial (XGBoost eval metric). "
+        "Default: logloss (binary), mlogloss (multiclass), rmse (regression).",
+    )
+    num_workers: int = Field(
+        1, ge=1, description="Ray Train workers per trial. 1 trains in-process inside the Tune "
+        "trial (no Ray Train start-up); >1 runs a data-parallel XGBoostTrainer per trial.",
+    )
+    parallelism: Literal["auto", "in_process", "data_parallel"] = Field(
+        "auto", description="auto: data_parallel when num_workers > 1, else in_process.",
+    )
+    cpus_per_worker: float = Field(1.0, gt=0)
+    use_gpu: bool = False
+    max_concurrent_trials: int | None = Field(
+        None, ge=1, description="Default: as many as the cluster's CPUs allow."
+    )
+    max_failures: int = Field(1, ge=0, description="Retries of a failed trial or Train run.")
+    seed: int = 0
+
+    @field_validator("search_space", mode="before")
+    @classmethod
+    def _space_is_mapping(cls, v: Any) -> Any:
+        if v is None:
+            return {}
+        return v
+
+
+# --------------------------------------------------------------------------- evaluate / outputs
+
+
+class EvaluateConfig(_Section):
+    """Test-set evaluation."""
+
+    threshold: float = Field(0.5, gt=0, lt=1, description="Decision threshold (binary).")
+
+
+class BatchConfig(_Section):
+    """Batch inference with a Ray Data actor pool."""
+
+    output_dir: str | None = Field(
+        None, description="Where predictions go. Default: <work_dir>/outputs/<name>."
+    )
+    batch_size: int = Field(4096, ge=1)
+    concurrency: int = Field(1, ge=1, description="Number of predictor actors.")
+    num_cpus_per_actor: float = Field(
+        0.5, gt=0, description="Fractional so read tasks keep CPUs on small machines."
+    )
+
+
+class ServeConfig(_Section):
+    """Online inference with Ray Serve."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    num_replicas: int = Field(1, ge=1)
+    max_batch_size: int = Field(64, ge=1)
+    batch_wait_timeout_s: float = Field(0.005, ge=0)
+    max_request_rows: int = Field(10_000, ge=1, description="Larger bodies get HTTP 413.")
+
+
+class MonitorConfig(_Section):
+    """Drift monitoring (settings arrive with the monitoring stage)."""
+
+
+class TrackingConfig(_Section):
+    """MLflow tracking and registry."""
+
+    uri: str | None = Field(
+        None, description="Tracking URI. Default: $MLFLOW_TRACKING_URI, else a SQLite file "
+        "under the work dir.",
+    )
+    experiment: str | None = Field(None, description="Default: the pipeline name.")
+    registered_model: str | None = Field(None, description="Default: the pipeline name.")
+    alias: str = "champion"
+
+
+class RuntimeConfig(_Section):
+    """Where the pipeline runs and keeps its files."""
+
+    work_dir: str = Field(".raypipe", description="Local state: MLflow store, outputs, results.")
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join. Default: $RAY_ADDRESS, else a local instance."
+    )
+    storage_path: str | None = Field(
+        None, description="Ray Tune/Train storage. Default: <work_dir>/ray_results."
+    )
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class PipelineConfig(_Section):
+    """One pipeline, from source to registered model."""
+
+    name: str = Field(description="Pipeline name; also the registered model name.")
+    source: Source
+    target: str
+    task: Task | None = Field(None, description="Inferred from the target when omitted.")
+    schema_: SchemaConfig = Field(default_factory=SchemaConfig, alias="schema")
+    clean: CleanConfig = Field(default_factory=CleanConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(
+                "must start with a letter or digit and use only letters, digits, '_', '.', '-'"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _check_columns(self) -> PipelineConfig:
+        if self.target in self.features.drop:
+            raise ValueError(f"features.drop lists the target column {self.target!r}")
+        return self
+
+    # Derived settings live here so every consumer reads the same value.
+    @property
+    def work_dir(self) -> Path:
+        return Path(self.runtime.work_dir)
+
+    @property
+    def storage_path(self) -> str:
+        return self.runtime.storage_path or str((self.work_dir / "ray_results").resolve())
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.batch.output_dir or self.work_dir / "outputs" / self.name)
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.tracking.uri:
+            return self.tracking.uri
+        env = os.environ.get("MLFLOW_TRACKING_URI")
+        if env:
+            return env
+        return f"sqlite:///{(self.work_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_location(self) -> str:
+        return (self.work_dir / "mlartifacts").resolve().as_uri()
+
+    @property
+    def experiment_name(self) -> str:
+        return self.tracking.experiment or self.name
+
+    @property
+    def model_name(self) -> str:
+        return self.tracking.registered_model or self.name
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def demo_config_path() -> Path:
+    """Path of the bundled demo config, which documents every field."""
+    return Path(str(resources.files("pipelines") / "configs" / "demo.yaml"))
+
+
+def _format_error(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid config {origin}:"]
+    for e in err.errors():
+        parts = [str(p) for p in e["loc"] if not str(p).startswith("function-")]
+        # Discriminated unions put their tag in the location; drop it only where a union is.
+        parts = [
+            p for i, p in enumerate(parts)
+            if not ((i == 1 and parts[0] == "source" and p in ("demo", "files"))
+                    or (i == 3 and parts[:2] == ["train", "search_space"]
+                        and p in ("uniform", "loguniform", "randint", "choice")))
+        ]
+        loc = ".".join(parts)
+        lines.append(f"  {loc or '<root>'}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def _apply_override(data: dict[str, Any], override: str) -> None:
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} must look like section.field=value")
+    key, raw = override.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"override {override!r} has an empty field name")
+    node = data
+    for p in parts[:-1]:
+        child = node.setdefault(p, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {p!r} is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def parse_config(
+    data: Mapping[str, Any], overrides: Sequence[str] = (), origin: str = "<dict>"
+) -> PipelineConfig:
+    """Validate a mapping (plus ``section.field=value`` overrides) into a config."""
+    try:
+        merged: dict[str, Any] = yaml.safe_load(yaml.safe_dump(dict(data)))  # deep, plain copy
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config {origin} holds values that are not plain data: {err}") from None
+    for o in overrides:
+        _apply_override(merged, o)
+    try:
+        return PipelineConfig.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, origin)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> PipelineConfig:
+    """Load and validate a YAML config; ``None`` loads the bundled demo config.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or breaks the model; the message names
+            the file and every offending field.
+    """
+    p = Path(path) if path is not None else demo_config_path()
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {p} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping of sections, got {type(data).__name__}")
+    return parse_config(data, overrides, origin=str(p))

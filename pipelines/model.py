@@ -1,0 +1,127 @@
+"""The deployable model: fitted feature pipeline + XGBoost booster, as one MLflow pyfunc model.
+
+Batch inference, the Serve app and ``mlflow.pyfunc.load_model`` all predict through
+:func:`predict_frame`, so the same raw rows give the same predictions everywhere.
+
+Imported inside the MLflow model at load time: no Ray import at module level.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+from pydantic import BaseModel, ConfigDict
+
+from pipelines.features import FeaturePipeline
+
+__all__ = [
+    "PREDICTION_COLUMN",
+    "PROBABILITY_COLUMN",
+    "ModelSpec",
+    "RaypipeModel",
+    "conform_input",
+    "load_spec",
+    "predict_frame",
+]
+
+logger = logging.getLogger(__name__)
+
+PREDICTION_COLUMN = "prediction"
+PROBABILITY_COLUMN = "probability"
+SPEC_ARTIFACT = "model_spec"
+BOOSTER_ARTIFACT = "booster"
+
+
+class ModelSpec(BaseModel):
+    """Everything besides the booster that prediction needs, stored as JSON."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pipeline: FeaturePipeline
+    threshold: float = 0.5
+    name: str
+    metrics: dict[str, float] = {}
+
+
+def load_spec(path: str | Path) -> ModelSpec:
+    return ModelSpec.model_validate_json(Path(path).read_text())
+
+
+def conform_input(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    """Cast raw rows to the types of the model signature before MLflow checks them.
+
+    MLflow refuses int64 where the signature says double ("cannot safely convert"); raw files
+    often hold whole numbers as int64, so batch and online inference convert them first.
+    """
+    out = df.copy()
+    for col, kind in spec.pipeline.input_schema.items():
+        if col not in out.columns:
+            continue
+        if kind == "float":
+            out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
+        elif kind == "datetime":
+            out[col] = pd.to_datetime(out[col], errors="coerce", format="mixed")
+    return out
+
+
+def predict_frame(spec: ModelSpec, booster: Any, df: pd.DataFrame) -> pd.DataFrame:
+    """Predict raw rows: one output row per input row, in input order.
+
+    Binary: ``prediction`` (the label) and ``probability`` (of the positive, second class).
+    Multiclass: ``prediction``, ``probability`` (of the predicted class) and one
+    ``probability_<class>`` column per class. Regression: ``prediction``.
+    """
+    import xgboost
+
+    pipe = spec.pipeline
+    features = pipe.transform(df)
+    raw = booster.predict(xgboost.DMatrix(features.to_numpy(), feature_names=pipe.feature_names))
+    out = pd.DataFrame(index=df.index)
+    if pipe.task == "regression":
+        out[PREDICTION_COLUMN] = raw.astype("float64")
+    elif pipe.task == "binary":
+        positive = raw.astype("float64")
+        out[PREDICTION_COLUMN] = pipe.decode_target((positive >= spec.threshold).astype(int))
+        out[PROBABILITY_COLUMN] = positive
+    else:
+        assert pipe.classes is not None
+        proba = raw.reshape(len(df), len(pipe.classes)).astype("float64")
+        best = proba.argmax(axis=1)
+        out[PREDICTION_COLUMN] = pipe.decode_target(best)
+        out[PROBABILITY_COLUMN] = proba[np.arange(len(df)), best]
+        for i, c in enumerate(pipe.classes):
+            out[f"{PROBABILITY_COLUMN}_{c}"] = proba[:, i]
+    return out.reset_index(drop=True)
+
+
+def _load_booster(path: str | Path) -> Any:
+    import xgboost
+
+    booster = xgboost.Booster()
+    booster.load_model(str(path))
+    # One thread per predictor: batch actors and Serve replicas scale out by processes.
+    booster.set_param({"nthread": 1})
+    return booster
+
+
+class RaypipeModel(PythonModel):
+    """MLflow pyfunc wrapper: raw rows in, predictions out."""
+
+    def load_context(self, context: Any) -> None:
+        self.spec = load_spec(context.artifacts[SPEC_ARTIFACT])
+        self.booster = _load_booster(context.artifacts[BOOSTER_ARTIFACT])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+        if not isinstance(model_input, pd.DataFrame):
+            model_input = pd.DataFrame(model_input)
+        return predict_frame(self.spec, self.booster, model_input)
+
+
+def spec_to_json(spec: ModelSpec) -> str:
+    return json.dumps(spec.model_dump(mode="json"), indent=2)

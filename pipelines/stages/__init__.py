@@ -1,0 +1,1 @@
+"""Pipeline stages: plain functions over Ray Datasets and typed config sections."""

@@ -1,0 +1,52 @@
+"""Split: divide validated rows into train / valid / test, seeded and (optionally) stratified."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from pipelines.config import SplitConfig
+
+if TYPE_CHECKING:
+    from ray.data import Dataset
+
+__all__ = ["split_dataset"]
+
+logger = logging.getLogger(__name__)
+
+
+def _rows_with_label(df: pd.DataFrame, target: str, value: Any) -> pd.DataFrame:
+    return df[df[target] == value]
+
+
+def _split_one(ds: Dataset, cfg: SplitConfig) -> list[Dataset]:
+    shuffled = ds.random_shuffle(seed=cfg.seed)
+    return list(shuffled.split_proportionately([cfg.train, cfg.valid]))
+
+
+def split_dataset(
+    ds: Dataset, cfg: SplitConfig, target: str, classification: bool
+) -> tuple[Dataset, Dataset, Dataset]:
+    """Return (train, valid, test).
+
+    Stratified splitting shuffles and splits each class on its own, so every split keeps the
+    class shares of the whole (exactly, up to one row per class). Regression targets fall back
+    to a random split.
+    """
+    if cfg.strategy == "stratified" and classification:
+        parts: list[list[Dataset]] = []
+        for value in sorted(ds.unique(target)):
+            of_class = ds.map_batches(
+                _rows_with_label, fn_kwargs={"target": target, "value": value},
+                batch_format="pandas",
+            )
+            parts.append(_split_one(of_class, cfg))
+        train, valid, test = (
+            parts[0][i].union(*[p[i] for p in parts[1:]]) if len(parts) > 1 else parts[0][i]
+            for i in range(3)
+        )
+    else:
+        train, valid, test = _split_one(ds, cfg)
+    return train.materialize(), valid.materialize(), test.materialize()

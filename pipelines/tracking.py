@@ -1,0 +1,138 @@
+"""MLflow tracking and registry: the only module that talks to MLflow for the runner."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipelines.config import PipelineConfig
+from pipelines.features import ColumnKind
+from pipelines.model import (
+    BOOSTER_ARTIFACT,
+    PREDICTION_COLUMN,
+    PROBABILITY_COLUMN,
+    SPEC_ARTIFACT,
+    ModelSpec,
+    RaypipeModel,
+    conform_input,
+    spec_to_json,
+)
+
+__all__ = ["configure_tracking", "log_pipeline_model", "model_signature", "register_model"]
+
+logger = logging.getLogger(__name__)
+
+_MLFLOW_TYPES: dict[ColumnKind, str] = {
+    "float": "double", "bool": "boolean", "string": "string", "datetime": "datetime",
+}
+_RUNTIME_PACKAGES = ["mlflow", "xgboost", "pandas", "numpy", "pyarrow", "pydantic"]
+
+
+def configure_tracking(cfg: PipelineConfig) -> str:
+    """Point MLflow at the configured store and experiment; return the experiment id.
+
+    With the embedded default (a SQLite file under the work dir) the artifact folder is
+    created next to it, so a fresh checkout needs no server.
+    """
+    import mlflow
+
+    uri = cfg.tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.get_experiment_by_name(cfg.experiment_name)
+    if exp is None:
+        local_store = uri.startswith("sqlite:///") and not cfg.tracking.uri
+        exp_id = mlflow.create_experiment(
+            cfg.experiment_name, artifact_location=cfg.artifact_location if local_store else None
+        )
+    else:
+        exp_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=exp_id)
+    return str(exp_id)
+
+
+def model_signature(spec: ModelSpec) -> Any:
+    """Input: every raw column, optional (missing values are the pipeline's job)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    pipe = spec.pipeline
+    inputs = Schema([
+        ColSpec(_MLFLOW_TYPES[kind], name, required=False)  # type: ignore[arg-type]
+        for name, kind in pipe.input_schema.items()
+    ])
+    label_type = "double" if pipe.task == "regression" else _label_type(pipe.classes or [])
+    outputs = [ColSpec(label_type, PREDICTION_COLUMN)]  # type: ignore[arg-type]
+    if pipe.task != "regression":
+        outputs.append(ColSpec("double", PROBABILITY_COLUMN))  # type: ignore[arg-type]
+    if pipe.task == "multiclass":
+        outputs += [ColSpec("double", f"{PROBABILITY_COLUMN}_{c}")  # type: ignore[arg-type]
+                    for c in pipe.classes or []]
+    return ModelSignature(inputs=inputs, outputs=Schema(outputs))
+
+
+def _label_type(classes: list[Any]) -> str:
+    if all(isinstance(c, bool) for c in classes):
+        return "boolean"
+    if all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
+        return "long"
+    if all(isinstance(c, (int, float)) for c in classes):
+        return "double"
+    return "string"
+
+
+def _requirements() -> list[str]:
+    reqs = []
+    for pkg in _RUNTIME_PACKAGES:
+        try:
+            reqs.append(f"{pkg}=={version(pkg)}")
+        except PackageNotFoundError:
+            reqs.append(pkg)
+    return reqs
+
+
+def log_pipeline_model(spec: ModelSpec, booster_path: Path, input_example: pd.DataFrame) -> Any:
+    """Log the pipeline + booster as one pyfunc model in the active run; return its ModelInfo.
+
+    The ``pipelines`` package travels inside the model (``code_paths``), so loading it needs
+    only the pinned requirements, not an installed raypipe.
+    """
+    import mlflow
+
+    package_dir = Path(__file__).resolve().parent
+    with tempfile.TemporaryDirectory() as tmp:
+        spec_path = Path(tmp) / "model_spec.json"
+        spec_path.write_text(spec_to_json(spec))
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=RaypipeModel(),
+            artifacts={SPEC_ARTIFACT: str(spec_path), BOOSTER_ARTIFACT: str(booster_path)},
+            code_paths=[str(package_dir)],
+            signature=model_signature(spec),
+            input_example=conform_input(input_example, spec),
+            pip_requirements=_requirements(),
+        )
+
+
+def register_model(model_uri: str, name: str, alias: str, tags: dict[str, str]) -> str:
+    """Register ``model_uri`` under ``name``, point ``alias`` at it; return the version."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    mv = mlflow.register_model(model_uri, name, tags=tags)
+    MlflowClient().set_registered_model_alias(name, alias, mv.version)
+    logger.info("registered %s version %s as @%s", name, mv.version, alias)
+    return str(mv.version)
+
+
+def log_json(obj: Any, artifact_file: str) -> None:
+    import mlflow
+
+    mlflow.log_text(json.dumps(obj, indent=2, default=str), artifact_file)

@@ -1,0 +1,240 @@
+"""Unit tests for the pure parts of pipelines.stages.validate: coerce_column and check_batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.config import ColumnContract, SchemaConfig
+from pipelines.stages.validate import REASON_COLUMN, ContractError, check_batch, coerce_column
+
+# --------------------------------------------------------------------------- coerce_column
+
+
+def test_coerce_float_flags_unparseable() -> None:
+    s = pd.Series(["1.5", "2", "abc", None, "1e3"], dtype=object)
+    values, bad = coerce_column(s, "float")
+    assert values.dtype == "float64"
+    assert values.iloc[0] == 1.5
+    assert values.iloc[1] == 2.0
+    assert values.iloc[4] == 1000.0
+    assert np.isnan(values.iloc[2]) and np.isnan(values.iloc[3])
+    assert bad.tolist() == [False, False, True, False, False]
+
+
+def test_coerce_int_flags_fractions_and_text() -> None:
+    s = pd.Series(["3", "2.5", "x", None, "4.0"], dtype=object)
+    values, bad = coerce_column(s, "int")
+    assert values.dtype == "float64"
+    assert values.iloc[0] == 3.0
+    assert values.iloc[4] == 4.0
+    assert bad.tolist() == [False, True, True, False, False]
+
+
+def test_coerce_numeric_from_numeric_and_bool_dtypes() -> None:
+    values, bad = coerce_column(pd.Series([1, 2, 3]), "int")
+    assert values.tolist() == [1.0, 2.0, 3.0]
+    assert not bad.any()
+    values, bad = coerce_column(pd.Series([True, False]), "float")
+    assert values.tolist() == [1.0, 0.0]
+    assert not bad.any()
+    values, bad = coerce_column(pd.Series([1.0, np.nan]), "float")
+    assert not bad.any()
+
+
+def test_coerce_bool_spellings() -> None:
+    s = pd.Series(["true", " YES ", "0", "no", "False", "1.0", "maybe", None], dtype=object)
+    values, bad = coerce_column(s, "bool")
+    assert str(values.dtype) == "boolean"
+    assert values.iloc[:6].tolist() == [True, True, False, False, False, True]
+    assert values.iloc[6:].isna().all()
+    assert bad.tolist() == [False] * 6 + [True, False]
+
+
+def test_coerce_bool_from_bool_and_numeric_dtypes() -> None:
+    values, bad = coerce_column(pd.Series([True, False]), "bool")
+    assert values.tolist() == [True, False]
+    assert not bad.any()
+    values, bad = coerce_column(pd.Series([1, 0, 2]), "bool")
+    assert values.iloc[:2].tolist() == [True, False]
+    assert bad.tolist() == [False, False, True]
+
+
+def test_coerce_datetime_flags_unparseable() -> None:
+    s = pd.Series(["2024-01-02", "2024-02-03 10:30:00", "not a date", None], dtype=object)
+    values, bad = coerce_column(s, "datetime")
+    assert pd.api.types.is_datetime64_any_dtype(values)
+    assert values.iloc[0] == pd.Timestamp("2024-01-02")
+    assert values.iloc[1] == pd.Timestamp("2024-02-03 10:30")
+    assert pd.isna(values.iloc[2]) and pd.isna(values.iloc[3])
+    assert bad.tolist() == [False, False, True, False]
+
+
+def test_coerce_datetime_passes_datetime_dtype_through() -> None:
+    s = pd.Series(pd.to_datetime(["2024-01-01", None]))
+    values, bad = coerce_column(s, "datetime")
+    pd.testing.assert_series_equal(values, s)
+    assert not bad.any()
+
+
+def test_coerce_string_never_flags() -> None:
+    s = pd.Series(["a", 1, None, 2.5], dtype=object)
+    values, bad = coerce_column(s, "string")
+    assert pd.api.types.is_string_dtype(values)
+    assert values.iloc[0] == "a"
+    assert values.iloc[1] == "1"
+    assert pd.isna(values.iloc[2])
+    assert not bad.any()
+
+
+@pytest.mark.parametrize("kind", ["int", "float", "bool", "datetime", "string"])
+def test_coerce_keeps_index(kind: str) -> None:
+    s = pd.Series(["1", None], index=[10, 20], dtype=object)
+    values, bad = coerce_column(s, kind)
+    assert values.index.tolist() == [10, 20]
+    assert bad.index.tolist() == [10, 20]
+    assert bad.dtype == bool
+
+
+# --------------------------------------------------------------------------- check_batch
+
+
+SCHEMA = SchemaConfig(
+    columns={
+        "tenure": ColumnContract(type="float", min=0, max=100),
+        "plan": ColumnContract(type="string", allowed=["basic", "Premium "]),
+        "age": ColumnContract(type="int", nullable=False),
+    }
+)
+
+
+def frame(rows: list[dict[str, Any]], index: list[int] | None = None) -> pd.DataFrame:
+    df = pd.DataFrame(rows, index=index)
+    for col in ["tenure", "plan", "age", "y"]:
+        if col not in df:
+            df[col] = None
+    return df
+
+
+def good_row(**changes: Any) -> dict[str, Any]:
+    return {"tenure": 10.0, "plan": "basic", "age": 30, "y": 1, **changes}
+
+
+def reasons(rows: list[dict[str, Any]], schema: SchemaConfig = SCHEMA) -> list[Any]:
+    out = check_batch(frame(rows), schema, "y")
+    return [None if pd.isna(r) else r for r in out[REASON_COLUMN]]
+
+
+def test_good_rows_pass() -> None:
+    assert reasons([good_row(), good_row(tenure=0.0), good_row(tenure=100.0)]) == [None] * 3
+
+
+def test_output_keeps_rows_index_and_columns() -> None:
+    df = frame([good_row(), good_row(tenure=-5.0)], index=[7, 3])
+    out = check_batch(df, SCHEMA, "y")
+    assert out.index.tolist() == [7, 3]
+    assert list(out.columns) == [*df.columns, REASON_COLUMN]
+    assert REASON_COLUMN not in df.columns  # the input is not modified
+    pd.testing.assert_frame_equal(out.drop(columns=[REASON_COLUMN]), df)
+
+
+def test_null_target_is_flagged() -> None:
+    [r] = reasons([good_row(y=None)])
+    assert r == "y: target is missing"
+
+
+def test_below_min_is_flagged_with_column_and_value() -> None:
+    [r] = reasons([good_row(tenure=-1.0)])
+    assert r.startswith("tenure: below min 0")
+    assert "-1.0" in r
+
+
+def test_above_max_is_flagged_with_column_and_value() -> None:
+    [r] = reasons([good_row(tenure=250.5)])
+    assert r.startswith("tenure: above max 100")
+    assert "250.5" in r
+
+
+def test_not_allowed_is_flagged_with_column_and_value() -> None:
+    [r] = reasons([good_row(plan="gold")])
+    assert r == "plan: not an allowed value: gold"
+
+
+@pytest.mark.parametrize("plan", [" Basic", "BASIC", "basic  ", "premium", " PREMIUM "])
+def test_allowed_is_compared_after_strip_and_lower(plan: str) -> None:
+    assert reasons([good_row(plan=plan)]) == [None]
+
+
+def test_nullable_column_may_be_missing() -> None:
+    assert reasons([good_row(plan=None, tenure=None)]) == [None]
+
+
+def test_non_nullable_missing_is_flagged() -> None:
+    [r] = reasons([good_row(age=None)])
+    assert r == "age: missing in a non-nullable column"
+
+
+def test_unparseable_value_is_flagged_with_column_and_value() -> None:
+    [r1, r2] = reasons([good_row(age="thirty"), good_row(age=30.5)])
+    assert r1 == "age: not a valid int: thirty"
+    assert r2.startswith("age: not a valid int: 30.5")
+
+
+def test_first_reason_wins() -> None:
+    rows = [
+        good_row(y=None, tenure=-1.0, plan="gold"),  # target is checked first
+        good_row(tenure=-1.0, plan="gold"),  # then contract columns in schema order
+        good_row(plan="gold", age=None),
+        good_row(age="x"),  # unparseable comes before nullability / bounds of that column
+    ]
+    assert reasons(rows) == [
+        "y: target is missing",
+        "tenure: below min 0.0: -1.0",
+        "plan: not an allowed value: gold",
+        "age: not a valid int: x",
+    ]
+
+
+def test_each_row_gets_its_own_reason() -> None:
+    rows = [good_row(), good_row(tenure=-3.0), good_row(), good_row(plan="x"), good_row(y=None)]
+    out = reasons(rows)
+    assert out[0] is None and out[2] is None
+    assert out[1].startswith("tenure:") and "-3.0" in out[1]
+    assert out[3].startswith("plan:") and out[3].endswith(": x")
+    assert out[4].startswith("y:")
+
+
+def test_columns_outside_the_contract_are_unchecked() -> None:
+    df = frame([good_row(extra="anything")])
+    out = check_batch(df, SCHEMA, "y")
+    assert out[REASON_COLUMN].isna().all()
+    assert out["extra"].tolist() == ["anything"]
+
+
+def test_string_numbers_are_checked_against_bounds() -> None:
+    [ok, low] = reasons([good_row(tenure="50"), good_row(tenure="-2")])
+    assert ok is None
+    assert low is not None and low.startswith("tenure: below min") and "-2" in low
+
+
+def test_missing_contract_column_raises_naming_it() -> None:
+    df = frame([good_row()]).drop(columns=["plan"])
+    with pytest.raises(ContractError, match="plan"):
+        check_batch(df, SCHEMA, "y")
+
+
+def test_missing_target_raises_naming_it() -> None:
+    df = frame([good_row()]).drop(columns=["y", "age"])
+    with pytest.raises(ContractError) as info:
+        check_batch(df, SCHEMA, "y")
+    assert "y" in str(info.value)
+    assert "age" in str(info.value)
+
+
+def test_empty_schema_only_checks_target() -> None:
+    df = pd.DataFrame({"y": [1, None], "x": [-1, 5]})
+    out = check_batch(df, SchemaConfig(), "y")
+    assert out[REASON_COLUMN].isna().tolist() == [True, False]
