@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.panel import Panel
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from pipelines.config import ConfigError, PipelineConfig, RuntimeConfig, load_config
 
@@ -40,7 +40,13 @@ def _setup_logging(verbose: bool) -> None:
         force=True,
     )
     logging.getLogger("pipelines").setLevel(logging.INFO if verbose else logging.WARNING)
-    for noisy in ("ray", "mlflow", "alembic", "urllib3"):
+    _quiet_libraries(verbose)
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    # Ray Data configures its own loggers when imported, so this runs again after ray.init.
+    for noisy in ("ray", "ray.data", "ray.tune", "ray.train", "ray.serve", "mlflow", "alembic",
+                  "urllib3"):
         logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.ERROR)
 
 
@@ -48,6 +54,8 @@ def _init_ray(runtime: RuntimeConfig, verbose: bool) -> None:
     """Connect to ``runtime.ray_address`` / ``$RAY_ADDRESS``, else start a local instance."""
     import ray
 
+    # Tune's boxed progress tables would interleave with the Rich progress shown here.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     address = runtime.ray_address or os.environ.get("RAY_ADDRESS")
     if ray.is_initialized():
         return
@@ -59,6 +67,7 @@ def _init_ray(runtime: RuntimeConfig, verbose: bool) -> None:
         ray.init(include_dashboard=False, log_to_driver=verbose, configure_logging=False)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = verbose
+    _quiet_libraries(verbose)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -121,8 +130,9 @@ def run(
 
     t0 = time.perf_counter()
     with Progress(
-        SpinnerColumn(), TextColumn("[bold]{task.description:<10}"), TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(), console=console, transient=False,
+        SpinnerColumn(), TextColumn("[bold]{task.description}", table_column=Column(width=9)),
+        TextColumn("{task.fields[detail]}", table_column=Column(ratio=1)),
+        TimeElapsedColumn(), console=console, transient=False, expand=True,
     ) as progress:
         boot = progress.add_task("ray", total=1, detail="starting")
         _init_ray(cfg.runtime, verbose)
@@ -261,6 +271,7 @@ def serve(
         ray_serve.start(http_options={"host": bind_host, "port": bind_port})
         ray_serve.run(build_app({
             "model_uri": model, "tracking_uri": uri, "num_replicas": scfg.num_replicas,
+            "num_cpus_per_replica": scfg.num_cpus_per_replica,
             "max_batch_size": scfg.max_batch_size,
             "batch_wait_timeout_s": scfg.batch_wait_timeout_s,
             "max_request_rows": scfg.max_request_rows,

@@ -285,6 +285,9 @@ class ServeConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     num_replicas: int = Field(1, ge=1)
+    num_cpus_per_replica: float = Field(
+        0.5, gt=0, description="Fractional, so batch jobs on the same small cluster still run."
+    )
     max_batch_size: int = Field(64, ge=1)
     batch_wait_timeout_s: float = Field(0.005, ge=0)
     max_request_rows: int = Field(10_000, ge=1, description="Larger bodies get HTTP 413.")

@@ -58,6 +58,8 @@ def conform_input(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
 
     MLflow refuses int64 where the signature says double ("cannot safely convert"); raw files
     often hold whole numbers as int64, so batch and online inference convert them first.
+    MLflow also turns a missing value of an Arrow-backed string column (as Ray Data hands
+    batches over) into the literal text "<NA>"; plain objects with None keep it missing.
     """
     out = df.copy()
     for col, kind in spec.pipeline.input_schema.items():
@@ -67,6 +69,9 @@ def conform_input(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
             out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
         elif kind == "datetime":
             out[col] = pd.to_datetime(out[col], errors="coerce", format="mixed")
+        elif kind == "string":
+            values = out[col].astype(object)
+            out[col] = values.where(out[col].notna(), None)
     return out
 
 

@@ -6,8 +6,9 @@ same thing. Requests are validated against the model's input schema before they 
 model: a missing, unknown or mistyped column is answered with HTTP 422 naming the field.
 """
 
-from __future__ import annotations
 
+# No `from __future__ import annotations` here: FastAPI must see the real `Request` type
+# of the endpoint methods after Serve's ingress has rewrapped them.
 import json
 import logging
 from datetime import datetime
@@ -39,6 +40,7 @@ class ServeArgs(BaseModel):
     model_uri: str
     tracking_uri: str | None = None
     num_replicas: int = Field(1, ge=1)
+    num_cpus_per_replica: float = Field(0.5, gt=0)
     max_batch_size: int = Field(64, ge=1)
     batch_wait_timeout_s: float = Field(0.005, ge=0)
     max_request_rows: int = Field(10_000, ge=1)
@@ -179,6 +181,7 @@ class ModelServer:
 def build_app(args: dict[str, Any]) -> serve.Application:
     """Serve application builder: ``serve run pipelines.serving:build_app model_uri=...``."""
     parsed = ServeArgs.model_validate(args)
-    return ModelServer.options(num_replicas=parsed.num_replicas).bind(  # type: ignore[attr-defined,no-any-return]
-        parsed.model_dump()
-    )
+    return ModelServer.options(  # type: ignore[attr-defined,no-any-return]
+        num_replicas=parsed.num_replicas,
+        ray_actor_options={"num_cpus": parsed.num_cpus_per_replica},
+    ).bind(parsed.model_dump())

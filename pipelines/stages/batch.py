@@ -45,11 +45,13 @@ def predict_dataset(
     Actors take fractional CPUs (``num_cpus_per_actor``) so that on a small machine the read
     tasks feeding them still get scheduled.
     """
+    import ray.data
+
     return ds.map_batches(
         PyfuncPredictor,
         fn_constructor_kwargs={"model_uri": model_uri, "tracking_uri": tracking_uri},
         batch_format="pandas",
         batch_size=cfg.batch_size,
-        concurrency=cfg.concurrency,
+        compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),
         num_cpus=cfg.num_cpus_per_actor,
     )

@@ -288,8 +288,9 @@ def tune_xgboost(
         resources: dict[str, float] = {"cpu": cfg.cpus_per_worker, "gpu": 1 if cfg.use_gpu else 0}
         trainable: Any = _in_process_trial
     else:
-        # The trial only drives a Ray Train run; the run's workers hold the resources.
-        resources = {"cpu": 0}
+        # The trial only drives a Ray Train run whose workers hold the CPUs. Tune refuses an
+        # empty request, so the driver asks for one byte of memory and no CPU.
+        resources = {"cpu": 0, "memory": 1}
         trainable = _data_parallel_trial
     trainable = ray.tune.with_resources(
         ray.tune.with_parameters(trainable, train_ds=train_ds, valid_ds=valid_ds, static=static),

@@ -311,3 +311,31 @@ def test_onehot_category_with_xgboost_reserved_characters() -> None:
     booster = train(pipeline, df, labels, {"objective": "binary:logistic"})
     out = predict_frame(ModelSpec(pipeline=pipeline, name="m"), booster, df)
     assert len(out) == len(df)
+
+
+def test_conform_input_keeps_arrow_string_nulls_missing_for_mlflow() -> None:
+    """Ray Data hands Arrow-backed batches over; MLflow would turn their nulls into "<NA>"."""
+    import pyarrow as pa
+    from mlflow.models.utils import _enforce_schema
+    from mlflow.types import ColSpec, Schema
+
+    from pipelines.model import conform_input
+
+    spec = ModelSpec(
+        name="t",
+        pipeline=FeaturePipeline(
+            target="y", task="binary", classes=[0, 1],
+            input_schema={"plan": "string", "x": "float"},
+            numeric={"x": NumericStats(fill=0.0)}, boolean=[],
+            categorical={"plan": CategoricalStats(fill="basic", vocab=["basic"])},
+            datetime=[], datetime_parts=[], ratios=[], encoding="ordinal",
+            normalize_categories=True, feature_names=["x", "plan"],
+        ),
+    )
+    arrow = pd.DataFrame({"plan": ["basic", None], "x": [1, 2]})
+    arrow = pa.Table.from_pandas(arrow).to_pandas(types_mapper=pd.ArrowDtype)
+    schema = Schema([ColSpec("string", "plan", required=False),
+                     ColSpec("double", "x", required=False)])
+    enforced = _enforce_schema(conform_input(arrow, spec), schema)
+    assert enforced["plan"].isna().tolist() == [False, True]
+    assert enforced["x"].tolist() == [1.0, 2.0]

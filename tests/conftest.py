@@ -1,0 +1,60 @@
+"""Shared fixtures: one local Ray instance per test run, and one small trained pipeline."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipelines.config import PipelineConfig, load_config
+
+# Small but real: every stage runs, on data big enough for stratification and Tune.
+SMALL_RUN = [
+    "source.rows=3000",
+    "train.num_samples=4",
+    "train.num_boost_round=40",
+    "train.early_stopping_rounds=10",
+    "schema.max_quarantine_fraction=0.05",
+]
+
+
+def small_config(work_dir: Path, *extra: str) -> PipelineConfig:
+    """The bundled demo config, scaled down through overrides (never by patching)."""
+    return load_config(None, [*SMALL_RUN, f"runtime.work_dir={work_dir}", *extra])
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> Iterator[str]:
+    """Start (or join, when RAY_ADDRESS is set by .ci/run) the one Ray instance of this run.
+
+    The address is exported so that CLI subprocesses join the same instance instead of
+    starting their own.
+    """
+    import ray
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        address = ray.get_runtime_context().gcs_address
+        os.environ["RAY_ADDRESS"] = address
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def trained(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Run the whole pipeline once on a small demo data set; many tests read its outputs."""
+    from pipelines.runner import run_pipeline
+
+    work = tmp_path_factory.mktemp("trained")
+    cfg = small_config(work)
+    events: list[tuple[str, str]] = []
+    summary = run_pipeline(cfg, on_stage=lambda s, e, d: events.append((s, e)))
+    return {"cfg": cfg, "summary": summary, "events": events, "work": work}

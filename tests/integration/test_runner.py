@@ -1,0 +1,112 @@
+"""The whole pipeline on a small demo data set, through the runner, on the shared Ray."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from pipelines.demo import generate_demo_frame
+from pipelines.runner import STAGES
+from pipelines.stages.validate import REASON_COLUMN
+
+pytestmark = pytest.mark.integration
+
+
+def test_every_stage_ran_in_order(trained: dict[str, Any]) -> None:
+    starts = [s for s, e in trained["events"] if e == "start"]
+    dones = [s for s, e in trained["events"] if e == "done"]
+    assert starts == STAGES
+    assert dones == STAGES
+    assert set(trained["summary"].stage_seconds) == set(STAGES)
+
+
+def test_rows_add_up(trained: dict[str, Any]) -> None:
+    c = trained["summary"].counts
+    assert c["rows_in"] == 3000
+    assert c["rows_in"] == c["rows_valid"] + c["rows_quarantined"]
+    assert c["rows_quarantined"] > 0  # the demo plants negative tenures
+    assert c["rows_train"] + c["rows_valid_split"] + c["rows_test"] == c["rows_valid"]
+    assert c["rows_train_deduped"] < c["rows_train"]  # the demo plants duplicates
+    assert c["rows_predicted"] == c["rows_test"]
+
+
+def test_quarantine_file_holds_each_bad_row_with_a_reason(trained: dict[str, Any]) -> None:
+    s = trained["summary"]
+    q = pd.read_parquet(s.outputs["quarantine"])
+    assert len(q) == s.counts["rows_quarantined"]
+    assert q[REASON_COLUMN].notna().all()
+    assert q[REASON_COLUMN].str.contains("tenure_months: below min").any()
+    assert (q["tenure_months"] < 0).sum() >= 1  # original values are kept, not coerced away
+
+
+def test_split_is_stratified(trained: dict[str, Any]) -> None:
+    s = trained["summary"]
+    preds = pd.read_parquet(s.outputs["test_predictions"])
+    full = generate_demo_frame(3000, 7)
+    base_rate = full["churned"].mean()
+    assert abs(preds["churned"].mean() - base_rate) < 0.02
+
+
+def test_batch_output_one_row_per_test_row_with_prediction(trained: dict[str, Any]) -> None:
+    s = trained["summary"]
+    preds = pd.read_parquet(s.outputs["test_predictions"])
+    assert len(preds) == s.counts["rows_test"]
+    assert preds["customer_id"].notna().all()
+    assert set(preds["prediction"].unique()) <= {0, 1}
+    assert preds["probability"].between(0, 1).all()
+
+
+def test_metrics_are_real(trained: dict[str, Any]) -> None:
+    m = trained["summary"].metrics
+    assert set(m) == {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"}
+    assert m["roc_auc"] > 0.65  # the demo's signal is learnable; chance is 0.5
+    assert 0 < m["log_loss"] < 0.6
+
+
+def test_registry_has_champion_with_signature(trained: dict[str, Any]) -> None:
+    cfg, s = trained["cfg"], trained["summary"]
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    client = MlflowClient()
+    mv = client.get_model_version_by_alias("raypipe-demo", "champion")
+    assert str(mv.version) == s.model_version
+    info = mlflow.models.get_model_info("models:/raypipe-demo@champion")
+    inputs = {c.name for c in info.signature.inputs.inputs}
+    assert "plan" in inputs and "churned" not in inputs
+    assert info.saved_input_example_info is not None
+
+
+def test_run_records_lineage(trained: dict[str, Any]) -> None:
+    cfg, s = trained["cfg"], trained["summary"]
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    run = MlflowClient().get_run(s.run_id)
+    tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+    assert len(tags["raypipe.data_fingerprint"]) == 64
+    assert tags["raypipe.git_sha"]
+    assert "eta" in params and "max_depth" in params
+    assert metrics["test_roc_auc"] == pytest.approx(s.metrics["roc_auc"])
+    arts = {a.path for a in MlflowClient().list_artifacts(s.run_id)}
+    assert {"config.yaml", "feature_pipeline.json", "tune_trials.json"} <= arts
+
+
+def test_pyfunc_predicts_raw_rows_with_missing_values_and_odd_spellings(
+    trained: dict[str, Any],
+) -> None:
+    cfg = trained["cfg"]
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    raw = generate_demo_frame(3000, 7).drop(columns=["churned"])
+    raw = raw[raw["tenure_months"] >= 0].head(400)
+    assert raw["monthly_charges"].isna().any()
+    assert raw["plan"].isna().any()
+    assert (raw["plan"].dropna() != raw["plan"].dropna().str.strip().str.lower()).any()
+    model = mlflow.pyfunc.load_model("models:/raypipe-demo@champion")
+    out = model.predict(raw)
+    assert len(out) == len(raw)
+    assert out["probability"].notna().all()
+    # Spelling variants are the same category to the fitted pipeline.
+    a = raw.head(1).assign(plan="basic")
+    b = raw.head(1).assign(plan="  BASIC ")
+    assert model.predict(a)["probability"].iloc[0] == model.predict(b)["probability"].iloc[0]
