@@ -132,6 +132,13 @@ class RatioFeature(_Section):
     denominator: str
 
 
+DatetimePart = Literal["year", "month", "day", "dayofweek", "hour"]
+
+
+def _default_datetime_parts() -> list[DatetimePart]:
+    return ["month", "dayofweek", "hour"]
+
+
 class FeaturesConfig(_Section):
     """Feature engineering applied after cleaning."""
 
@@ -139,9 +146,7 @@ class FeaturesConfig(_Section):
     max_categories: int = Field(
         50, ge=1, description="Keep the most frequent categories; rarer ones share one code."
     )
-    datetime_parts: list[Literal["year", "month", "day", "dayofweek", "hour"]] = Field(
-        default_factory=lambda: ["month", "dayofweek", "hour"]
-    )
+    datetime_parts: list[DatetimePart] = Field(default_factory=_default_datetime_parts)
     ratios: list[RatioFeature] = Field(default_factory=list)
     drop: list[str] = Field(default_factory=list, description="Columns never used as features.")
 

@@ -12,6 +12,7 @@ level.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -249,7 +250,7 @@ def fit_feature_pipeline(
     if categorical and clean.normalize_categories:
         keep = [*numeric, *categorical] + ([target] if task != "regression" else [])
         source = train.map_batches(
-            _normalize_with_passthrough, fn_kwargs={"normalize": categorical, "keep": keep},
+            partial(_normalize_with_passthrough, normalize=categorical, keep=keep),
             batch_format="pandas",
         )
     stats = source.aggregate(*aggs) if aggs else {}

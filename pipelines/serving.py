@@ -56,7 +56,7 @@ def row_model(pipeline: FeaturePipeline) -> type[BaseModel]:
     for name, kind in pipeline.input_schema.items():
         typ = _PY_TYPES[kind] | None
         fields[name] = (typ, None) if name in pipeline.optional_columns else (typ, ...)
-    return create_model(  # type: ignore[call-overload,no-any-return]
+    return create_model(
         "InputRow", __config__=ConfigDict(extra="forbid"), **fields
     )
 
@@ -107,8 +107,11 @@ class ModelServer:
         self.spec = self.model.unwrap_python_model().spec
         self.name, self.version = resolve_version(self.args.model_uri)
         self.row_model = row_model(self.spec.pipeline)
-        self._predict_batch.set_max_batch_size(self.args.max_batch_size)
-        self._predict_batch.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
+        # serve.batch wraps the method in an object that carries these setters.
+        self._predict_batch.set_max_batch_size(self.args.max_batch_size)  # type: ignore[attr-defined]
+        self._predict_batch.set_batch_wait_timeout_s(  # type: ignore[attr-defined]
+            self.args.batch_wait_timeout_s
+        )
         logger.info("serving %s version %s", self.name, self.version)
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
@@ -181,7 +184,7 @@ class ModelServer:
 def build_app(args: dict[str, Any]) -> serve.Application:
     """Serve application builder: ``serve run pipelines.serving:build_app model_uri=...``."""
     parsed = ServeArgs.model_validate(args)
-    return ModelServer.options(  # type: ignore[attr-defined,no-any-return]
+    return ModelServer.options(  # type: ignore[attr-defined]
         num_replicas=parsed.num_replicas,
         ray_actor_options={"num_cpus": parsed.num_cpus_per_replica},
     ).bind(parsed.model_dump())

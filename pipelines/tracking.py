@@ -61,20 +61,20 @@ def configure_tracking(cfg: PipelineConfig) -> str:
 def model_signature(spec: ModelSpec) -> Any:
     """Input: every raw column, optional (missing values are the pipeline's job)."""
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, Schema, TensorSpec
 
     pipe = spec.pipeline
-    inputs = Schema([
-        ColSpec(_MLFLOW_TYPES[kind], name, required=False)  # type: ignore[arg-type]
+    columns: list[ColSpec | TensorSpec] = [
+        ColSpec(_MLFLOW_TYPES[kind], name, required=False)
         for name, kind in pipe.input_schema.items()
-    ])
+    ]
+    inputs = Schema(columns)
     label_type = "double" if pipe.task == "regression" else _label_type(pipe.classes or [])
-    outputs = [ColSpec(label_type, PREDICTION_COLUMN)]  # type: ignore[arg-type]
+    outputs: list[ColSpec | TensorSpec] = [ColSpec(label_type, PREDICTION_COLUMN)]
     if pipe.task != "regression":
-        outputs.append(ColSpec("double", PROBABILITY_COLUMN))  # type: ignore[arg-type]
+        outputs.append(ColSpec("double", PROBABILITY_COLUMN))
     if pipe.task == "multiclass":
-        outputs += [ColSpec("double", f"{PROBABILITY_COLUMN}_{c}")  # type: ignore[arg-type]
-                    for c in pipe.classes or []]
+        outputs += [ColSpec("double", f"{PROBABILITY_COLUMN}_{c}") for c in pipe.classes or []]
     return ModelSignature(inputs=inputs, outputs=Schema(outputs))
 
 

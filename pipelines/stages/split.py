@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -39,8 +40,7 @@ def split_dataset(
         parts: list[list[Dataset]] = []
         for value in sorted(ds.unique(target)):
             of_class = ds.map_batches(
-                _rows_with_label, fn_kwargs={"target": target, "value": value},
-                batch_format="pandas",
+                partial(_rows_with_label, target=target, value=value), batch_format="pandas"
             )
             parts.append(_split_one(of_class, cfg))
         train, valid, test = (

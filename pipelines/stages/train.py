@@ -20,6 +20,7 @@ import math
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -86,9 +87,7 @@ def _featurize_batch(df: pd.DataFrame, pipeline: FeaturePipeline) -> pd.DataFram
 
 def featurize(ds: Dataset, pipeline: FeaturePipeline) -> Dataset:
     """Apply the fitted pipeline to a labelled split: features plus an encoded label column."""
-    return ds.map_batches(
-        _featurize_batch, fn_kwargs={"pipeline": pipeline}, batch_format="pandas"
-    ).materialize()
+    return ds.map_batches(partial(_featurize_batch, pipeline=pipeline), batch_format="pandas").materialize()
 
 
 def _search_space(cfg: TrainConfig) -> dict[str, Any]:
@@ -229,7 +228,7 @@ def _data_parallel_trial(
             name=f"{static['run_name']}-{trial}",
             storage_path=static["storage_path"],
             failure_config=ray.train.FailureConfig(max_failures=static["max_failures"]),
-            callbacks=[TuneReportCallback()],
+            callbacks=[TuneReportCallback()],  # type: ignore[list-item]
         ),
     )
     result = trainer.fit()
@@ -314,8 +313,9 @@ def tune_xgboost(
     logger.info("tuning %d trial(s), %s, up to %d at once", cfg.num_samples, parallelism,
                 concurrency)
     grid = tuner.fit()
-    errors = [r.error for r in grid if r.error is not None]
-    if errors and len(errors) == len(grid):
+    results = [grid[i] for i in range(len(grid))]
+    errors = [r.error for r in results if r.error is not None]
+    if errors and len(errors) == len(results):
         raise RuntimeError(f"every trial failed; first error: {errors[0]}")
     best = grid.get_best_result(metric=metric, mode=mode, scope="last")
     if best.checkpoint is None:
@@ -326,14 +326,15 @@ def tune_xgboost(
     trials = [
         {**{k: v for k, v in (r.config or {}).items()},
          metric: (r.metrics or {}).get(metric), "error": str(r.error) if r.error else None}
-        for r in grid
+        for r in results
     ]
+    best_metrics = best.metrics or {}
     return TrainResult(
         booster_path=out_dir / MODEL_FILE,
         metric=metric,
-        best_score=float(best.metrics[metric]),
+        best_score=float(best_metrics[metric]),
         best_params={**params, **(best.config or {})},
-        best_iteration=int(best.metrics.get("best_iteration", -1)),
+        best_iteration=int(best_metrics.get("best_iteration", -1)),
         parallelism=parallelism,
         trials=trials,
         experiment_path=grid.experiment_path,

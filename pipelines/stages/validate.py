@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -134,11 +135,9 @@ def validate(ds: Dataset, schema: SchemaConfig, target: str) -> ValidationResult
     if missing:
         raise ContractError(f"input is missing contract column(s): {', '.join(missing)}")
     annotated = ds.map_batches(
-        check_batch, fn_kwargs={"schema": schema, "target": target}, batch_format="pandas"
+        partial(check_batch, schema=schema, target=target), batch_format="pandas"
     ).materialize()
-    valid = annotated.map_batches(
-        _passed, fn_kwargs={"schema": schema}, batch_format="pandas"
-    ).materialize()
+    valid = annotated.map_batches(partial(_passed, schema=schema), batch_format="pandas").materialize()
     quarantined = annotated.map_batches(_failed, batch_format="pandas").materialize()
     rows_in, rows_valid, rows_bad = annotated.count(), valid.count(), quarantined.count()
     if rows_in != rows_valid + rows_bad:  # an invariant, checked because losing rows is silent
