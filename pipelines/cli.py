@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -275,19 +276,47 @@ def serve(
             "max_batch_size": scfg.max_batch_size,
             "batch_wait_timeout_s": scfg.batch_wait_timeout_s,
             "max_request_rows": scfg.max_request_rows,
-        }), name="raypipe", route_prefix="/")
+        }), name=SERVE_APP_NAME, route_prefix="/")
 
-    with console.status("starting Ray Serve"):
-        _guarded(_start, verbose)
-    console.print(f"[green]serving[/] {model} at http://{bind_host}:{bind_port}/predict "
-                  "(Ctrl-C to stop)")
+    # SIGTERM (a process manager, `kill`) stops the app as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
+        with console.status("starting Ray Serve"):
+            _guarded(_start, verbose)
+        console.print(f"[green]serving[/] {model} at http://{bind_host}:{bind_port}/predict "
+                      "(Ctrl-C to stop)")
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        from ray import serve as ray_serve
+        console.print("stopping")
+    finally:
+        _stop_serve_app(SERVE_APP_NAME)
 
-        ray_serve.shutdown()
+
+SERVE_APP_NAME = "raypipe"
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_serve_app(name: str) -> None:
+    """Remove our app; stop Serve altogether when no other application is left on it.
+
+    Serve apps outlive the driver that deployed them on a shared cluster, so a stopped
+    `raypipe serve` must clean up after itself.
+    """
+    import ray
+    from ray import serve as ray_serve
+
+    if not ray.is_initialized():
+        return
+    try:
+        ray_serve.delete(name)
+        if not ray_serve.status().applications:
+            ray_serve.shutdown()
+    except Exception as err:  # cleanup must not hide the reason we are stopping
+        logger.warning("could not stop Serve app %s: %s", name, err)
 
 
 def main() -> None:

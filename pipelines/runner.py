@@ -94,8 +94,7 @@ def run_pipeline(cfg: PipelineConfig, on_stage: StageCallback | None = None) -> 
     out_dir = cfg.output_dir / run_name
     counts: dict[str, int] = {}
 
-    tracking.configure_tracking(cfg)
-    with mlflow.start_run(run_name=run_name) as run:
+    with tracking.tracking_scope(cfg), mlflow.start_run(run_name=run_name) as run:
         mlflow.log_dict(cfg.model_dump(mode="json", by_alias=True), "config.yaml")
         sha = git_sha()
         mlflow.set_tags({"raypipe.pipeline": cfg.name, "raypipe.git_sha": sha or "unknown"})

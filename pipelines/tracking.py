@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,13 @@ from pipelines.model import (
     spec_to_json,
 )
 
-__all__ = ["configure_tracking", "log_pipeline_model", "model_signature", "register_model"]
+__all__ = [
+    "configure_tracking",
+    "log_pipeline_model",
+    "model_signature",
+    "register_model",
+    "tracking_scope",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -34,15 +43,35 @@ _MLFLOW_TYPES: dict[ColumnKind, str] = {
 _RUNTIME_PACKAGES = ["mlflow", "xgboost", "pandas", "numpy", "pyarrow", "pydantic"]
 
 
-def configure_tracking(cfg: PipelineConfig) -> str:
-    """Point MLflow at the configured store and experiment; return the experiment id.
+@contextmanager
+def tracking_scope(cfg: PipelineConfig) -> Iterator[str]:
+    """Point MLflow at the run's store for the duration, then put things back.
+
+    ``mlflow.set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI``; left behind, it would
+    send the next pipeline run in the same process to this run's store.
+    """
+    import mlflow
+
+    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
+    previous_uri = mlflow.get_tracking_uri()
+    try:
+        yield configure_tracking(cfg, cfg.tracking_uri)
+    finally:
+        mlflow.set_tracking_uri(previous_uri)
+        if previous_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous_env
+
+
+def configure_tracking(cfg: PipelineConfig, uri: str) -> str:
+    """Point MLflow at ``uri`` and the configured experiment; return the experiment id.
 
     With the embedded default (a SQLite file under the work dir) the artifact folder is
     created next to it, so a fresh checkout needs no server.
     """
     import mlflow
 
-    uri = cfg.tracking_uri
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)

@@ -26,7 +26,13 @@ RAYPIPE = [sys.executable, "-m", "pipelines"]
 
 def raypipe(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*RAYPIPE, *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd, env={**os.environ, "COLUMNS": "200"})
+                          cwd=cwd, env=_env())
+
+
+def _env() -> dict[str, str]:
+    # Each command must find its store from its own flags and config, as a user's would.
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return {**env, "COLUMNS": "200"}
 
 
 def _write(path: Path, data: Any) -> Path:
@@ -146,7 +152,7 @@ def test_serve_command_answers_predict(trained: dict[str, Any]) -> None:
     proc = subprocess.Popen(
         [*RAYPIPE, "serve", "--model", "models:/raypipe-demo@champion", "--port", str(port),
          "--tracking-uri", trained["cfg"].tracking_uri],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
     )
     try:
         url = f"http://127.0.0.1:{port}"
