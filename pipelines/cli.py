@@ -86,9 +86,16 @@ def _load(config: Path | None, overrides: list[str]) -> PipelineConfig:
 def _summary(s: Any) -> None:
     table = Table(title=f"test metrics ({s.task})", show_header=True)
     table.add_column("metric")
-    table.add_column("value", justify="right")
+    table.add_column("new model", justify="right")
+    if s.champion_metrics is not None:
+        table.add_column("previous champion", justify="right")
     for k, v in s.metrics.items():
-        table.add_row(k, f"{v:.4f}")
+        if "_class_" in k:
+            continue
+        row = [k, f"{v:.4f}"]
+        if s.champion_metrics is not None:
+            row.append(f"{s.champion_metrics.get(k, float('nan')):.4f}")
+        table.add_row(*row)
     console.print(table)
     lines = [
         f"model        {s.model_uri}  (version {s.model_version})",
@@ -96,7 +103,8 @@ def _summary(s: Any) -> None:
         f"rows         {s.counts.get('rows_in')} in, {s.counts.get('rows_quarantined')} "
         f"quarantined, {s.counts.get('rows_train')}/{s.counts.get('rows_valid_split')}/"
         f"{s.counts.get('rows_test')} train/valid/test",
-        f"training     {s.parallelism}",
+        f"training     best family {s.family}, {s.parallelism}",
+        f"gate         @{s.alias}: {s.gate_reason}",
     ]
     lines += [f"{k:<12} {v}" for k, v in s.outputs.items()]
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in s.stage_seconds.items())
@@ -115,6 +123,8 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show logs and
 def run(
     config: Annotated[Path | None, typer.Argument(help="Pipeline YAML; default: the demo.")] = None,
     rows: Annotated[int | None, typer.Option(help="Demo source: rows to generate.")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the newest interrupted sweep of this pipeline.")] = False,
     overrides: OverrideOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -147,7 +157,7 @@ def run(
             else:
                 progress.update(tasks[name], completed=1, detail=detail)
 
-        summary = _guarded(lambda: run_pipeline(cfg, on_stage=on_stage), verbose)
+        summary = _guarded(lambda: run_pipeline(cfg, on_stage=on_stage, resume=resume), verbose)
     summary.wall_seconds = time.perf_counter() - t0
     _summary(summary)
 

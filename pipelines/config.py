@@ -154,7 +154,11 @@ class FeaturesConfig(_Section):
 class SplitConfig(_Section):
     """How rows are divided into train / valid / test."""
 
-    strategy: Literal["stratified", "random"] = "stratified"
+    strategy: Literal["stratified", "random", "time"] = "stratified"
+    time_column: str | None = Field(
+        None, description="time: order rows by this column; train holds the oldest, test the "
+        "newest, so no training row is later than any validation or test row.",
+    )
     train: float = Field(0.7, gt=0, lt=1)
     valid: float = Field(0.15, gt=0, lt=1)
     test: float = Field(0.15, gt=0, lt=1)
@@ -165,6 +169,8 @@ class SplitConfig(_Section):
         total = self.train + self.valid + self.test
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"train + valid + test must be 1.0, got {total:.4f}")
+        if self.strategy == "time" and not self.time_column:
+            raise ValueError("strategy 'time' needs time_column")
         return self
 
 
@@ -214,34 +220,100 @@ class Choice(_Section):
 
 SearchDim = Annotated[Uniform | LogUniform | RandInt | Choice, Field(discriminator="type")]
 
-_DEFAULT_SPACE: dict[str, Any] = {
-    "eta": {"type": "loguniform", "low": 0.03, "high": 0.3},
-    "max_depth": {"type": "randint", "low": 3, "high": 8},
-    "subsample": {"type": "uniform", "low": 0.7, "high": 1.0},
-    "min_child_weight": {"type": "choice", "values": [1, 5]},
-}
+def _space(**dims: dict[str, Any]) -> dict[str, Any]:
+    return dict(dims)
+
+
+class _FamilySettings(_Section):
+    @field_validator("search_space", mode="before", check_fields=False)
+    @classmethod
+    def _empty_space(cls, v: Any) -> Any:
+        return {} if v is None else v
+
+
+class XGBoostSettings(_FamilySettings):
+    """XGBoost family: fixed parameters, search space and boosting rounds."""
+
+    params: dict[str, float | int | str | bool] = Field(
+        default_factory=dict, description="Fixed XGBoost parameters applied to every trial.",
+    )
+    search_space: dict[str, SearchDim] = Field(
+        default_factory=lambda: _space(
+            eta={"type": "loguniform", "low": 0.03, "high": 0.3},
+            max_depth={"type": "randint", "low": 3, "high": 8},
+            subsample={"type": "uniform", "low": 0.7, "high": 1.0},
+            min_child_weight={"type": "choice", "values": [1, 5]},
+        ),
+        validate_default=True,
+    )
+    num_boost_round: int = Field(200, ge=1)
+    early_stopping_rounds: int = Field(20, ge=1)
+
+
+class MLPSettings(_FamilySettings):
+    """PyTorch MLP family (needs the ``torch`` extra): architecture, optimiser, stopping."""
+
+    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    search_space: dict[str, SearchDim] = Field(
+        default_factory=lambda: _space(
+            lr={"type": "loguniform", "low": 1e-3, "high": 1e-2},
+            hidden_size={"type": "choice", "values": [32, 64, 128]},
+            dropout={"type": "uniform", "low": 0.0, "high": 0.3},
+        ),
+        validate_default=True,
+    )
+    max_epochs: int = Field(30, ge=1)
+    patience: int = Field(5, ge=1, description="Epochs without a better validation loss.")
+    batch_size: int = Field(512, ge=1)
+    num_layers: int = Field(2, ge=1)
+
+
+class LinearSettings(_FamilySettings):
+    """Linear baseline: logistic regression (classification) or ridge (regression)."""
+
+    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    search_space: dict[str, SearchDim] = Field(
+        default_factory=lambda: _space(C={"type": "loguniform", "low": 0.01, "high": 10.0}),
+        validate_default=True,
+        description="C is the inverse regularisation strength (ridge alpha = 1/C).",
+    )
+
+
+Family = Literal["xgboost", "mlp", "linear"]
+
+
+def _default_families() -> list[Family]:
+    return ["xgboost"]
+
+
+Metric = Literal["logloss", "auc", "accuracy", "rmse", "mae"]
 
 
 class TrainConfig(_Section):
-    """Model family, search space and how trials are scaled."""
+    """Model families, search spaces, the Tune sweep and how trials are scaled."""
 
-    family: Literal["xgboost"] = "xgboost"
-    params: dict[str, float | int | str | bool] = Field(
-        default_factory=dict, description="Fixed XGBoost parameters applied to every trial."
+    families: list[Family] = Field(
+        default_factory=_default_families, min_length=1,
+        description="Families the sweep compares; num_samples trials each.",
     )
-    search_space: dict[str, SearchDim] = Field(
-        default_factory=lambda: dict(_DEFAULT_SPACE), validate_default=True
+    xgboost: XGBoostSettings = Field(default_factory=XGBoostSettings)
+    mlp: MLPSettings = Field(default_factory=MLPSettings)
+    linear: LinearSettings = Field(default_factory=LinearSettings)
+    num_samples: int = Field(4, ge=1, description="Tune trials per family.")
+    metric: Metric | None = Field(
+        None, description="Validation metric that ranks trials (and families). "
+        "Default: logloss (classification), rmse (regression).",
     )
-    num_samples: int = Field(4, ge=1, description="Number of Tune trials.")
-    num_boost_round: int = Field(200, ge=1)
-    early_stopping_rounds: int = Field(20, ge=1)
-    metric: str | None = Field(
-        None, description="Validation metric that picks the best trial (XGBoost eval metric). "
-        "Default: logloss (binary), mlogloss (multiclass), rmse (regression).",
+    scheduler: Literal["fifo", "asha"] = Field(
+        "fifo", description="asha stops bad trials early from their per-round reports.",
+    )
+    grace_period: int = Field(
+        2, ge=1, description="ASHA: reports (every 10 rounds or 1 epoch) before a trial may stop.",
     )
     num_workers: int = Field(
         1, ge=1, description="Ray Train workers per trial. 1 trains in-process inside the Tune "
-        "trial (no Ray Train start-up); >1 runs a data-parallel XGBoostTrainer per trial.",
+        "trial (no Ray Train start-up); >1 runs a data-parallel Ray Train run per trial "
+        "(XGBoostTrainer or TorchTrainer; the linear family always trains in-process).",
     )
     parallelism: Literal["auto", "in_process", "data_parallel"] = Field(
         "auto", description="auto: data_parallel when num_workers > 1, else in_process.",
@@ -249,53 +321,186 @@ class TrainConfig(_Section):
     cpus_per_worker: float = Field(1.0, gt=0)
     use_gpu: bool = False
     max_concurrent_trials: int | None = Field(
-        None, ge=1, description="Default: as many as the cluster's CPUs allow."
+        None, ge=1, description="Default: as many as the cluster's CPUs allow.",
     )
     max_failures: int = Field(1, ge=0, description="Retries of a failed trial or Train run.")
     seed: int = 0
 
-    @field_validator("search_space", mode="before")
+    @field_validator("families")
     @classmethod
-    def _space_is_mapping(cls, v: Any) -> Any:
-        if v is None:
-            return {}
+    def _unique_families(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("lists a family twice")
         return v
 
 
 # --------------------------------------------------------------------------- evaluate / outputs
 
 
+class GateConfig(_Section):
+    """When a new model may replace the current champion."""
+
+    metric: str | None = Field(
+        None, description="Test metric compared with the champion's on the same test rows. "
+        "Default: roc_auc (binary), f1_macro (multiclass), rmse (regression).",
+    )
+    margin: float = Field(
+        0.0, ge=0, description="The new model must beat the champion by at least this much.",
+    )
+    slice_floor: float | None = Field(
+        None, description="No slice's gate metric may fall below this (lower-is-better metrics: "
+        "rise above it).",
+    )
+
+
+class ChecksConfig(_Section):
+    """Pre-production checks of model outputs, run before promotion."""
+
+    sample_rows: int = Field(200, ge=1, description="Test rows the checks predict on.")
+    latency_budget_ms: float = Field(
+        100.0, gt=0, description="Budget for one single-row prediction (median of repeats).",
+    )
+
+
 class EvaluateConfig(_Section):
-    """Test-set evaluation."""
+    """Test-set evaluation, plots, pre-production checks and the champion gate."""
 
     threshold: float = Field(0.5, gt=0, lt=1, description="Decision threshold (binary).")
+    slices: list[str] = Field(
+        default_factory=list, description="Raw columns to report per-value (slice) metrics on.",
+    )
+    plots: bool = Field(True, description="Save ROC/PR/confusion/calibration/residual plots.")
+    gate: GateConfig = Field(default_factory=GateConfig)
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
 
 
 class BatchConfig(_Section):
-    """Batch inference with a Ray Data actor pool."""
+    """Batch inference (`raypipe predict`, the pipeline's batch stage) with a Ray Data actor pool.
 
+    Every input row ends up either in the predictions or in the quarantine folder with a
+    reason; the counts are checked to add up.
+    """
+
+    input: Source | None = Field(
+        None, description="Raw rows `raypipe predict --config` scores when --input is not given; "
+        "any source kind the ingest stage reads.",
+    )
     output_dir: str | None = Field(
         None, description="Where predictions go. Default: <work_dir>/outputs/<name>."
     )
-    batch_size: int = Field(4096, ge=1)
-    concurrency: int = Field(1, ge=1, description="Number of predictor actors.")
-    num_cpus_per_actor: float = Field(
-        0.5, gt=0, description="Fractional so read tasks keep CPUs on small machines."
+    batch_size: int = Field(
+        8192, ge=1, description="Rows per model call; larger amortises the per-call overhead."
     )
+    concurrency: int = Field(
+        2, ge=1, description="Predictor actors; each loads the model once and keeps it."
+    )
+    num_cpus_per_actor: float = Field(
+        0.5, gt=0, description="Fractional so read tasks keep CPUs on small machines: a pool "
+        "whose actors take every CPU starves the reads and hangs.",
+    )
+    id_columns: list[str] | None = Field(
+        None, description="Input columns copied next to the predictions (ids, keys). "
+        "Default: every input column.",
+    )
+    partition_cols: list[str] = Field(
+        default_factory=list,
+        description="Hive-partition the Parquet output by these output columns.",
+    )
+    model_version_column: str = Field(
+        "model_version", min_length=1,
+        description="Output column naming the registered model version that scored the row.",
+    )
+    quarantine_dir: str | None = Field(
+        None, description="Where rows the model cannot score go, with the reason in "
+        "`_quarantine_reason`. Default: <output>/_quarantine (ignored by Parquet readers).",
+    )
+    max_object_store_bytes: int | None = Field(
+        None, ge=1, description="Cap on the object store memory the streaming run may use "
+        "(Ray Data resource limit); default: Ray Data's own budget.",
+    )
+
+    @model_validator(mode="after")
+    def _check_partitions(self) -> BatchConfig:
+        if self.id_columns is not None and self.partition_cols:
+            kept = set(self.id_columns) | {self.model_version_column}
+            extra = [c for c in self.partition_cols if c not in kept]
+            if extra:
+                raise ValueError(f"partition_cols {extra} are not output columns; add them to "
+                                 "id_columns")
+        return self
 
 
 class ServeConfig(_Section):
-    """Online inference with Ray Serve."""
+    """Online inference with Ray Serve: /predict, /invocations (MLflow) and /v2 (KServe)."""
 
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", description="Bind address of the HTTP proxy.")
     port: int = Field(8000, ge=1, le=65535)
-    num_replicas: int = Field(1, ge=1)
+    num_replicas: int = Field(
+        1, ge=1, description="Replicas; with autoscaling, the number started with."
+    )
+    autoscaling: bool = Field(
+        False, description="Scale replicas between min_replicas and max_replicas on load."
+    )
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(4, ge=1)
+    target_ongoing_requests: float = Field(
+        32, gt=0, description="Autoscaling aims at this many requests in flight per replica."
+    )
     num_cpus_per_replica: float = Field(
         0.5, gt=0, description="Fractional, so batch jobs on the same small cluster still run."
     )
-    max_batch_size: int = Field(64, ge=1)
-    batch_wait_timeout_s: float = Field(0.005, ge=0)
-    max_request_rows: int = Field(10_000, ge=1, description="Larger bodies get HTTP 413.")
+    max_ongoing_requests: int = Field(
+        64, ge=1, description="Requests one replica works on at once (its batching window)."
+    )
+    max_queued_requests: int = Field(
+        256, ge=-1, description="Requests waiting for a free replica slot; more are answered "
+        "503 at once instead of piling up. -1: no limit.",
+    )
+    overload_retry_after_s: float | None = Field(
+        1.0, ge=0, description="Retry-After header on 503 overload answers (None: no header)."
+    )
+    max_batch_size: int = Field(
+        256, ge=1, description="Most rows one model call combines across requests "
+        "(@serve.batch); a request with more rows runs on its own.",
+    )
+    batch_wait_timeout_s: float = Field(
+        0.0, ge=0, description="How long a batch waits for more requests. 0: take what is "
+        "queued; requests still batch up while the model is busy, with no idle wait.",
+    )
+    max_request_rows: int = Field(10_000, ge=1, description="Larger requests get HTTP 413.")
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, ge=1, description="Larger bodies get HTTP 413."
+    )
+    model_poll_interval_s: float = Field(
+        10.0, ge=0, description="How often replicas check where the registry alias points and "
+        "load a new version without dropping requests (hot swap). 0: never.",
+    )
+    auth_token_env: str | None = Field(
+        None, description="Require `Authorization: Bearer <token>`, the token read from this "
+        "environment variable of the replicas. Default: no auth (localhost demos).",
+    )
+    auth_token_file: str | None = Field(
+        None, description="As auth_token_env, the token read from this file (a mounted secret)."
+    )
+    ingress: Literal["proxy", "haproxy"] = Field(
+        "proxy", description="proxy: Serve's Python HTTP proxy. haproxy: HAProxy in front of "
+        "replicas that listen themselves (Serve's throughput-optimised mode; set when raypipe "
+        "starts the Ray instance, else set RAY_SERVE_ENABLE_HA_PROXY=1 and "
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED=1 on the cluster).",
+    )
+
+    @model_validator(mode="after")
+    def _check_scaling(self) -> ServeConfig:
+        if self.autoscaling and not (
+            self.min_replicas <= self.num_replicas <= self.max_replicas
+        ):
+            raise ValueError(
+                f"with autoscaling, min_replicas ({self.min_replicas}) <= num_replicas "
+                f"({self.num_replicas}) <= max_replicas ({self.max_replicas}) must hold"
+            )
+        if self.auth_token_env and self.auth_token_file:
+            raise ValueError("set one of auth_token_env and auth_token_file, not both")
+        return self
 
 
 class MonitorConfig(_Section):
@@ -416,7 +621,7 @@ def _format_error(err: ValidationError, origin: str) -> str:
         parts = [
             p for i, p in enumerate(parts)
             if not ((i == 1 and parts[0] == "source" and p in ("demo", "files"))
-                    or (i == 3 and parts[:2] == ["train", "search_space"]
+                    or (i >= 2 and parts[i - 2] == "search_space"
                         and p in ("uniform", "loguniform", "randint", "choice")))
         ]
         loc = ".".join(parts)

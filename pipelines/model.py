@@ -1,4 +1,4 @@
-"""The deployable model: fitted feature pipeline + XGBoost booster, as one MLflow pyfunc model.
+"""The deployable model: fitted feature pipeline + a trained family model, as one pyfunc model.
 
 Batch inference, the Serve app and ``mlflow.pyfunc.load_model`` all predict through
 :func:`predict_frame`, so the same raw rows give the same predictions everywhere.
@@ -18,6 +18,7 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 from pydantic import BaseModel, ConfigDict
 
+from pipelines.families import Predictor, load_predictor
 from pipelines.features import FeaturePipeline
 
 __all__ = [
@@ -35,15 +36,16 @@ logger = logging.getLogger(__name__)
 PREDICTION_COLUMN = "prediction"
 PROBABILITY_COLUMN = "probability"
 SPEC_ARTIFACT = "model_spec"
-BOOSTER_ARTIFACT = "booster"
+MODEL_ARTIFACT = "model_dir"
 
 
 class ModelSpec(BaseModel):
-    """Everything besides the booster that prediction needs, stored as JSON."""
+    """Everything besides the model weights that prediction needs, stored as JSON."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     pipeline: FeaturePipeline
+    family: str = "xgboost"
     threshold: float = 0.5
     name: str
     metrics: dict[str, float] = {}
@@ -75,18 +77,16 @@ def conform_input(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
     return out
 
 
-def predict_frame(spec: ModelSpec, booster: Any, df: pd.DataFrame) -> pd.DataFrame:
+def predict_frame(spec: ModelSpec, predictor: Predictor, df: pd.DataFrame) -> pd.DataFrame:
     """Predict raw rows: one output row per input row, in input order.
 
     Binary: ``prediction`` (the label) and ``probability`` (of the positive, second class).
     Multiclass: ``prediction``, ``probability`` (of the predicted class) and one
     ``probability_<class>`` column per class. Regression: ``prediction``.
     """
-    import xgboost
-
     pipe = spec.pipeline
     features = pipe.transform(df)
-    raw = booster.predict(xgboost.DMatrix(features.to_numpy(), feature_names=pipe.feature_names))
+    raw = predictor.predict_raw(features.to_numpy(dtype=np.float64))
     out = pd.DataFrame(index=df.index)
     if pipe.task == "regression":
         out[PREDICTION_COLUMN] = raw.astype("float64")
@@ -105,27 +105,17 @@ def predict_frame(spec: ModelSpec, booster: Any, df: pd.DataFrame) -> pd.DataFra
     return out.reset_index(drop=True)
 
 
-def _load_booster(path: str | Path) -> Any:
-    import xgboost
-
-    booster = xgboost.Booster()
-    booster.load_model(str(path))
-    # One thread per predictor: batch actors and Serve replicas scale out by processes.
-    booster.set_param({"nthread": 1})
-    return booster
-
-
 class RaypipeModel(PythonModel):
     """MLflow pyfunc wrapper: raw rows in, predictions out."""
 
     def load_context(self, context: Any) -> None:
         self.spec = load_spec(context.artifacts[SPEC_ARTIFACT])
-        self.booster = _load_booster(context.artifacts[BOOSTER_ARTIFACT])
+        self.predictor = load_predictor(Path(context.artifacts[MODEL_ARTIFACT]))
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
-        return predict_frame(self.spec, self.booster, model_input)
+        return predict_frame(self.spec, self.predictor, model_input)
 
 
 def spec_to_json(spec: ModelSpec) -> str:

@@ -17,7 +17,7 @@ import pandas as pd
 from pipelines.config import PipelineConfig
 from pipelines.features import ColumnKind
 from pipelines.model import (
-    BOOSTER_ARTIFACT,
+    MODEL_ARTIFACT,
     PREDICTION_COLUMN,
     PROBABILITY_COLUMN,
     SPEC_ARTIFACT,
@@ -117,9 +117,22 @@ def _label_type(classes: list[Any]) -> str:
     return "string"
 
 
-def _requirements() -> list[str]:
+def package_versions(packages: list[str] | None = None) -> dict[str, str]:
+    """Installed versions of the packages a run depends on (lineage)."""
+    out = {}
+    for pkg in packages or [*_RUNTIME_PACKAGES, "ray", "scikit-learn", "torch"]:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def _requirements(family: str) -> list[str]:
     reqs = []
-    for pkg in _RUNTIME_PACKAGES:
+    packages = [*_RUNTIME_PACKAGES, *(["torch"] if family == "mlp" else []),
+                *(["scikit-learn"] if family == "linear" else [])]
+    for pkg in packages:
         try:
             reqs.append(f"{pkg}=={version(pkg)}")
         except PackageNotFoundError:
@@ -127,8 +140,8 @@ def _requirements() -> list[str]:
     return reqs
 
 
-def log_pipeline_model(spec: ModelSpec, booster_path: Path, input_example: pd.DataFrame) -> Any:
-    """Log the pipeline + booster as one pyfunc model in the active run; return its ModelInfo.
+def log_pipeline_model(spec: ModelSpec, model_dir: Path, input_example: pd.DataFrame) -> Any:
+    """Log the pipeline + trained model as one pyfunc model in the active run; return its info.
 
     The ``pipelines`` package travels inside the model (``code_paths``), so loading it needs
     only the pinned requirements, not an installed raypipe.
@@ -142,11 +155,11 @@ def log_pipeline_model(spec: ModelSpec, booster_path: Path, input_example: pd.Da
         return mlflow.pyfunc.log_model(
             name="model",
             python_model=RaypipeModel(),
-            artifacts={SPEC_ARTIFACT: str(spec_path), BOOSTER_ARTIFACT: str(booster_path)},
+            artifacts={SPEC_ARTIFACT: str(spec_path), MODEL_ARTIFACT: str(model_dir)},
             code_paths=[str(package_dir)],
             signature=model_signature(spec),
             input_example=conform_input(input_example, spec),
-            pip_requirements=_requirements(),
+            pip_requirements=_requirements(spec.family),
         )
 
 
@@ -159,6 +172,45 @@ def register_model(model_uri: str, name: str, alias: str, tags: dict[str, str]) 
     MlflowClient().set_registered_model_alias(name, alias, mv.version)
     logger.info("registered %s version %s as @%s", name, mv.version, alias)
     return str(mv.version)
+
+
+def alias_version(name: str, alias: str) -> str | None:
+    """The version an alias points at, or None when the model or alias does not exist."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(MlflowClient().get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def log_trials(trials: list[dict[str, Any]], metric: str) -> None:
+    """Every Tune trial as a child run of the active run: family, parameters, score, status."""
+    import mlflow
+
+    for t in trials:
+        name = f"trial-{t.get('trial_id') or len(trials)}-{t.get('family')}"
+        with mlflow.start_run(run_name=name, nested=True):
+            mlflow.log_params({"family": t.get("family"), **(t.get("params") or {})})
+            mlflow.set_tag("raypipe.trial_status", str(t.get("status")))
+            if t.get(metric) is not None:
+                mlflow.log_metric(f"valid_{metric}", float(t[metric]))
+
+
+def log_dataset(path: str, fingerprint: str, name: str, rows: int) -> None:
+    """Record the input data set with its content digest as the run's training input."""
+    import warnings
+
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    with warnings.catch_warnings():  # "can be interpreted in multiple ways": same class twice
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(path)
+    dataset = MetaDataset(source=source, name=name, digest=fingerprint[:36])  # type: ignore[abstract]
+    mlflow.log_input(dataset, context="training", tags={"rows": str(rows)})
 
 
 def log_json(obj: Any, artifact_file: str) -> None:

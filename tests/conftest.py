@@ -15,8 +15,8 @@ from pipelines.config import PipelineConfig, load_config
 SMALL_RUN = [
     "source.rows=3000",
     "train.num_samples=4",
-    "train.num_boost_round=40",
-    "train.early_stopping_rounds=10",
+    "train.xgboost.num_boost_round=40",
+    "train.xgboost.early_stopping_rounds=10",
     "schema.max_quarantine_fraction=0.05",
 ]
 

@@ -13,7 +13,7 @@ from pipelines.config import SplitConfig
 if TYPE_CHECKING:
     from ray.data import Dataset
 
-__all__ = ["split_dataset"]
+__all__ = ["SplitError", "split_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,15 +27,42 @@ def _split_one(ds: Dataset, cfg: SplitConfig) -> list[Dataset]:
     return list(shuffled.split_proportionately([cfg.train, cfg.valid]))
 
 
+class SplitError(ValueError):
+    """The data cannot be split as configured."""
+
+
+def _split_by_time(ds: Dataset, cfg: SplitConfig) -> tuple[Dataset, Dataset, Dataset]:
+    """Oldest rows train, newest rows test: a global sort, then cut by the fractions."""
+    col = cfg.time_column
+    assert col is not None
+    if col not in (ds.columns() or []):
+        raise SplitError(f"split.time_column {col!r} is not a column of the data")
+    from ray.data.aggregate import Count
+
+    stats = ds.aggregate(Count(alias_name="rows"),
+                         Count(on=col, ignore_nulls=True, alias_name="present"))
+    missing = int(stats["rows"]) - int(stats["present"])
+    if missing:
+        raise SplitError(
+            f"{missing} row(s) have no {col!r}, so they cannot be placed in time; declare "
+            f"schema.columns.{col}.nullable: false to quarantine them"
+        )
+    train, valid, test = ds.sort(col).split_proportionately([cfg.train, cfg.valid])
+    return train.materialize(), valid.materialize(), test.materialize()
+
+
 def split_dataset(
     ds: Dataset, cfg: SplitConfig, target: str, classification: bool
 ) -> tuple[Dataset, Dataset, Dataset]:
     """Return (train, valid, test).
 
     Stratified splitting shuffles and splits each class on its own, so every split keeps the
-    class shares of the whole (exactly, up to one row per class). Regression targets fall back
-    to a random split.
+    class shares of the whole (exactly, up to one row per class); regression targets fall back
+    to a random split. Time splitting orders rows by ``time_column``: no training row is later
+    than a validation row, and no validation row later than a test row.
     """
+    if cfg.strategy == "time":
+        return _split_by_time(ds, cfg)
     if cfg.strategy == "stratified" and classification:
         parts: list[list[Dataset]] = []
         for value in sorted(ds.unique(target)):

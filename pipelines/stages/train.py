@@ -1,24 +1,22 @@
-"""Train: a Ray Tune sweep of XGBoost, each trial in-process or as a Ray Train run.
+"""Train: a Ray Tune sweep over model families, each trial in-process or as a Ray Train run.
 
 Parallelism is right-sized per trial:
 
-* ``in_process`` (``train.num_workers == 1``): the trial itself fits the booster on the
+* ``in_process`` (``train.num_workers == 1``): the trial itself fits the model on the
   materialised splits. No Ray Train controller or worker group is started, which saves the
   ~15 s fixed cost of a Train run per trial on small data.
 * ``data_parallel`` (``train.num_workers > 1``, or forced by ``parallelism``): the trial
-  launches a Ray Train ``XGBoostTrainer`` whose workers each read a shard of the splits and
-  train together through XGBoost's collective.
+  launches a Ray Train run — ``XGBoostTrainer`` or ``TorchTrainer`` — whose workers each read
+  a shard of the splits and train together (XGBoost's collective, or DDP).
 
-Both paths share :func:`_fit_booster`, report the validation metric to Tune every few rounds
-and finish with a checkpoint of the best-iteration booster.
+Every trial reports the validation metric as it goes (every 10 boosting rounds, every epoch),
+so ASHA can stop bad trials, and ends with a checkpoint of its best model.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -27,7 +25,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from pipelines.config import Choice, LogUniform, RandInt, TrainConfig, Uniform
+from pipelines.config import Choice, LogUniform, RandInt, SearchDim, TrainConfig, Uniform
+from pipelines.families import FitContext, TrainData, get_family
+from pipelines.families.base import check_metric, default_metric, higher_is_better
+from pipelines.families.registry import write_family_marker
 from pipelines.features import FeaturePipeline
 
 if TYPE_CHECKING:
@@ -38,39 +39,29 @@ __all__ = [
     "TrainResult",
     "featurize",
     "resolve_parallelism",
-    "task_objective",
-    "tune_xgboost",
+    "tune_models",
 ]
 
 logger = logging.getLogger(__name__)
 
 LABEL_COLUMN = "__label__"
-MODEL_FILE = "model.ubj"
-REPORT_EVERY = 10
 Parallelism = Literal["in_process", "data_parallel"]
 
 
 @dataclass(frozen=True)
 class TrainResult:
-    """The sweep's outcome: the best booster (file) and every trial's score."""
+    """The sweep's outcome: the best model's folder and every trial's score."""
 
-    booster_path: Path
+    model_dir: Path
+    family: str
     metric: str
+    mode: str
     best_score: float
     best_params: dict[str, Any]
     best_iteration: int
     parallelism: Parallelism
     trials: list[dict[str, Any]] = field(default_factory=list)
     experiment_path: str = ""
-
-
-def task_objective(task: str, num_classes: int) -> tuple[dict[str, Any], str]:
-    """XGBoost objective parameters and the default validation metric for a task."""
-    if task == "binary":
-        return {"objective": "binary:logistic"}, "logloss"
-    if task == "multiclass":
-        return {"objective": "multi:softprob", "num_class": num_classes}, "mlogloss"
-    return {"objective": "reg:squarederror"}, "rmse"
 
 
 def resolve_parallelism(cfg: TrainConfig) -> Parallelism:
@@ -90,154 +81,161 @@ def featurize(ds: Dataset, pipeline: FeaturePipeline) -> Dataset:
     return ds.map_batches(partial(_featurize_batch, pipeline=pipeline), batch_format="pandas").materialize()
 
 
-def _search_space(cfg: TrainConfig) -> dict[str, Any]:
+def _arrays(df: pd.DataFrame) -> TrainData:
+    features = df.drop(columns=[LABEL_COLUMN])
+    return TrainData(features.to_numpy(dtype=np.float64), df[LABEL_COLUMN].to_numpy(),
+                     list(features.columns))
+
+
+def _dimension(dim: SearchDim) -> Any:
     from ray import tune
 
-    space: dict[str, Any] = {}
-    for name, dim in cfg.search_space.items():
-        if isinstance(dim, Uniform):
-            space[name] = tune.uniform(dim.low, dim.high)
-        elif isinstance(dim, LogUniform):
-            space[name] = tune.loguniform(dim.low, dim.high)
-        elif isinstance(dim, RandInt):
-            space[name] = tune.randint(dim.low, dim.high)
-        elif isinstance(dim, Choice):
-            space[name] = tune.choice(dim.values)
+    if isinstance(dim, Uniform):
+        return tune.uniform(dim.low, dim.high)
+    if isinstance(dim, LogUniform):
+        return tune.loguniform(dim.low, dim.high)
+    if isinstance(dim, RandInt):
+        return tune.randint(dim.low, dim.high)
+    assert isinstance(dim, Choice)
+    return tune.choice(dim.values)
+
+
+def _param_space(cfg: TrainConfig) -> dict[str, Any]:
+    """``family`` is a grid over the families; each trial samples every family's space but
+    only uses its own, so one Tune experiment compares them on one metric."""
+    from ray import tune
+
+    space: dict[str, Any] = {"family": tune.grid_search(list(cfg.families))}
+    for name in cfg.families:
+        space[name] = {k: _dimension(d) for k, d in getattr(cfg, name).search_space.items()}
     return space
 
 
-def _frame_to_dmatrix(df: pd.DataFrame) -> Any:
-    import xgboost
+def _settings(cfg: TrainConfig, family: str) -> dict[str, Any]:
+    section = getattr(cfg, family)
+    return section.model_dump(exclude={"params", "search_space"})
 
-    features = df.drop(columns=[LABEL_COLUMN])
-    return xgboost.DMatrix(
-        features.to_numpy(dtype=np.float64), label=df[LABEL_COLUMN].to_numpy(),
-        feature_names=list(features.columns),
+
+def _context(static: dict[str, Any], family: str, report: Any) -> FitContext:
+    return FitContext(
+        task=static["task"], num_classes=static["num_classes"], metric=static["metric"],
+        report=report, seed=static["seed"], threads=static["threads"],
+        use_gpu=static["use_gpu"], settings=static["settings"][family],
     )
 
 
-def _fit_booster(
-    params: dict[str, Any],
-    train_df: pd.DataFrame,
-    valid_df: pd.DataFrame,
-    *,
-    num_boost_round: int,
-    early_stopping_rounds: int,
-    metric: str,
-    report: Callable[[dict[str, float]], None],
-) -> tuple[Any, float, int]:
-    """Train with early stopping on the validation split; return (booster, score, iteration).
-
-    The returned booster is cut at the best iteration, so it predicts as evaluated.
-    """
-    import xgboost
-
-    class _Report(xgboost.callback.TrainingCallback):
-        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-            if (epoch + 1) % REPORT_EVERY == 0:
-                report({metric: float(evals_log["valid"][metric][-1]), "round": epoch + 1})
-            return False
-
-    dtrain, dvalid = _frame_to_dmatrix(train_df), _frame_to_dmatrix(valid_df)
-    booster = xgboost.train(
-        {**params, "eval_metric": metric},
-        dtrain,
-        num_boost_round=num_boost_round,
-        evals=[(dvalid, "valid")],
-        early_stopping_rounds=early_stopping_rounds,
-        verbose_eval=False,
-        callbacks=[_Report()],
-    )
-    best_iteration = int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1))
-    best_score = float(getattr(booster, "best_score", math.nan))
-    return booster[: best_iteration + 1], best_score, best_iteration
-
-
-def _save_checkpoint_dir(booster: Any, directory: str) -> None:
-    booster.save_model(str(Path(directory) / MODEL_FILE))
+def _final_report(static: dict[str, Any], family: str, score: float, iterations: int,
+                  params: dict[str, Any]) -> dict[str, Any]:
+    return {static["metric"]: score, "iterations": iterations, "family": family, "final": 1,
+            "params": params}
 
 
 # ---------------------------------------------------------------- trials
 
 
-def _in_process_trial(
-    config: dict[str, Any], *, train_ds: Any, valid_ds: Any, static: dict[str, Any]
-) -> None:
+def _in_process_trial(config: dict[str, Any], *, train_ds: Any, valid_ds: Any,
+                      static: dict[str, Any]) -> None:
     import ray.tune
 
-    params = {**static["params"], **config}
-    booster, score, best_it = _fit_booster(
-        params, train_ds.to_pandas(), valid_ds.to_pandas(),
-        num_boost_round=static["num_boost_round"],
-        early_stopping_rounds=static["early_stopping_rounds"],
-        metric=static["metric"],
-        report=ray.tune.report,
-    )
+    family = config["family"]
+    params = {**static["fixed"][family], **config[family]}
+    fam = get_family(family)
+    result = fam.fit(params, _arrays(train_ds.to_pandas()), _arrays(valid_ds.to_pandas()),
+                     _context(static, family, ray.tune.report))
     with tempfile.TemporaryDirectory() as tmp:
-        _save_checkpoint_dir(booster, tmp)
-        ray.tune.report(
-            {static["metric"]: score, "best_iteration": best_it, "final": 1},
-            checkpoint=ray.tune.Checkpoint.from_directory(tmp),
-        )
+        fam.save(result.model, Path(tmp))
+        write_family_marker(Path(tmp), family)
+        ray.tune.report(_final_report(static, family, result.score, result.iterations, params),
+                        checkpoint=ray.tune.Checkpoint.from_directory(tmp))
 
 
-def _worker_loop(config: dict[str, Any]) -> None:
-    """Runs on every Ray Train worker: fit on this worker's shard, rank 0 checkpoints."""
+def _xgboost_worker(config: dict[str, Any]) -> None:
+    """One Ray Train XGBoost worker: its shard, the shared collective, rank 0 checkpoints."""
     import ray.train
 
-    static = config["static"]
-    params = {**static["params"], **config["trial"]}
-    train_df = ray.train.get_dataset_shard("train").materialize().to_pandas()
-    valid_df = ray.train.get_dataset_shard("valid").materialize().to_pandas()
-    rank = ray.train.get_context().get_world_rank()
-    booster, score, best_it = _fit_booster(
-        params, train_df, valid_df,
-        num_boost_round=static["num_boost_round"],
-        early_stopping_rounds=static["early_stopping_rounds"],
-        metric=static["metric"],
-        report=lambda m: ray.train.report(m),
-    )
-    final = {static["metric"]: score, "best_iteration": best_it, "final": 1}
+    from pipelines.families.xgb import XGBoostFamily
+
+    static, params = config["static"], config["params"]
+    fam = XGBoostFamily()
+    train = _arrays(ray.train.get_dataset_shard("train").materialize().to_pandas())
+    valid = _arrays(ray.train.get_dataset_shard("valid").materialize().to_pandas())
+    ctx = _context(static, "xgboost", lambda m: ray.train.report(m))
+    ctx.settings = {**ctx.settings, "global_score": True}
+    result = fam.fit(params, train, valid, ctx)
+    _report_from_worker(fam, "xgboost", result, static, params)
+
+
+def _torch_worker(config: dict[str, Any]) -> None:
+    """One Ray Train TorchTrainer worker: DDP over shards, globally averaged early stopping."""
+    import ray.train
+
+    from pipelines.families.mlp import MLPFamily
+
+    static, params = config["static"], config["params"]
+    fam = MLPFamily()
+    train = _arrays(ray.train.get_dataset_shard("train").materialize().to_pandas())
+    valid = _arrays(ray.train.get_dataset_shard("valid").materialize().to_pandas())
+    ctx = _context(static, "mlp", lambda m: ray.train.report(m))
+    result = fam.fit_distributed(params, train, valid, ctx, config["scaler"])
+    _report_from_worker(fam, "mlp", result, static, params)
+
+
+def _report_from_worker(fam: Any, family: str, result: Any, static: dict[str, Any],
+                        params: dict[str, Any]) -> None:
+    import ray.train
+
+    final = _final_report(static, family, result.score, result.iterations, params)
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
-        if rank == 0:
-            _save_checkpoint_dir(booster, tmp)
+        if ray.train.get_context().get_world_rank() == 0:
+            fam.save(result.model, Path(tmp))
+            write_family_marker(Path(tmp), family)
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
         ray.train.report(final, checkpoint=checkpoint)
 
 
-def _data_parallel_trial(
-    config: dict[str, Any], *, train_ds: Any, valid_ds: Any, static: dict[str, Any]
-) -> None:
+def _data_parallel_trial(config: dict[str, Any], *, train_ds: Any, valid_ds: Any,
+                         static: dict[str, Any]) -> None:
     import ray.train
     import ray.tune
-    from ray.train.xgboost import XGBoostTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    trial = ray.tune.get_context().get_trial_id()
-    trainer = XGBoostTrainer(
-        _worker_loop,
-        train_loop_config={"trial": config, "static": static},
-        datasets={"train": train_ds, "valid": valid_ds},
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=static["num_workers"],
-            use_gpu=static["use_gpu"],
+    family = config["family"]
+    if family == "linear":  # nothing to parallelise: one solver call on the whole split
+        _in_process_trial(config, train_ds=train_ds, valid_ds=valid_ds, static=static)
+        return
+    params = {**static["fixed"][family], **config[family]}
+    loop_config: dict[str, Any] = {"static": static, "params": params}
+    common: dict[str, Any] = {
+        "datasets": {"train": train_ds, "valid": valid_ds},
+        "scaling_config": ray.train.ScalingConfig(
+            num_workers=static["num_workers"], use_gpu=static["use_gpu"],
             resources_per_worker={"CPU": static["cpus_per_worker"]},
         ),
-        run_config=ray.train.RunConfig(
-            name=f"{static['run_name']}-{trial}",
+        "run_config": ray.train.RunConfig(
+            name=f"{static['run_name']}-{ray.tune.get_context().get_trial_id()}",
             storage_path=static["storage_path"],
             failure_config=ray.train.FailureConfig(max_failures=static["max_failures"]),
             callbacks=[TuneReportCallback()],  # type: ignore[list-item]
         ),
-    )
+    }
+    if family == "xgboost":
+        from ray.train.xgboost import XGBoostTrainer
+
+        trainer: Any = XGBoostTrainer(_xgboost_worker, train_loop_config=loop_config, **common)
+    else:
+        from ray.train.torch import TorchTrainer
+
+        from pipelines.families.mlp import standardizer_from_dataset
+
+        loop_config["scaler"] = standardizer_from_dataset(train_ds, LABEL_COLUMN)
+        trainer = TorchTrainer(_torch_worker, train_loop_config=loop_config, **common)
     result = trainer.fit()
     if result.checkpoint is None:
-        raise RuntimeError(f"trial {trial}: the Ray Train run produced no checkpoint")
-    final = dict(result.metrics or {})
+        raise RuntimeError(f"{family} trial: the Ray Train run produced no checkpoint")
+    metrics = dict(result.metrics or {})
     ray.tune.report(
-        {static["metric"]: final[static["metric"]], "best_iteration": final["best_iteration"],
-         "final": 1},
+        _final_report(static, family, metrics[static["metric"]], metrics["iterations"], params),
         checkpoint=result.checkpoint,
     )
 
@@ -245,7 +243,11 @@ def _data_parallel_trial(
 # ---------------------------------------------------------------- the sweep
 
 
-def tune_xgboost(
+def _experiment_path(storage_path: str, run_name: str) -> str:
+    return f"{storage_path.rstrip('/')}/{run_name}"
+
+
+def tune_models(
     train_ds: Dataset,
     valid_ds: Dataset,
     cfg: TrainConfig,
@@ -254,87 +256,114 @@ def tune_xgboost(
     num_classes: int,
     storage_path: str,
     run_name: str,
+    resume: bool = False,
 ) -> TrainResult:
-    """Sweep XGBoost hyperparameters with Ray Tune and return the best trial's booster.
+    """Sweep the configured families with Ray Tune and return the best trial's model.
 
-    ``train_ds`` and ``valid_ds`` are featurised splits (see :func:`featurize`).
+    ``train_ds`` and ``valid_ds`` are featurised splits (see :func:`featurize`). With
+    ``resume``, an interrupted experiment of the same ``run_name`` continues where it stopped
+    (finished trials are kept, unfinished and errored ones run again).
     """
     import ray
     import ray.tune
+    from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import BasicVariantGenerator
 
-    objective, default_metric = task_objective(task, num_classes)
-    metric = cfg.metric or default_metric
-    mode = "max" if metric in {"auc", "aucpr", "map", "ndcg"} else "min"
+    metric = cfg.metric or default_metric(task)
+    check_metric(metric, task)
+    mode = "max" if higher_is_better(metric) else "min"
     parallelism = resolve_parallelism(cfg)
-    threads = max(1, int(cfg.cpus_per_worker))
-    params: dict[str, Any] = {
-        **objective, "tree_method": "hist", "seed": cfg.seed, "nthread": threads, **cfg.params,
-    }
-    if cfg.use_gpu:
-        params["device"] = "cuda"
+    if "mlp" in cfg.families:
+        import torch  # noqa: F401  # fail here, clearly, rather than inside every trial
     static = {
-        "params": params, "metric": metric, "num_boost_round": cfg.num_boost_round,
-        "early_stopping_rounds": cfg.early_stopping_rounds, "num_workers": cfg.num_workers,
-        "cpus_per_worker": cfg.cpus_per_worker, "use_gpu": cfg.use_gpu,
+        "task": task, "num_classes": num_classes, "metric": metric, "seed": cfg.seed,
+        "threads": max(1, int(cfg.cpus_per_worker)), "use_gpu": cfg.use_gpu,
+        "num_workers": cfg.num_workers, "cpus_per_worker": cfg.cpus_per_worker,
         "storage_path": storage_path, "run_name": run_name, "max_failures": cfg.max_failures,
+        "fixed": {f: dict(getattr(cfg, f).params) for f in cfg.families},
+        "settings": {f: _settings(cfg, f) for f in cfg.families},
     }
-
     total_cpus = float(ray.cluster_resources().get("CPU", 1))
-    per_trial_cpus = cfg.cpus_per_worker * (cfg.num_workers if parallelism == "data_parallel" else 1)
-    concurrency = cfg.max_concurrent_trials or max(1, int(total_cpus // per_trial_cpus))
     if parallelism == "in_process":
         resources: dict[str, float] = {"cpu": cfg.cpus_per_worker, "gpu": 1 if cfg.use_gpu else 0}
-        trainable: Any = _in_process_trial
+        fn: Any = _in_process_trial
+        per_trial = cfg.cpus_per_worker
     else:
         # The trial only drives a Ray Train run whose workers hold the CPUs. Tune refuses an
         # empty request, so the driver asks for one byte of memory and no CPU.
         resources = {"cpu": 0, "memory": 1}
-        trainable = _data_parallel_trial
+        fn = _data_parallel_trial
+        per_trial = cfg.cpus_per_worker * cfg.num_workers
+        if per_trial > total_cpus:
+            logger.warning("a trial needs %.1f CPUs but the cluster has %.1f; it waits for the "
+                           "autoscaler", per_trial, total_cpus)
+    concurrency = cfg.max_concurrent_trials or max(1, int(total_cpus // per_trial))
     trainable = ray.tune.with_resources(
-        ray.tune.with_parameters(trainable, train_ds=train_ds, valid_ds=valid_ds, static=static),
+        ray.tune.with_parameters(fn, train_ds=train_ds, valid_ds=valid_ds, static=static),
         resources,
     )
-    tuner = ray.tune.Tuner(
-        trainable,
-        param_space=_search_space(cfg),
-        tune_config=ray.tune.TuneConfig(
-            metric=metric, mode=mode, num_samples=cfg.num_samples,
-            max_concurrent_trials=concurrency,
-            search_alg=BasicVariantGenerator(random_state=cfg.seed),
-        ),
-        run_config=ray.tune.RunConfig(
-            name=run_name,
-            storage_path=storage_path,
-            failure_config=ray.tune.FailureConfig(max_failures=cfg.max_failures),
-            verbose=0,
-        ),
-    )
-    logger.info("tuning %d trial(s), %s, up to %d at once", cfg.num_samples, parallelism,
-                concurrency)
+    path = _experiment_path(storage_path, run_name)
+    if resume and ray.tune.Tuner.can_restore(path):
+        logger.info("resuming the sweep in %s", path)
+        tuner = ray.tune.Tuner.restore(path, trainable=trainable, resume_errored=True,
+                                       param_space=_param_space(cfg))
+    else:
+        scheduler = (ASHAScheduler(grace_period=cfg.grace_period, max_t=10_000)
+                     if cfg.scheduler == "asha" else None)
+        tuner = ray.tune.Tuner(
+            trainable,
+            param_space=_param_space(cfg),
+            tune_config=ray.tune.TuneConfig(
+                metric=metric, mode=mode, num_samples=cfg.num_samples, scheduler=scheduler,
+                # The generator itself caps concurrency (Tune ignores max_concurrent_trials
+                # when given a generator instance).
+                search_alg=BasicVariantGenerator(random_state=cfg.seed,
+                                                 max_concurrent=concurrency),
+            ),
+            run_config=ray.tune.RunConfig(
+                name=run_name, storage_path=storage_path, verbose=0,
+                failure_config=ray.tune.FailureConfig(max_failures=cfg.max_failures),
+            ),
+        )
+    logger.info("tuning %s x %d trial(s), %s, up to %d at once", cfg.families,
+                cfg.num_samples, parallelism, concurrency)
     grid = tuner.fit()
     results = [grid[i] for i in range(len(grid))]
-    errors = [r.error for r in results if r.error is not None]
-    if errors and len(errors) == len(results):
-        raise RuntimeError(f"every trial failed; first error: {errors[0]}")
-    best = grid.get_best_result(metric=metric, mode=mode, scope="last")
-    if best.checkpoint is None:
-        raise RuntimeError("the best trial left no checkpoint")
+    finished = [r for r in results if r.error is None and (r.metrics or {}).get("final")]
+    if not finished:
+        first = next((r.error for r in results if r.error is not None), None)
+        raise RuntimeError(f"no trial finished; first error: {first}")
+    best = grid.get_best_result(metric=metric, mode=mode, scope="last", filter_nan_and_inf=True)
+    if best.checkpoint is None or not (best.metrics or {}).get("final"):
+        # ASHA may stop the trial with the best last report before it checkpoints.
+        sign = 1.0 if mode == "min" else -1.0
+        best = min(finished, key=lambda r: sign * float((r.metrics or {})[metric]))
+    assert best.checkpoint is not None
     out_dir = Path(tempfile.mkdtemp(prefix="raypipe-model-"))
     with best.checkpoint.as_directory() as d:
-        (out_dir / MODEL_FILE).write_bytes((Path(d) / MODEL_FILE).read_bytes())
+        for f in Path(d).iterdir():
+            if f.is_file():
+                (out_dir / f.name).write_bytes(f.read_bytes())
+    best_metrics = best.metrics or {}
     trials = [
-        {**{k: v for k, v in (r.config or {}).items()},
-         metric: (r.metrics or {}).get(metric), "error": str(r.error) if r.error else None}
+        {"trial_id": (r.metrics or {}).get("trial_id"),
+         "family": (r.config or {}).get("family"),
+         "params": (r.config or {}).get((r.config or {}).get("family", ""), {}),
+         metric: (r.metrics or {}).get(metric),
+         "iterations": (r.metrics or {}).get("iterations"),
+         "status": "error" if r.error else ("finished" if (r.metrics or {}).get("final")
+                                            else "stopped early"),
+         "error": str(r.error) if r.error else None}
         for r in results
     ]
-    best_metrics = best.metrics or {}
     return TrainResult(
-        booster_path=out_dir / MODEL_FILE,
+        model_dir=out_dir,
+        family=str(best_metrics["family"]),
         metric=metric,
+        mode=mode,
         best_score=float(best_metrics[metric]),
-        best_params={**params, **(best.config or {})},
-        best_iteration=int(best_metrics.get("best_iteration", -1)),
+        best_params=dict(best_metrics.get("params") or {}),
+        best_iteration=int(best_metrics.get("iterations", -1)),
         parallelism=parallelism,
         trials=trials,
         experiment_path=grid.experiment_path,

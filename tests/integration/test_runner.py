@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -62,7 +64,8 @@ def test_batch_output_one_row_per_test_row_with_prediction(trained: dict[str, An
 
 def test_metrics_are_real(trained: dict[str, Any]) -> None:
     m = trained["summary"].metrics
-    assert set(m) == {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"}
+    assert {"accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc",
+            "log_loss"} <= set(m)
     assert m["roc_auc"] > 0.65  # the demo's signal is learnable; chance is 0.5
     assert 0 < m["log_loss"] < 0.6
 
@@ -86,7 +89,7 @@ def test_run_records_lineage(trained: dict[str, Any]) -> None:
     tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
     assert len(tags["raypipe.data_fingerprint"]) == 64
     assert tags["raypipe.git_sha"]
-    assert "eta" in params and "max_depth" in params
+    assert "best.eta" in params and "best.max_depth" in params and params["family"] == "xgboost"
     assert metrics["test_roc_auc"] == pytest.approx(s.metrics["roc_auc"])
     arts = {a.path for a in MlflowClient().list_artifacts(s.run_id)}
     assert {"config.yaml", "feature_pipeline.json", "tune_trials.json"} <= arts
@@ -110,3 +113,63 @@ def test_pyfunc_predicts_raw_rows_with_missing_values_and_odd_spellings(
     a = raw.head(1).assign(plan="basic")
     b = raw.head(1).assign(plan="  BASIC ")
     assert model.predict(a)["probability"].iloc[0] == model.predict(b)["probability"].iloc[0]
+
+
+def test_first_model_becomes_champion_after_passing_checks(trained: dict[str, Any]) -> None:
+    s = trained["summary"]
+    assert s.alias == "champion" and s.champion_metrics is None
+    assert s.failed_checks == []
+    assert "no champion" in s.gate_reason
+
+
+def test_plots_evaluation_and_checks_are_logged(trained: dict[str, Any]) -> None:
+    cfg, s = trained["cfg"], trained["summary"]
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    client = MlflowClient()
+    plots = {a.path.split("/")[-1] for a in client.list_artifacts(s.run_id, "plots")}
+    assert any("roc" in p for p in plots) and any("confusion" in p for p in plots)
+    assert any("calibration" in p for p in plots) and "feature_importance.png" in plots
+    local = client.download_artifacts(s.run_id, "evaluation.json")
+    evaluation = json.loads(Path(local).read_text())
+    assert {"plan", "region"} <= set(evaluation["slices"])
+    assert sum(sum(r) for r in evaluation["confusion"]) == s.counts["rows_test"]
+    checks = json.loads(Path(client.download_artifacts(s.run_id, "checks.json")).read_text())
+    assert {c["name"] for c in checks} >= {"finite", "deterministic", "latency"}
+    assert all(c["passed"] for c in checks)
+
+
+def test_trials_are_child_runs_and_data_is_an_input(trained: dict[str, Any]) -> None:
+    cfg, s = trained["cfg"], trained["summary"]
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    client = MlflowClient()
+    run = client.get_run(s.run_id)
+    children = client.search_runs([run.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{s.run_id}'")
+    assert len(children) == 4  # train.num_samples in the small config
+    assert all("family" in c.data.params for c in children)
+    digests = [d.dataset.digest for d in run.inputs.dataset_inputs]
+    assert digests == [run.data.tags["raypipe.data_fingerprint"][:36]]
+    assert run.data.tags["raypipe.version.xgboost"]
+
+
+def test_a_worse_model_is_registered_as_challenger(trained: dict[str, Any]) -> None:
+    """Same store, same data: a crippled model must not take the champion alias."""
+    from pipelines.runner import run_pipeline
+    from tests.conftest import small_config
+
+    cfg = small_config(trained["work"], "train.num_samples=1",
+                       "train.xgboost.num_boost_round=1",
+                       "train.xgboost.search_space.max_depth={type: choice, values: [1]}",
+                       "train.xgboost.search_space.eta={type: choice, values: [0.01]}")
+    before = trained["summary"]
+    s = run_pipeline(cfg)
+    assert s.alias == "challenger"
+    assert s.champion_metrics is not None
+    assert s.metrics["roc_auc"] < s.champion_metrics["roc_auc"]
+    assert "roc_auc" in s.gate_reason
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias("raypipe-demo", "champion").version) == (
+        before.model_version)
+    assert str(client.get_model_version_by_alias("raypipe-demo", "challenger").version) == (
+        s.model_version)

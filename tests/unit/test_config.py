@@ -52,7 +52,7 @@ def test_minimal_config_gets_defaults() -> None:
     assert (cfg.split.train, cfg.split.valid, cfg.split.test) == (0.7, 0.15, 0.15)
     assert cfg.train.num_samples == 4
     assert cfg.train.num_workers == 1
-    assert set(cfg.train.search_space) == {"eta", "max_depth", "subsample", "min_child_weight"}
+    assert set(cfg.train.xgboost.search_space) == {"eta", "max_depth", "subsample", "min_child_weight"}
     assert cfg.evaluate.threshold == pytest.approx(0.5)
     assert cfg.serve.port == 8000
     assert cfg.tracking.alias == "champion"
@@ -71,7 +71,7 @@ def test_derived_settings_default_to_the_pipeline_name() -> None:
 def test_default_search_space_dims_are_validated_models() -> None:
     from pipelines.config import Choice, LogUniform, RandInt, Uniform
 
-    space = parse_config(MINIMAL).train.search_space
+    space = parse_config(MINIMAL).train.xgboost.search_space
     assert isinstance(space["eta"], LogUniform)
     assert isinstance(space["max_depth"], RandInt)
     assert isinstance(space["subsample"], Uniform)
@@ -81,26 +81,26 @@ def test_default_search_space_dims_are_validated_models() -> None:
 def test_explicit_search_space_dims_are_validated_models() -> None:
     from pipelines.config import Choice, LogUniform
 
-    cfg = parse_config(with_(train={"search_space": {
+    cfg = parse_config(with_(train={"xgboost": {"search_space": {
         "eta": {"type": "loguniform", "low": 0.01, "high": 0.3},
         "gamma": {"type": "choice", "values": [0, 1]},
-    }}))
-    eta = cfg.train.search_space["eta"]
+    }}}))
+    eta = cfg.train.xgboost.search_space["eta"]
     assert isinstance(eta, LogUniform)
     assert (eta.low, eta.high) == (0.01, 0.3)
-    assert isinstance(cfg.train.search_space["gamma"], Choice)
+    assert isinstance(cfg.train.xgboost.search_space["gamma"], Choice)
 
 
 def test_empty_search_space_is_allowed() -> None:
-    assert parse_config(with_(train={"search_space": None})).train.search_space == {}
+    assert parse_config(with_(train={"xgboost": {"search_space": None}})).train.xgboost.search_space == {}
 
 
 def test_default_search_space_is_not_shared_between_configs() -> None:
     a = parse_config(MINIMAL)
-    b = parse_config(with_(train={"search_space": {"eta": {"type": "uniform", "low": 0.1,
-                                                           "high": 0.2}}}))
-    assert set(b.train.search_space) == {"eta"}
-    assert len(a.train.search_space) == 4
+    b = parse_config(with_(train={"xgboost": {"search_space": {"eta": {"type": "uniform", "low": 0.1,
+                                                           "high": 0.2}}}}))
+    assert set(b.train.xgboost.search_space) == {"eta"}
+    assert len(a.train.xgboost.search_space) == 4
 
 
 def test_file_source_and_schema_alias() -> None:
@@ -194,23 +194,23 @@ def test_split_fractions_summing_to_one_are_accepted() -> None:
 @pytest.mark.parametrize(
     ("dim", "path", "fragment"),
     [
-        ({"type": "loguniform", "low": 0, "high": 1}, "train.search_space.d.low",
+        ({"type": "loguniform", "low": 0, "high": 1}, "train.xgboost.search_space.d.low",
          "greater than 0"),
-        ({"type": "loguniform", "low": -1e-3, "high": 1}, "train.search_space.d.low",
+        ({"type": "loguniform", "low": -1e-3, "high": 1}, "train.xgboost.search_space.d.low",
          "greater than 0"),
-        ({"type": "loguniform", "low": 0.5, "high": 0.1}, "train.search_space.d",
+        ({"type": "loguniform", "low": 0.5, "high": 0.1}, "train.xgboost.search_space.d",
          "must be below high"),
-        ({"type": "uniform", "low": 1.0, "high": 1.0}, "train.search_space.d",
+        ({"type": "uniform", "low": 1.0, "high": 1.0}, "train.xgboost.search_space.d",
          "must be below high"),
-        ({"type": "uniform", "low": 2.0, "high": 1.0}, "train.search_space.d",
+        ({"type": "uniform", "low": 2.0, "high": 1.0}, "train.xgboost.search_space.d",
          "must be below high"),
-        ({"type": "randint", "low": 5, "high": 5}, "train.search_space.d", "must be below high"),
-        ({"type": "choice", "values": []}, "train.search_space.d.values", "at least 1"),
-        ({"type": "normal", "low": 0, "high": 1}, "train.search_space.d", "'normal'"),
+        ({"type": "randint", "low": 5, "high": 5}, "train.xgboost.search_space.d", "must be below high"),
+        ({"type": "choice", "values": []}, "train.xgboost.search_space.d.values", "at least 1"),
+        ({"type": "normal", "low": 0, "high": 1}, "train.xgboost.search_space.d", "'normal'"),
     ],
 )
 def test_bad_search_space_dims(dim: dict[str, Any], path: str, fragment: str) -> None:
-    msg = config_error(with_(train={"search_space": {"d": dim}}))
+    msg = config_error(with_(train={"xgboost": {"search_space": {"d": dim}}}))
     assert f"  {path}:" in msg
     assert fragment in msg
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import xgboost
 
+from pipelines.families.xgb import _Predictor as XGBPredictor
 from pipelines.features import (
     CategoricalStats,
     FeaturePipeline,
@@ -58,14 +59,22 @@ def make_pipeline(task: str, classes: list[Any] | None, encoding: str = "ordinal
     return pipeline.model_copy(update={"feature_names": names})
 
 
+class _BoosterPredictor(XGBPredictor):
+    """The XGBoost family's predictor, also exposing the booster's own predict for checks."""
+
+    def predict(self, dmatrix: xgboost.DMatrix) -> np.ndarray:
+        return np.asarray(self.booster.predict(dmatrix))
+
+
 def train(pipeline: FeaturePipeline, df: pd.DataFrame, labels: pd.Series,
-          params: dict[str, Any]) -> xgboost.Booster:
+          params: dict[str, Any]) -> Any:
     features = pipeline.transform(df)
     dtrain = xgboost.DMatrix(
         features.to_numpy(), label=pipeline.encode_target(labels),
         feature_names=pipeline.feature_names,
     )
-    return xgboost.train({**params, "nthread": 1, "seed": 0}, dtrain, num_boost_round=5)
+    booster = xgboost.train({**params, "nthread": 1, "seed": 0}, dtrain, num_boost_round=5)
+    return _BoosterPredictor(booster)
 
 
 def raw_predict(spec: ModelSpec, booster: xgboost.Booster, df: pd.DataFrame) -> np.ndarray:

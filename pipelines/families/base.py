@@ -1,0 +1,152 @@
+"""What every model family provides, and the validation metrics they are compared on."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+__all__ = [
+    "METRICS",
+    "Family",
+    "FitContext",
+    "FitResult",
+    "Predictor",
+    "Standardizer",
+    "TrainData",
+    "default_metric",
+    "higher_is_better",
+    "score",
+]
+
+# Validation metrics a sweep can optimise; all families report the same ones.
+METRICS: dict[str, bool] = {  # name -> higher is better
+    "logloss": False, "auc": True, "accuracy": True, "rmse": False, "mae": False,
+}
+_CLASSIFICATION = {"logloss", "auc", "accuracy"}
+
+
+def default_metric(task: str) -> str:
+    return "rmse" if task == "regression" else "logloss"
+
+
+def higher_is_better(metric: str) -> bool:
+    return METRICS[metric]
+
+
+def check_metric(metric: str, task: str) -> None:
+    if metric not in METRICS:
+        raise ValueError(f"train.metric {metric!r} is not one of {sorted(METRICS)}")
+    if (metric in _CLASSIFICATION) != (task != "regression"):
+        raise ValueError(f"train.metric {metric!r} does not fit a {task} task")
+
+
+def score(metric: str, task: str, y: np.ndarray, raw: np.ndarray) -> float:
+    """Score raw model output: P(class 1) (binary), class probabilities (multiclass), values."""
+    from sklearn import metrics as m
+
+    if task == "regression":
+        if metric == "rmse":
+            return float(np.sqrt(np.mean((y - raw) ** 2)))
+        return float(np.mean(np.abs(y - raw)))
+    if task == "binary":
+        p = np.clip(raw.reshape(-1), 1e-15, 1 - 1e-15)
+        if metric == "logloss":
+            return float(m.log_loss(y, p, labels=[0, 1]))
+        if metric == "auc":
+            return float(m.roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
+        return float(np.mean((p >= 0.5) == y))
+    proba = np.clip(raw, 1e-15, 1)
+    proba = proba / proba.sum(axis=1, keepdims=True)
+    labels = list(range(proba.shape[1]))
+    if metric == "logloss":
+        return float(m.log_loss(y, proba, labels=labels))
+    if metric == "auc":
+        return float(m.roc_auc_score(y, proba, labels=labels, multi_class="ovr"))
+    return float(np.mean(proba.argmax(axis=1) == y))
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """One split as arrays: features (float64, NaN for missing) and encoded labels."""
+
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: list[str]
+
+
+@dataclass
+class FitContext:
+    """What a fit needs besides the data and the trial's hyperparameters."""
+
+    task: str
+    num_classes: int
+    metric: str
+    report: Callable[[dict[str, float]], None]
+    seed: int = 0
+    threads: int = 1
+    use_gpu: bool = False
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FitResult:
+    model: Any
+    score: float
+    iterations: int
+
+
+class Predictor(Protocol):
+    def predict_raw(self, X: np.ndarray) -> np.ndarray:
+        """P(class 1) for binary, (n, k) class probabilities for multiclass, else values."""
+        ...
+
+
+class Family(Protocol):
+    name: str
+
+    def fit(self, params: dict[str, Any], train: TrainData, valid: TrainData,
+            ctx: FitContext) -> FitResult: ...
+
+    def save(self, model: Any, directory: Path) -> None: ...
+
+    def load(self, directory: Path) -> Predictor: ...
+
+    def importances(self, model: Any, feature_names: list[str]) -> dict[str, float]: ...
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """Missing-value fill and z-scaling for the families that need it (linear, MLP).
+
+    Fitted on the training features of the trial, stored as JSON with the model.
+    """
+
+    fill: list[float]
+    mean: list[float]
+    std: list[float]
+
+    @classmethod
+    def fit(cls, X: np.ndarray) -> Standardizer:
+        with np.errstate(all="ignore"):
+            fill = np.nanmedian(X, axis=0) if len(X) else np.zeros(X.shape[1])
+        fill = np.where(np.isfinite(fill), fill, 0.0)
+        filled = np.where(np.isnan(X), fill, X)
+        mean, std = filled.mean(axis=0), filled.std(axis=0)
+        std = np.where(std > 1e-12, std, 1.0)
+        return cls(fill.tolist(), mean.tolist(), std.tolist())
+
+    def apply(self, X: np.ndarray) -> np.ndarray:
+        fill, mean, std = (np.asarray(v) for v in (self.fill, self.mean, self.std))
+        return (np.where(np.isnan(X), fill, X) - mean) / std
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps({"fill": self.fill, "mean": self.mean, "std": self.std}))
+
+    @classmethod
+    def load(cls, path: Path) -> Standardizer:
+        return cls(**json.loads(path.read_text()))

@@ -1,0 +1,74 @@
+"""Linear baseline: logistic regression (classification) or ridge (regression).
+
+Fitted with scikit-learn on standardised features; stored as plain JSON coefficients, so
+loading it runs no pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.families.base import FitContext, FitResult, Standardizer, TrainData, score
+
+__all__ = ["LinearFamily"]
+
+MODEL_FILE = "linear.json"
+SCALER_FILE = "scaler.json"
+
+
+class _Linear:
+    def __init__(self, task: str, coef: np.ndarray, intercept: np.ndarray,
+                 scaler: Standardizer) -> None:
+        self.task, self.coef, self.intercept, self.scaler = task, coef, intercept, scaler
+
+    def predict_raw(self, X: np.ndarray) -> np.ndarray:
+        z = self.scaler.apply(X) @ self.coef.T + self.intercept
+        if self.task == "regression":
+            return np.asarray(z).reshape(-1)
+        if self.task == "binary":
+            return np.asarray(1 / (1 + np.exp(-z.reshape(-1))))
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+
+class LinearFamily:
+    name = "linear"
+
+    def fit(self, params: dict[str, Any], train: TrainData, valid: TrainData,
+            ctx: FitContext) -> FitResult:
+        from sklearn.linear_model import LogisticRegression, Ridge
+
+        scaler = Standardizer.fit(train.X)
+        X = scaler.apply(train.X)
+        c = float(params.get("C", 1.0))
+        if ctx.task == "regression":
+            est = Ridge(alpha=1.0 / c, random_state=ctx.seed).fit(X, train.y)
+            coef, intercept = np.atleast_2d(est.coef_), np.atleast_1d(est.intercept_)
+        else:
+            est = LogisticRegression(C=c, max_iter=int(params.get("max_iter", 500)),
+                                     random_state=ctx.seed).fit(X, train.y.astype(int))
+            coef, intercept = est.coef_, est.intercept_
+        model = _Linear(ctx.task, coef, intercept, scaler)
+        result = score(ctx.metric, ctx.task, valid.y, model.predict_raw(valid.X))
+        ctx.report({ctx.metric: result, "round": 1})
+        return FitResult(model, result, 1)
+
+    def save(self, model: Any, directory: Path) -> None:
+        (directory / MODEL_FILE).write_text(json.dumps({
+            "task": model.task, "coef": model.coef.tolist(),
+            "intercept": model.intercept.tolist(),
+        }))
+        model.scaler.save(directory / SCALER_FILE)
+
+    def load(self, directory: Path) -> _Linear:
+        raw = json.loads((directory / MODEL_FILE).read_text())
+        return _Linear(raw["task"], np.asarray(raw["coef"]), np.asarray(raw["intercept"]),
+                       Standardizer.load(directory / SCALER_FILE))
+
+    def importances(self, model: Any, feature_names: list[str]) -> dict[str, float]:
+        weight = np.abs(model.coef).mean(axis=0)
+        return {n: float(w) for n, w in zip(feature_names, weight, strict=True)}

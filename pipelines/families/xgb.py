@@ -1,0 +1,112 @@
+"""XGBoost family: gradient-boosted trees, early stopping on the validation split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.families.base import FitContext, FitResult, TrainData, score
+
+__all__ = ["XGBoostFamily", "objective_params", "round_metric"]
+
+REPORT_EVERY = 10
+MODEL_FILE = "model.ubj"
+
+
+def objective_params(task: str, num_classes: int) -> dict[str, Any]:
+    if task == "binary":
+        return {"objective": "binary:logistic"}
+    if task == "multiclass":
+        return {"objective": "multi:softprob", "num_class": num_classes}
+    return {"objective": "reg:squarederror"}
+
+
+def round_metric(metric: str, task: str) -> tuple[str, bool]:
+    """The XGBoost eval metric that tracks ``metric`` per round, and whether to flip it."""
+    if metric == "logloss":
+        return ("mlogloss" if task == "multiclass" else "logloss"), False
+    if metric == "accuracy":  # XGBoost tracks the error rate; report 1 - error
+        return ("merror" if task == "multiclass" else "error"), True
+    return metric, False  # auc, rmse, mae are native
+
+
+class _Predictor:
+    def __init__(self, booster: Any) -> None:
+        self.booster = booster
+
+    def predict_raw(self, X: np.ndarray) -> np.ndarray:
+        import xgboost
+
+        names = self.booster.feature_names
+        return np.asarray(self.booster.predict(xgboost.DMatrix(X, feature_names=names)))
+
+
+class XGBoostFamily:
+    name = "xgboost"
+
+    def dmatrix(self, data: TrainData) -> Any:
+        import xgboost
+
+        return xgboost.DMatrix(data.X, label=data.y, feature_names=data.feature_names,
+                               nthread=-1)
+
+    def fit(self, params: dict[str, Any], train: TrainData, valid: TrainData,
+            ctx: FitContext) -> FitResult:
+        return self.fit_dmatrix(params, self.dmatrix(train), self.dmatrix(valid), valid.y, ctx)
+
+    def fit_dmatrix(self, params: dict[str, Any], dtrain: Any, dvalid: Any, y_valid: np.ndarray,
+                    ctx: FitContext) -> FitResult:
+        """Train with early stopping; the returned booster is cut at its best round."""
+        import xgboost
+
+        eval_metric, flip = round_metric(ctx.metric, ctx.task)
+        settings = {"num_boost_round": 200, "early_stopping_rounds": 20, **ctx.settings}
+        settings.pop("global_score", None)
+
+        class _Report(xgboost.callback.TrainingCallback):
+            def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+                if (epoch + 1) % REPORT_EVERY == 0:
+                    value = float(evals_log["valid"][eval_metric][-1])
+                    ctx.report({ctx.metric: 1 - value if flip else value, "round": epoch + 1})
+                return False
+
+        full = {
+            **objective_params(ctx.task, ctx.num_classes), "tree_method": "hist",
+            "seed": ctx.seed, "nthread": ctx.threads, **params, "eval_metric": eval_metric,
+        }
+        if ctx.use_gpu:
+            full["device"] = "cuda"
+        booster = xgboost.train(
+            full, dtrain, num_boost_round=int(settings["num_boost_round"]),
+            evals=[(dvalid, "valid")],
+            early_stopping_rounds=int(settings["early_stopping_rounds"]),
+            verbose_eval=False, callbacks=[_Report()],
+        )
+        best = int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1))
+        best_value = float(getattr(booster, "best_score", float("nan")))
+        booster = booster[: best + 1]  # slicing drops best_score, so it is read first
+        if ctx.settings.get("global_score"):
+            # Data-parallel: each worker holds a shard of the validation split, but XGBoost's
+            # eval metric is all-reduced, so every worker reports the same, global value.
+            value = best_value
+            return FitResult(booster, 1 - value if flip else value, best + 1)
+        raw = booster.predict(dvalid)
+        return FitResult(booster, score(ctx.metric, ctx.task, y_valid, raw), best + 1)
+
+    def save(self, model: Any, directory: Path) -> None:
+        model.save_model(str(directory / MODEL_FILE))
+
+    def load(self, directory: Path) -> _Predictor:
+        import xgboost
+
+        booster = xgboost.Booster()
+        booster.load_model(str(directory / MODEL_FILE))
+        # One thread per predictor: batch actors and Serve replicas scale out by processes.
+        booster.set_param({"nthread": 1})
+        return _Predictor(booster)
+
+    def importances(self, model: Any, feature_names: list[str]) -> dict[str, float]:
+        gain = model.get_score(importance_type="gain")
+        return {n: float(gain.get(n, 0.0)) for n in feature_names}

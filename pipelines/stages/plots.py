@@ -1,0 +1,193 @@
+"""Evaluation plots, each written as one PNG file whose path is returned.
+
+Figures are built with matplotlib's object-oriented API on an Agg canvas: no display is needed,
+no global backend is switched and pyplot's figure registry is never touched, so a figure is
+freed as soon as it has been saved. Nothing is imported from matplotlib until a plot is drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "calibration_plot",
+    "confusion_plot",
+    "feature_importance_plot",
+    "residual_plot",
+    "roc_pr_curves",
+]
+
+_DPI = 100
+# Above this many classes the per-cell counts of a confusion matrix become unreadable.
+_MAX_ANNOTATED_CLASSES = 20
+
+
+def _figure(width: float, height: float, **grid: Any) -> tuple[Figure, Any]:
+    """A figure on its own Agg canvas and its axes (``grid``: arguments of ``Figure.subplots``)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(**grid)
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
+    fig.clear()
+    return out
+
+
+def _note(ax: Any, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="gray")
+
+
+def roc_pr_curves(
+    y_true: Sequence[Any] | np.ndarray,
+    proba: np.ndarray,
+    classes: Sequence[Any],
+    path: str | Path,
+) -> Path:
+    """ROC curve (left) and precision-recall curve (right).
+
+    Args:
+        y_true: true labels, compared with ``classes`` by equality.
+        proba: binary: P(``classes[1]``) per row, or an (n, 2) matrix; multiclass: an (n, k)
+            matrix in ``classes`` order, drawn as one one-vs-rest curve per class.
+        classes: the class labels.
+        path: the PNG to write.
+
+    A class whose curve is undefined on these rows (no positive or no negative row) is left
+    out and named on the plot.
+    """
+    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+    labels = np.asarray(y_true, dtype=object)
+    scores = np.asarray(proba, dtype=float)
+    if len(classes) == 2:
+        positive = scores[:, 1] if scores.ndim == 2 else scores
+        curves = [(classes[1], labels == classes[1], positive)]
+    else:
+        curves = [(c, labels == c, scores[:, i]) for i, c in enumerate(classes)]
+
+    fig, (roc_ax, pr_ax) = _figure(11, 5, ncols=2)
+    skipped = []
+    for name, hit, score in curves:
+        finite = np.isfinite(score)
+        hit, score = hit[finite], score[finite]
+        if not 0 < hit.sum() < len(hit):
+            skipped.append(str(name))
+            continue
+        fpr, tpr, _ = roc_curve(hit, score)
+        precision, recall, _ = precision_recall_curve(hit, score)
+        roc_ax.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+        pr_ax.step(recall, precision, where="post", label=f"{name} (base rate {hit.mean():.3f})")
+    roc_ax.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=1)
+    roc_ax.set(xlabel="False positive rate", ylabel="True positive rate", title="ROC",
+               xlim=(0, 1), ylim=(0, 1.02))
+    pr_ax.set(xlabel="Recall", ylabel="Precision", title="Precision-recall",
+              xlim=(0, 1), ylim=(0, 1.02))
+    for ax in (roc_ax, pr_ax):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower right" if ax is roc_ax else "lower left", fontsize="small")
+        if skipped:
+            _note(ax, "undefined for: " + ", ".join(skipped))
+    return _save(fig, path)
+
+
+def confusion_plot(matrix: Sequence[Sequence[int]], classes: Sequence[Any], path: str | Path) -> Path:
+    """Confusion matrix, true classes as rows and predicted as columns, coloured by row share."""
+    counts = np.asarray(matrix, dtype=float).reshape(len(classes), len(classes))
+    totals = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    size = min(4 + 0.5 * len(classes), 14)
+    fig, ax = _figure(size + 1, size)
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, label="share of true class")
+    ticks = np.arange(len(classes))
+    names = [str(c) for c in classes]
+    ax.set_xticks(ticks, names, rotation=45, ha="right")
+    ax.set_yticks(ticks, names)
+    ax.set(xlabel="Predicted", ylabel="True", title="Confusion matrix")
+    if len(classes) <= _MAX_ANNOTATED_CLASSES:
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center",
+                        color="white" if share[i, j] > 0.5 else "black")
+    return _save(fig, path)
+
+
+def calibration_plot(
+    y_true: Sequence[Any] | np.ndarray, proba: np.ndarray, path: str | Path, *, bins: int = 10
+) -> Path:
+    """Reliability curve (observed frequency per probability bin) above a histogram of ``proba``.
+
+    Args:
+        y_true: 1 where the event happened, else 0. Binary: the row is of the positive class;
+            multiclass: the predicted class is right (with ``proba`` that class's probability).
+        proba: the predicted probability of the event.
+        path: the PNG to write.
+        bins: number of equal-width probability bins.
+    """
+    hit = np.asarray(y_true, dtype=float)
+    score = np.asarray(proba, dtype=float)
+    finite = np.isfinite(score) & np.isfinite(hit)
+    hit, score = hit[finite], np.clip(score[finite], 0.0, 1.0)
+
+    fig, (curve_ax, hist_ax) = _figure(6, 7, nrows=2, sharex=True, height_ratios=[3, 1])
+    curve_ax.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=1, label="perfect")
+    if len(score):
+        edges = np.linspace(0.0, 1.0, bins + 1)
+        which = np.clip(np.digitize(score, edges[1:-1]), 0, bins - 1)
+        used = np.unique(which)
+        mean_pred = [score[which == b].mean() for b in used]
+        observed = [hit[which == b].mean() for b in used]
+        curve_ax.plot(mean_pred, observed, marker="o", label="model")
+        hist_ax.hist(score, bins=edges, color="tab:blue", alpha=0.7)
+    else:
+        _note(curve_ax, "no rows")
+    curve_ax.set(ylabel="Observed frequency", title="Calibration", xlim=(0, 1), ylim=(0, 1.02))
+    curve_ax.legend(loc="upper left", fontsize="small")
+    hist_ax.set(xlabel="Predicted probability", ylabel="Rows")
+    return _save(fig, path)
+
+
+def residual_plot(y_true: np.ndarray, y_pred: np.ndarray, path: str | Path) -> Path:
+    """Residuals (true - predicted) against predictions (left) and their histogram (right)."""
+    truth = np.asarray(y_true, dtype=float)
+    pred = np.asarray(y_pred, dtype=float)
+    finite = np.isfinite(truth) & np.isfinite(pred)
+    residual = truth[finite] - pred[finite]
+    fig, (scatter_ax, hist_ax) = _figure(11, 5, ncols=2)
+    scatter_ax.scatter(pred[finite], residual, s=6, alpha=0.4)
+    scatter_ax.axhline(0.0, color="gray", linestyle="--", linewidth=1)
+    scatter_ax.set(xlabel="Predicted", ylabel="Residual (true - predicted)", title="Residuals")
+    if len(residual):
+        hist_ax.hist(residual, bins=min(50, max(5, len(residual) // 10)), color="tab:blue", alpha=0.7)
+    else:
+        _note(hist_ax, "no rows")
+    hist_ax.set(xlabel="Residual", ylabel="Rows", title="Residual distribution")
+    return _save(fig, path)
+
+
+def feature_importance_plot(importances: Mapping[str, float], path: str | Path, top: int = 20) -> Path:
+    """Horizontal bars of the ``top`` most important features, largest at the top."""
+    ranked = sorted(importances.items(), key=lambda kv: kv[1], reverse=True)[:top]
+    fig, ax = _figure(8, max(3.0, 0.35 * len(ranked) + 1.5))
+    if ranked:
+        names, values = zip(*reversed(ranked), strict=True)
+        ax.barh(range(len(ranked)), values, color="tab:blue")
+        ax.set_yticks(range(len(ranked)), [str(n) for n in names])
+    else:
+        _note(ax, "no feature importances")
+    ax.set(xlabel="Importance", title=f"Feature importance (top {len(ranked)})")
+    return _save(fig, path)
