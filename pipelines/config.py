@@ -324,6 +324,11 @@ class TrainConfig(_Section):
         None, ge=1, description="Default: as many as the cluster's CPUs allow.",
     )
     max_failures: int = Field(1, ge=0, description="Retries of a failed trial or Train run.")
+    refit: bool = Field(
+        True, description="Refit the winning configuration on train + valid, for the rounds / "
+        "epochs early stopping chose (in-process sweeps only). The validation score reported "
+        "stays the sweep's.",
+    )
     seed: int = 0
 
     @field_validator("families")
@@ -395,7 +400,7 @@ class BatchConfig(_Section):
         2, ge=1, description="Predictor actors; each loads the model once and keeps it."
     )
     num_cpus_per_actor: float = Field(
-        0.5, gt=0, description="Fractional so read tasks keep CPUs on small machines: a pool "
+        0.25, gt=0, description="Fractional so read tasks keep CPUs on small machines: a pool "
         "whose actors take every CPU starves the reads and hangs.",
     )
     id_columns: list[str] | None = Field(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -125,9 +126,11 @@ def _context(static: dict[str, Any], family: str, report: Any) -> FitContext:
 
 
 def _final_report(static: dict[str, Any], family: str, score: float, iterations: int,
-                  params: dict[str, Any]) -> dict[str, Any]:
+                  params: dict[str, Any], fit_seconds: float) -> dict[str, Any]:
+    # fit_seconds: the family's fit alone (data to model), so a benchmark can tell the
+    # training work from the sweep's overhead.
     return {static["metric"]: score, "iterations": iterations, "family": family, "final": 1,
-            "params": params}
+            "params": params, "fit_seconds": fit_seconds}
 
 
 # ---------------------------------------------------------------- trials
@@ -140,12 +143,15 @@ def _in_process_trial(config: dict[str, Any], *, train_ds: Any, valid_ds: Any,
     family = config["family"]
     params = {**static["fixed"][family], **config[family]}
     fam = get_family(family)
-    result = fam.fit(params, _arrays(train_ds.to_pandas()), _arrays(valid_ds.to_pandas()),
-                     _context(static, family, ray.tune.report))
+    train, valid = _arrays(train_ds.to_pandas()), _arrays(valid_ds.to_pandas())
+    start = time.perf_counter()
+    result = fam.fit(params, train, valid, _context(static, family, ray.tune.report))
+    fit_seconds = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         fam.save(result.model, Path(tmp))
         write_family_marker(Path(tmp), family)
-        ray.tune.report(_final_report(static, family, result.score, result.iterations, params),
+        ray.tune.report(_final_report(static, family, result.score, result.iterations, params,
+                                      fit_seconds),
                         checkpoint=ray.tune.Checkpoint.from_directory(tmp))
 
 
@@ -161,8 +167,9 @@ def _xgboost_worker(config: dict[str, Any]) -> None:
     valid = _arrays(ray.train.get_dataset_shard("valid").materialize().to_pandas())
     ctx = _context(static, "xgboost", lambda m: ray.train.report(m))
     ctx.settings = {**ctx.settings, "global_score": True}
+    start = time.perf_counter()
     result = fam.fit(params, train, valid, ctx)
-    _report_from_worker(fam, "xgboost", result, static, params)
+    _report_from_worker(fam, "xgboost", result, static, params, time.perf_counter() - start)
 
 
 def _torch_worker(config: dict[str, Any]) -> None:
@@ -176,15 +183,16 @@ def _torch_worker(config: dict[str, Any]) -> None:
     train = _arrays(ray.train.get_dataset_shard("train").materialize().to_pandas())
     valid = _arrays(ray.train.get_dataset_shard("valid").materialize().to_pandas())
     ctx = _context(static, "mlp", lambda m: ray.train.report(m))
+    start = time.perf_counter()
     result = fam.fit_distributed(params, train, valid, ctx, config["scaler"])
-    _report_from_worker(fam, "mlp", result, static, params)
+    _report_from_worker(fam, "mlp", result, static, params, time.perf_counter() - start)
 
 
 def _report_from_worker(fam: Any, family: str, result: Any, static: dict[str, Any],
-                        params: dict[str, Any]) -> None:
+                        params: dict[str, Any], fit_seconds: float) -> None:
     import ray.train
 
-    final = _final_report(static, family, result.score, result.iterations, params)
+    final = _final_report(static, family, result.score, result.iterations, params, fit_seconds)
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
         if ray.train.get_context().get_world_rank() == 0:
@@ -235,12 +243,46 @@ def _data_parallel_trial(config: dict[str, Any], *, train_ds: Any, valid_ds: Any
         raise RuntimeError(f"{family} trial: the Ray Train run produced no checkpoint")
     metrics = dict(result.metrics or {})
     ray.tune.report(
-        _final_report(static, family, metrics[static["metric"]], metrics["iterations"], params),
+        _final_report(static, family, metrics[static["metric"]], metrics["iterations"], params,
+                      metrics["fit_seconds"]),
         checkpoint=result.checkpoint,
     )
 
 
 # ---------------------------------------------------------------- the sweep
+
+
+def _refit_task(train_ds: Any, valid_ds: Any, static: dict[str, Any], family: str,
+                params: dict[str, Any], iterations: int) -> dict[str, bytes]:
+    """Fit ``family`` with ``params`` on train + valid for exactly ``iterations``."""
+    fam = get_family(family)
+    train = _arrays(pd.concat([train_ds.to_pandas(), valid_ds.to_pandas()], ignore_index=True))
+    valid = _arrays(valid_ds.to_pandas())
+    settings = dict(static["settings"][family])
+    if family == "xgboost":  # no early stopping: the sweep already chose the round count
+        settings |= {"num_boost_round": iterations, "early_stopping_rounds": iterations + 1}
+    elif family == "mlp":
+        settings |= {"max_epochs": iterations, "patience": iterations + 1}
+    ctx = _context({**static, "settings": {family: settings}}, family, lambda m: None)
+    result = fam.fit(params, train, valid, ctx)
+    with tempfile.TemporaryDirectory() as tmp:
+        fam.save(result.model, Path(tmp))
+        write_family_marker(Path(tmp), family)
+        return {f.name: f.read_bytes() for f in Path(tmp).iterdir() if f.is_file()}
+
+
+def _refit(train_ds: Any, valid_ds: Any, static: dict[str, Any], family: str,
+           params: dict[str, Any], iterations: int, cpus: float) -> Path:
+    """More data for the winner: on small data sets the validation rows matter."""
+    import ray
+
+    task = ray.remote(num_cpus=cpus, num_gpus=1 if static["use_gpu"] else 0)(_refit_task)
+    files = ray.get(task.remote(train_ds, valid_ds, static, family, params, iterations))
+    out_dir = Path(tempfile.mkdtemp(prefix="raypipe-model-"))
+    for name, data in files.items():
+        (out_dir / name).write_bytes(data)
+    logger.info("refitted %s on train + valid for %d round(s)/epoch(s)", family, iterations)
+    return out_dir
 
 
 def _experiment_path(storage_path: str, run_name: str) -> str:
@@ -345,12 +387,19 @@ def tune_models(
             if f.is_file():
                 (out_dir / f.name).write_bytes(f.read_bytes())
     best_metrics = best.metrics or {}
+    family = str(best_metrics["family"])
+    params = dict(best_metrics.get("params") or {})
+    iterations = int(best_metrics.get("iterations", -1))
+    if cfg.refit and parallelism == "in_process" and iterations > 0:
+        out_dir = _refit(train_ds, valid_ds, static, family, params, iterations,
+                         cfg.cpus_per_worker)
     trials = [
         {"trial_id": (r.metrics or {}).get("trial_id"),
          "family": (r.config or {}).get("family"),
          "params": (r.config or {}).get((r.config or {}).get("family", ""), {}),
          metric: (r.metrics or {}).get(metric),
          "iterations": (r.metrics or {}).get("iterations"),
+         "fit_seconds": (r.metrics or {}).get("fit_seconds"),
          "status": "error" if r.error else ("finished" if (r.metrics or {}).get("final")
                                             else "stopped early"),
          "error": str(r.error) if r.error else None}
@@ -358,12 +407,12 @@ def tune_models(
     ]
     return TrainResult(
         model_dir=out_dir,
-        family=str(best_metrics["family"]),
+        family=family,
         metric=metric,
         mode=mode,
         best_score=float(best_metrics[metric]),
-        best_params=dict(best_metrics.get("params") or {}),
-        best_iteration=int(best_metrics.get("iterations", -1)),
+        best_params=params,
+        best_iteration=iterations,
         parallelism=parallelism,
         trials=trials,
         experiment_path=grid.experiment_path,
