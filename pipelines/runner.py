@@ -239,6 +239,7 @@ def run_pipeline(cfg: PipelineConfig, on_stage: StageCallback | None = None,
             mlflow.log_metrics({k: float(v) for k, v in counts.items()})
             tracking.log_json({"confusion": evaluation.confusion, "slices": evaluation.slices},
                               "evaluation.json")
+            mlflow.log_metrics(_slice_metrics(evaluation.slices))
             plots = list(evaluation.plots)
             if cfg.evaluate.plots:
                 model = get_family(result.family).load(result.model_dir)
@@ -306,6 +307,20 @@ def run_pipeline(cfg: PipelineConfig, on_stage: StageCallback | None = None,
         stage_seconds=stage.seconds,
         wall_seconds=time.perf_counter() - started,
     )
+
+
+def _slice_metrics(slices: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
+    """Per-slice test metrics as flat MLflow metric names: ``slice.plan.basic.roc_auc``."""
+    import math
+    import re
+
+    out = {}
+    for column, values in slices.items():
+        for value, metrics in values.items():
+            key = re.sub(r"[^A-Za-z0-9_.\-/ ]", "_", f"slice.{column}.{value}")
+            out |= {f"{key}.{m}": v for m, v in metrics.items()
+                    if isinstance(v, (int, float)) and math.isfinite(v)}
+    return out
 
 
 def _importances(family: str, predictor: Any, model_dir: Path,

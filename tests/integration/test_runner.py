@@ -150,6 +150,8 @@ def test_trials_are_child_runs_and_data_is_an_input(trained: dict[str, Any]) -> 
     digests = [d.dataset.digest for d in run.inputs.dataset_inputs]
     assert digests == [run.data.tags["raypipe.data_fingerprint"][:36]]
     assert run.data.tags["raypipe.version.xgboost"]
+    assert any(k.startswith("slice.plan.basic.") for k in run.data.metrics)
+    assert run.data.tags["raypipe.git_dirty"] in ("true", "false")
 
 
 def test_a_worse_model_is_registered_as_challenger(trained: dict[str, Any]) -> None:
