@@ -314,7 +314,7 @@ def _slice_metrics(slices: dict[str, dict[str, dict[str, float]]]) -> dict[str, 
     import math
     import re
 
-    out = {}
+    out: dict[str, float] = {}
     for column, values in slices.items():
         for value, metrics in values.items():
             key = re.sub(r"[^A-Za-z0-9_.\-/ ]", "_", f"slice.{column}.{value}")

@@ -1,0 +1,87 @@
+"""The images, checked statically (there is no Docker engine here): base tag = the Ray pin,
+the package installed from the repository, a non-root user, a small build context."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.k8s_schema import CLUSTER, REPO
+from tests.cluster.test_manifests import ray_pin
+
+DOCKERFILE = CLUSTER / "docker" / "Dockerfile"
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order: continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", "\n".join(
+        line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")))
+    return [(parts[0].upper(), parts[1].strip() if len(parts) > 1 else "")
+            for line in text.splitlines() if (parts := line.strip().split(None, 1))]
+
+
+def resolved_from(path: Path, build_args: dict[str, str] | None = None) -> str:
+    ins = instructions(path)
+    args = {k: v for op, a in ins if op == "ARG" and "=" in a for k, v in [a.split("=", 1)]}
+    args |= build_args or {}
+    (base,) = [a for op, a in ins if op == "FROM"]
+    return re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base.split()[0])
+
+
+def test_base_image_is_the_pinned_ray_for_python_311() -> None:
+    pin = ray_pin()
+    assert resolved_from(DOCKERFILE) == f"rayproject/ray:{pin}-py311"
+    assert resolved_from(DOCKERFILE, {"RAY_VARIANT": "py311-gpu"}) == f"rayproject/ray:{pin}-py311-gpu"
+
+
+def test_package_is_installed_from_the_repository() -> None:
+    ins = instructions(DOCKERFILE)
+    copied = {src for op, a in ins if op == "COPY" for src in a.split()[:-1] if not src.startswith("--")}
+    for needed in ("pyproject.toml", "README.md", "pipelines/", "ray_jobs/"):  # README: the package's readme
+        assert needed in copied, f"Dockerfile does not copy {needed}"
+    runs = [a for op, a in ins if op == "RUN"]
+    assert any(re.search(r"pip install --no-cache-dir (--no-deps )?\.(\s|$)", r) for r in runs[-1:]), \
+        "the last RUN must install the package itself: pip install --no-cache-dir [--no-deps] ."
+    assert all("--no-cache-dir" in r for r in runs if "pip install" in r), "pip caches bloat the image"
+    assert ("WORKDIR", "/home/ray/app") in ins
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "mlflow.Dockerfile"])
+def test_image_runs_as_a_numeric_non_root_user(dockerfile: str) -> None:
+    users = [a for op, a in instructions(CLUSTER / "docker" / dockerfile) if op == "USER"]
+    assert users, f"{dockerfile}: no USER (the base image's user would decide)"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) != 0, \
+        f"{dockerfile}: USER {users[-1]} must be numeric and not 0 for Kubernetes' runAsNonRoot"
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Docker's .dockerignore rule: the last pattern matching the path or a parent decides."""
+    def regex(pattern: str) -> re.Pattern[str]:
+        out = ""
+        for part in re.split(r"(\*\*|\*|\?)", pattern.strip("/")):
+            out += {"**": ".*", "*": "[^/]*", "?": "[^/]"}.get(part, re.escape(part))
+        return re.compile(out + "$")
+
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    ignored = False
+    for raw in patterns:
+        negate, pattern = raw.startswith("!"), raw.lstrip("!")
+        if any(regex(pattern).match(p) for p in prefixes):
+            ignored = not negate
+    return ignored
+
+
+def test_build_context_holds_only_what_the_image_needs() -> None:
+    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    for path in (".venv/bin/python", ".raypipe/mlflow.db", "tests/unit/test_config.py", ".git/HEAD",
+                 ".mypy_cache/3.11/x.json", "pipelines/__pycache__/config.cpython-311.pyc",
+                 "benchmarks/RESULTS.md", "cluster/kuberay/rayjob.train.yaml", "mlruns/0/meta.yaml"):
+        assert dockerignored(path, patterns), f"{path} would be sent to the Docker build"
+    for path in ("pyproject.toml", "README.md", "pipelines/config.py", "pipelines/configs/demo.yaml",
+                 "pipelines/stages/train.py", "ray_jobs/run_pipeline.py", "ray_jobs/batch_predict.py"):
+        assert not dockerignored(path, patterns), f"{path} is excluded but the image needs it"

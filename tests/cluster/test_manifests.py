@@ -1,0 +1,387 @@
+"""The KubeRay and Kubernetes manifests in cluster/: strict schema validation and the rules
+every manifest follows (pinned versions, pod security, requests = limits, named ports,
+Secret-only credentials, one pipeline config). No Ray, no Kubernetes cluster needed."""
+
+from __future__ import annotations
+
+import copy
+import re
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.cluster import k8s_schema
+from tests.cluster.k8s_schema import CLUSTER, REPO, Manifest
+
+PIPELINE_CONFIG = "pipelines/configs/demo.yaml"
+# Fields a deployment may override on the command line: where things are stored and how big
+# the run is. Everything else comes from the one config file.
+STORAGE_AND_SCALE = {
+    "runtime.work_dir", "runtime.storage_path", "runtime.ray_address", "tracking.uri",
+    "batch.output_dir", "source.rows", "train.num_samples", "train.num_workers",
+    "train.cpus_per_worker", "train.max_concurrent_trials", "train.use_gpu", "batch.concurrency",
+}
+ALL = k8s_schema.manifests()
+
+
+def _id(m: Manifest) -> str:
+    return f"{m[0].name}#{m[1]}:{m[2]['kind']}"
+
+
+def _pyproject() -> dict[str, Any]:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def ray_pin() -> str:
+    deps = _pyproject()["project"]["dependencies"]
+    pins = [m.group(1) for d in deps if (m := re.match(r"ray(?:\[[^\]]*\])?==([\w.]+)$", d.replace(" ", "")))]
+    assert len(pins) == 1, f"expected one exact ray[...]==X pin in pyproject.toml, found {deps}"
+    return pins[0]
+
+
+def _of_kind(kind: str) -> list[dict[str, Any]]:
+    return [doc for _, _, doc in ALL if doc["kind"] == kind]
+
+
+def _one(kind: str) -> dict[str, Any]:
+    docs = _of_kind(kind)
+    assert len(docs) == 1, f"expected one {kind} in cluster/kuberay, found {len(docs)}"
+    return docs[0]
+
+
+def _containers(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for path, template in k8s_schema.pod_templates(doc):
+        for kind in ("initContainers", "containers"):
+            for c in template["spec"].get(kind, []):
+                found.append((f"{path}.{kind}[{c['name']}]", c))
+    return found
+
+
+def _ray_cluster_specs(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = doc["spec"]
+    return [s for s in (spec if doc["kind"] == "RayCluster" else None,
+                        spec.get("rayClusterSpec"), spec.get("rayClusterConfig")) if s]
+
+
+def _overrides(argv: list[str]) -> tuple[str, list[str]]:
+    """(config path, --set overrides) of a `python ray_jobs/run_pipeline.py ...` command."""
+    i = argv.index("ray_jobs/run_pipeline.py")
+    config, rest = argv[i + 1], argv[i + 2:]
+    sets = [rest[j + 1] for j, a in enumerate(rest) if a == "--set"]
+    assert len(rest) == 2 * len(sets), f"only --set overrides may follow the config: {rest}"
+    return config, sets
+
+
+# ------------------------------------------------------------------ strict schema validation
+
+
+def test_manifests_exist_and_shared_crds_are_found() -> None:
+    kinds = sorted(doc["kind"] for _, _, doc in ALL)
+    for kind in ("RayCluster", "RayJob", "RayService", "CronJob", "Deployment", "Service",
+                 "StatefulSet", "PersistentVolumeClaim"):
+        assert kind in kinds, f"cluster/kuberay has no {kind}"
+    try:
+        schemas = k8s_schema.crd_schemas()
+    except FileNotFoundError as err:
+        pytest.fail(str(err))  # a missing shared/ folder is a failure, not a skip
+    assert {("ray.io/v1", k) for k in ("RayCluster", "RayJob", "RayService")} <= set(schemas)
+
+
+@pytest.mark.parametrize("manifest", ALL, ids=_id)
+def test_manifest_passes_strict_validation(manifest: Manifest) -> None:
+    path, _, doc = manifest
+    if doc["apiVersion"].startswith("ray.io/"):
+        assert doc["apiVersion"] == "ray.io/v1", f"{path.name}: use the served storage version ray.io/v1"
+        try:
+            errors = k8s_schema.crd_errors(doc)
+        except FileNotFoundError as err:
+            pytest.fail(str(err))
+    else:
+        errors = k8s_schema.core_errors(doc)
+    assert errors == [], f"{path.name} {doc['kind']}/{doc['metadata']['name']}:\n" + "\n".join(errors)
+
+
+def test_validator_rejects_unknown_fields_and_wrong_types() -> None:
+    cluster = copy.deepcopy(_one("RayCluster"))
+    # The CRD schema alone lets an unknown key through (the API server would prune it)...
+    cluster["spec"]["workerGroupSpecs"][0]["maxReplica"] = 3
+    schema = k8s_schema.crd_schemas()[("ray.io/v1", "RayCluster")]
+    import jsonschema
+
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors(cluster)) == []
+    # ... the strict validator names it, and every other kind of mistake.
+    head = cluster["spec"]["headGroupSpec"]
+    head["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    head["rayStartParams"]["num-cpus"] = 0                # must be a string
+    cluster["spec"]["enableInTreeAutoscaling"] = "yes"     # must be a boolean
+    cluster["metadata"]["lables"] = {"a": "b"}
+    errors = "\n".join(k8s_schema.crd_errors(cluster))
+    for expected in ("spec.workerGroupSpecs.0.maxReplica: unknown field 'maxReplica'",
+                     "spec.headGroupSpec.template.spec.containers.0.imagePullPolicyy: unknown field",
+                     "spec.headGroupSpec.rayStartParams.num-cpus: 0 is not of type 'string'",
+                     "spec.enableInTreeAutoscaling: 'yes' is not of type 'boolean'",
+                     "'lables' was unexpected"):
+        assert expected in errors, f"{expected!r} not reported in:\n{errors}"
+
+    deployment = copy.deepcopy(_one("Deployment"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    assert "'imagePullPolicyy' was unexpected" in "\n".join(k8s_schema.core_errors(deployment))
+    deployment = copy.deepcopy(_one("Deployment"))
+    deployment["spec"]["replicas"] = "one"
+    assert "spec.replicas: 'one' is not of type" in "\n".join(k8s_schema.core_errors(deployment))
+
+
+# ------------------------------------------------------------------ versions
+
+
+def _dockerfile_base(path: Path) -> str:
+    text = re.sub(r"\\\n", " ", path.read_text())
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)", text, re.M))
+    base = re.search(r"^FROM (\S+)", text, re.M)
+    assert base, f"{path} has no FROM"
+    return re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base.group(1))
+
+
+def test_ray_version_is_one_everywhere() -> None:
+    pin = ray_pin()
+    version = _pyproject()["project"]["version"]
+    python = _pyproject()["project"]["requires-python"]
+    assert ">=3.11" in python and "<3.12" in python, python
+    assert _dockerfile_base(CLUSTER / "docker" / "Dockerfile") == f"rayproject/ray:{pin}-py311"
+    ray_objects = [d for _, _, d in ALL if d["apiVersion"].startswith("ray.io/")]
+    assert len(ray_objects) == 3
+    for doc in ray_objects:
+        for spec in _ray_cluster_specs(doc):
+            assert spec["rayVersion"] == pin, f"{doc['kind']} rayVersion {spec['rayVersion']} != pin {pin}"
+        images = {c["image"] for _, c in _containers(doc)}
+        assert images <= {f"raypipe:{version}-ray{pin}", f"raypipe:{version}-ray{pin}-gpu"}, images
+    for doc in _of_kind("CronJob"):
+        assert {c["image"] for _, c in _containers(doc)} == {f"raypipe:{version}-ray{pin}"}
+
+
+def test_mlflow_server_image_is_within_the_client_range() -> None:
+    from packaging.requirements import Requirement
+
+    base = _dockerfile_base(CLUSTER / "docker" / "mlflow.Dockerfile")
+    server = base.removeprefix("ghcr.io/mlflow/mlflow:v")
+    client = next(Requirement(d) for d in _pyproject()["project"]["dependencies"]
+                  if Requirement(d).name == "mlflow")
+    assert server in client.specifier, f"MLflow server {server} outside the client's {client}"
+    images = {c["image"] for _, c in _containers(_one("Deployment"))}
+    assert images == {f"raypipe-mlflow:{server}"}
+
+
+# ------------------------------------------------------------------ pod rules
+
+
+@pytest.mark.parametrize("manifest", [m for m in ALL if list(k8s_schema.pod_templates(m[2]))], ids=_id)
+def test_pods_run_non_root_without_privilege_escalation(manifest: Manifest) -> None:
+    _, _, doc = manifest
+    for path, template in k8s_schema.pod_templates(doc):
+        pod = template["spec"].get("securityContext", {})
+        assert pod.get("runAsNonRoot") is True, f"{path}: securityContext.runAsNonRoot"
+        assert pod.get("runAsUser", 1000) != 0, f"{path}: runAsUser 0"
+        assert pod.get("seccompProfile") == {"type": "RuntimeDefault"}, f"{path}: seccompProfile"
+    for path, c in _containers(doc):
+        sc = c.get("securityContext", {})
+        assert sc.get("allowPrivilegeEscalation") is False, f"{path}: allowPrivilegeEscalation"
+        assert "ALL" in sc.get("capabilities", {}).get("drop", []), f"{path}: capabilities.drop ALL"
+    for spec in _ray_cluster_specs(doc) if doc["apiVersion"].startswith("ray.io/") else []:
+        if spec.get("enableInTreeAutoscaling"):  # the autoscaler sidecar KubeRay adds to the head
+            sc = spec["autoscalerOptions"]["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False and sc["runAsNonRoot"] is True
+
+
+@pytest.mark.parametrize("manifest", [m for m in ALL if list(k8s_schema.pod_templates(m[2]))], ids=_id)
+def test_requests_equal_limits(manifest: Manifest) -> None:
+    _, _, doc = manifest
+    resources = [(path, c.get("resources", {})) for path, c in _containers(doc)]
+    for spec in _ray_cluster_specs(doc) if doc["apiVersion"].startswith("ray.io/") else []:
+        if spec.get("enableInTreeAutoscaling"):
+            resources.append(("autoscalerOptions", spec["autoscalerOptions"]["resources"]))
+    for path, r in resources:
+        assert r.get("limits"), f"{path}: no resource limits"
+        assert r.get("requests") == r.get("limits"), f"{path}: requests {r.get('requests')} != limits"
+
+
+def test_ports_are_named() -> None:
+    for _, _, doc in ALL:
+        for path, c in _containers(doc):
+            for port in c.get("ports", []):
+                assert port.get("name"), f"{doc['kind']} {path}: port {port['containerPort']} unnamed"
+        if doc["kind"] == "Service":
+            for port in doc["spec"]["ports"]:
+                assert port.get("name") and isinstance(port["targetPort"], str), port
+
+
+def test_credentials_only_come_from_secrets() -> None:
+    sensitive = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|STORE_URI", re.I)
+    referenced = set()
+    for path, _, doc in ALL:
+        assert doc["kind"] != "Secret", f"{path.name}: Secrets are created by hand, never committed"
+        for cpath, c in _containers(doc):
+            for env in c.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if sensitive.search(env["name"]):
+                    assert ref, f"{path.name} {cpath}: {env['name']} must come from a Secret"
+                if ref:
+                    referenced.add(ref["name"])
+        for spec in _ray_cluster_specs(doc) if doc["apiVersion"].startswith("ray.io/") else []:
+            auth = spec.get("authOptions", {})
+            assert auth.get("mode") == "token", f"{path.name}: Ray token authentication is off"
+            referenced.add(auth["secretName"])
+    readme = (CLUSTER / "README.md").read_text()
+    for name in sorted(referenced):  # the README says how to create each one
+        assert f"kubectl create secret generic {name}" in readme, f"README: no command creating {name}"
+
+
+# ------------------------------------------------------------------ the Ray objects
+
+
+def test_raycluster_autoscales_a_cpu_and_a_gpu_group() -> None:
+    spec = _one("RayCluster")["spec"]
+    assert spec["enableInTreeAutoscaling"] is True
+    assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    groups = {g["groupName"]: g for g in spec["workerGroupSpecs"]}
+    assert set(groups) == {"cpu", "gpu"}
+    for g in groups.values():
+        assert 0 <= g["minReplicas"] <= g["replicas"] <= g["maxReplicas"] and g["maxReplicas"] > 0
+    gpu = groups["gpu"]["template"]["spec"]["containers"][0]
+    assert gpu["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert gpu["image"].endswith("-gpu"), "the GPU group needs the CUDA image variant"
+    cpu = groups["cpu"]["template"]["spec"]["containers"][0]
+    assert "nvidia.com/gpu" not in cpu["resources"]["limits"]
+
+
+def test_rayjob_runs_the_pipeline_and_cleans_up() -> None:
+    spec = _one("RayJob")["spec"]
+    assert spec["shutdownAfterJobFinishes"] is True
+    assert spec["ttlSecondsAfterFinished"] > 0
+    argv = shlex.split(spec["entrypoint"])
+    assert argv[:2] == ["python", "ray_jobs/run_pipeline.py"]
+    working_dir = yaml.safe_load(spec["runtimeEnvYAML"])["working_dir"]
+    dockerfile = (CLUSTER / "docker" / "Dockerfile").read_text()
+    assert f"WORKDIR {working_dir}" in dockerfile, "the job's working_dir is the image's app folder"
+    for copied in ("pipelines/", "ray_jobs/"):
+        assert re.search(rf"^COPY .*{copied} {copied}$", dockerfile, re.M), f"image lacks {copied}"
+
+
+def _cron_command() -> list[str]:
+    pod = _one("CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return list(pod["containers"][0]["command"])
+
+
+def test_cronjob_submits_the_same_job_to_the_long_running_cluster() -> None:
+    cron = _one("CronJob")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    command = _cron_command()
+    cluster_name = _one("RayCluster")["metadata"]["name"]
+    assert command[:3] == ["ray", "job", "submit"]
+    assert f"--address=http://{cluster_name}-head-svc:8265" in command
+    assert command[command.index("--") + 1:][:2] == ["python", "ray_jobs/run_pipeline.py"]
+
+
+def test_one_pipeline_config_for_laptop_job_submit_and_kuberay() -> None:
+    from pipelines.config import demo_config_path, load_config
+    from tests.cluster import test_multinode_job
+
+    commands = {
+        "RayJob": shlex.split(_one("RayJob")["spec"]["entrypoint"]),
+        "CronJob": _cron_command(),
+        "multi-node test": test_multinode_job.submit_command([]),
+    }
+    for where, argv in commands.items():
+        config, sets = _overrides(argv)
+        assert config == PIPELINE_CONFIG, f"{where} runs {config}"
+        keys = {s.split("=", 1)[0] for s in sets}
+        extra = keys - STORAGE_AND_SCALE
+        assert not extra, f"{where} overrides more than storage and scale: {extra}"
+        load_config(REPO / config, sets)  # the overrides are valid for that file
+    # The laptop run (`raypipe run` without an argument) reads the same file.
+    assert (REPO / PIPELINE_CONFIG).read_bytes() == demo_config_path().read_bytes()
+    readme = (CLUSTER / "README.md").read_text()
+    assert f"raypipe run {PIPELINE_CONFIG}" in readme
+    assert f"python ray_jobs/run_pipeline.py {PIPELINE_CONFIG}" in readme
+    # ... and no copy of a pipeline config lives in cluster/.
+    for path in CLUSTER.rglob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            assert not (isinstance(doc, dict) and {"name", "source", "target"} <= set(doc)), path
+
+
+def _serve_configs() -> tuple[dict[str, Any], dict[str, Any]]:
+    service = yaml.safe_load(_one("RayService")["spec"]["serveConfigV2"])
+    standalone = yaml.safe_load((CLUSTER / "serve" / "raypipe.serve.yaml").read_text())
+    return service, standalone
+
+
+def test_serve_config_is_valid_strict_and_the_same_in_both_places() -> None:
+    from ray.serve.config import AutoscalingConfig
+    from ray.serve.schema import ServeDeploySchema
+
+    service, standalone = _serve_configs()
+    assert service == standalone, "rayservice.serve.yaml serveConfigV2 != cluster/serve/raypipe.serve.yaml"
+    ServeDeploySchema.model_validate(service)
+    strict = k8s_schema.StrictValidator(ServeDeploySchema.model_json_schema())
+    assert [e.message for e in strict.iter_errors(service)] == []
+    bad = copy.deepcopy(service)
+    bad["applications"][0]["deployments"][0]["num_replica"] = 2
+    assert any("num_replica" in e.message for e in strict.iter_errors(bad))
+    for app in service["applications"]:
+        for dep in app["deployments"]:
+            scaling = dep["autoscaling_config"]
+            assert set(scaling) <= set(AutoscalingConfig.model_fields), set(scaling)
+            AutoscalingConfig.model_validate(scaling)
+            assert dep["num_replicas"] == "auto"
+
+
+def test_serve_config_builds_the_champion_app() -> None:
+    from pipelines.config import load_config
+
+    (app,) = _serve_configs()[0]["applications"]
+    module, attr = app["import_path"].split(":")
+    assert app["import_path"] == "pipelines.serving:build_app"
+    import importlib
+
+    built = getattr(importlib.import_module(module), attr)(app["args"])  # the builder accepts the args
+    deployment = built._bound_deployment  # what Serve's per-deployment overrides are matched against
+    assert [d["name"] for d in app["deployments"]] == [deployment.name]
+    cfg = load_config(REPO / PIPELINE_CONFIG)
+    assert app["args"]["model_uri"] == f"models:/{cfg.model_name}@{cfg.tracking.alias}", \
+        "the service must serve the model the pipeline registers"
+
+
+def test_key_fields_say_why() -> None:
+    keys = ("enableInTreeAutoscaling", "num-cpus", "minReplicas", "maxReplicas", "rayVersion",
+            "shutdownAfterJobFinishes", "ttlSecondsAfterFinished", "idleTimeoutSeconds",
+            "schedule", "concurrencyPolicy", "runAsNonRoot", "mode")
+    silent = []
+    for path in sorted((CLUSTER / "kuberay").glob("*.yaml")):
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            key = line.strip().lstrip("- ").split(":", 1)[0]
+            if key in keys and ":" in line:
+                previous = lines[i - 1].strip()
+                if not ("#" in line or previous.startswith("#") or _same_block_commented(lines, i)):
+                    silent.append(f"{path.name}:{i + 1}: {line.strip()}")
+    assert silent == [], "fields without a comment saying why:\n" + "\n".join(silent)
+
+
+def _same_block_commented(lines: list[str], i: int) -> bool:
+    # A repeated block (the second worker group, a second pod template) may rely on the
+    # first occurrence's comment: the same key and value commented earlier in the file.
+    stripped = lines[i].split("#")[0].strip()
+    return any(line.split("#")[0].strip() == stripped and "#" in line for line in lines[:i])
+
+
+def test_readme_names_only_existing_files() -> None:
+    readme = (CLUSTER / "README.md").read_text()
+    named = r"(?<![\w/])((?:cluster|pipelines|ray_jobs|tests)/[\w./-]+\.(?:yaml|py|md)|cluster/docker/[\w.]+)"
+    paths = set(re.findall(named, readme))
+    assert paths, "cluster/README.md names no files"
+    for p in sorted(paths):
+        assert (REPO / p).exists(), f"cluster/README.md names {p}, which does not exist"
