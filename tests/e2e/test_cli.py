@@ -55,8 +55,9 @@ def test_validate_accepts_the_bundled_demo_config() -> None:
         ({"name": "x", "source": {"kind": "files"}, "target": "y"}, "source.path"),
         ({"name": "x", "source": {"kind": "demo"}}, "target"),
         ({"name": "x", "source": {"kind": "demo"}, "target": "y",
-          "train": {"search_space": {"eta": {"type": "loguniform", "low": 0, "high": 1}}}},
-         "train.search_space.eta.low"),
+          "train": {"xgboost": {"search_space": {"eta": {"type": "loguniform", "low": 0,
+                                                          "high": 1}}}}},
+         "train.xgboost.search_space.eta.low"),
     ],
     ids=["unknown-section", "wrong-type", "missing-path", "missing-target", "bad-space"],
 )
@@ -132,7 +133,7 @@ def test_predict_names_a_missing_column_and_a_missing_model(trained: dict[str, A
 
 def test_run_end_to_end_through_the_cli(ray_address: str, tmp_path: Path) -> None:
     r = raypipe("run", "--rows", "2000", "--set", f"runtime.work_dir={tmp_path}",
-                "--set", "train.num_samples=4", "--set", "train.num_boost_round=30")
+                "--set", "train.num_samples=4", "--set", "train.xgboost.num_boost_round=30")
     assert r.returncode == 0, r.stderr[-3000:]
     for text in ("raypipe run finished", "models:/raypipe-demo@champion", "roc_auc",
                  "test_predictions", "wall time"):

@@ -22,7 +22,7 @@ def test_run_pipeline_job_prints_summary(ray_address: str, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     code = run_pipeline.main([
         "--set", "source.rows=1500", "--set", f"runtime.work_dir={tmp_path}",
-        "--set", "train.num_samples=1", "--set", "train.num_boost_round=10",
+        "--set", "train.num_samples=1", "--set", "train.xgboost.num_boost_round=10",
         "--set", "tracking.registered_model=job-demo",
     ])
     assert code == 0
