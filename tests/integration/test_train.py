@@ -34,7 +34,9 @@ def splits(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[
 
 
 def _cfg(**kw: Any) -> TrainConfig:
-    data: dict[str, Any] = {"xgboost": FAST["xgboost"], "mlp": FAST["mlp"], **kw}
+    # No refit: these tests compare the saved model with the sweep's validation score.
+    data: dict[str, Any] = {"xgboost": FAST["xgboost"], "mlp": FAST["mlp"], "refit": False,
+                            **kw}
     return TrainConfig.model_validate(data)
 
 
