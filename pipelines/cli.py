@@ -203,104 +203,180 @@ def _format_of(path: str, fmt: str | None) -> str:
     return {"csv": "csv", "json": "json", "jsonl": "json"}.get(suffix, "parquet")
 
 
+def _model_uri(model: str | None, cfg: PipelineConfig | None) -> str:
+    if model:
+        return model
+    if cfg is None:
+        raise _fail("give --model (e.g. models:/NAME@champion) or --config", 2)
+    return f"models:/{cfg.model_name}@{cfg.tracking.alias}"
+
+
 @app.command()
 def predict(
-    model: Annotated[str, typer.Option(help="Model URI, e.g. models:/NAME@champion.")],
-    input: Annotated[str, typer.Option("--input", help="Raw input file, folder or glob.")],
-    output: Annotated[Path, typer.Option(help="Output folder for Parquet predictions.")],
+    model: Annotated[str | None, typer.Option(
+        help="Model URI, e.g. models:/NAME@champion (default: the config's name and alias).")] = None,
+    input: Annotated[str | None, typer.Option(
+        "--input", help="Raw input file, folder or glob (default: the config's batch.input).")] = None,
+    output: Annotated[Path | None, typer.Option(
+        help="Output folder for Parquet predictions (default: the config's batch.output_dir).")] = None,
     format: Annotated[str | None, typer.Option(help="parquet | csv | json; default: by suffix.")] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
     config: Annotated[Path | None, typer.Option(help="Pipeline YAML for batch settings.")] = None,
+    overrides: OverrideOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Batch inference on raw rows: one output row per input row."""
+    """Batch inference on raw rows: every row is predicted or quarantined with a reason."""
     _setup_logging(verbose)
-    cfg = _load(config, []) if config else None
-    batch_cfg = cfg.batch if cfg else None
+    sets = list(overrides or [])
+    cfg = _load(config, sets) if config or sets else None
+    from pipelines.config import BatchConfig
+
+    batch_cfg = cfg.batch if cfg else BatchConfig()
     uri = cfg.tracking_uri if cfg and not tracking_uri else _tracking_uri(tracking_uri)
+    model_uri = _model_uri(model, cfg)
+    if input is None and batch_cfg.input is None:
+        raise _fail("give --input, or batch.input in the --config file", 2)
+    if output is None:
+        if cfg is None or cfg.batch.output_dir is None:
+            raise _fail("give --output, or batch.output_dir in the --config file", 2)
+        output = Path(cfg.batch.output_dir)
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise _fail(f"output folder {output} is not empty; pass --overwrite to replace it", 2)
 
-    def _do() -> tuple[int, int]:
+    def _do() -> Any:
         import mlflow
 
-        from pipelines.config import BatchConfig
-        from pipelines.stages.batch import predict_dataset
-        from pipelines.stages.ingest import read_files
+        from pipelines.serving_engine import load_model
+        from pipelines.stages.batch import count_parquet_rows, run_batch_inference
+        from pipelines.stages.ingest import read_files, read_source, resolve_paths
 
         mlflow.set_tracking_uri(uri)
         try:
-            pyfunc = mlflow.pyfunc.load_model(model)
+            loaded = load_model(model_uri, check_fast_path=False)
         except Exception as err:
-            raise UserError(f"cannot load model {model!r} from {uri}: {err}") from None
-        spec = pyfunc.unwrap_python_model().spec
+            raise UserError(f"cannot load model {model_uri!r} from {uri}: {err}") from None
         _init_ray(cfg.runtime if cfg else RuntimeConfig(), verbose)
-        ds = read_files(input, _format_of(input, format))
-        spec.pipeline.check_columns(ds.columns())
-        rows_in = ds.count()
+        rows_in = None
+        if input is not None:
+            fmt = _format_of(input, format)
+            ds = read_files(input, fmt)
+            if fmt == "parquet" and "://" not in input:
+                rows_in = count_parquet_rows(resolve_paths(input))
+        else:
+            assert batch_cfg.input is not None
+            ds = read_source(batch_cfg.input, cfg.work_dir if cfg else Path("."))
+        loaded.pipeline.check_columns(ds.columns())
         if output.exists():
             shutil.rmtree(output)
-        predict_dataset(ds, model_uri=model, tracking_uri=uri,
-                        cfg=batch_cfg or BatchConfig()).write_parquet(str(output))
-        rows_out = read_files(str(output), "parquet").count()
-        if rows_out != rows_in:
-            raise RuntimeError(f"wrote {rows_out} prediction rows for {rows_in} input rows")
-        return rows_in, rows_out
+        # Pinned to the version just checked, whatever the alias does meanwhile.
+        return run_batch_inference(ds, model_uri=loaded.ref.uri, tracking_uri=uri, cfg=batch_cfg,
+                                   output_dir=str(output), rows_in=rows_in)
 
     with console.status("predicting"):
-        rows_in, rows_out = _guarded(_do, verbose)
-    console.print(f"[green]done[/]: {rows_in} rows in, {rows_out} predictions in {output}")
+        result = _guarded(_do, verbose)
+    note = (f", {result.rows_quarantined} quarantined in {result.quarantine_dir}"
+            if result.rows_quarantined else "")
+    console.print(f"[green]done[/]: {result.rows_in} rows in, {result.rows_predicted} predictions "
+                  f"(model version {result.model_version}) in {output}{note}")
 
 
 @app.command()
 def serve(
-    model: Annotated[str, typer.Option(help="Model URI, e.g. models:/NAME@champion.")],
+    model: Annotated[str | None, typer.Option(
+        help="Model URI, e.g. models:/NAME@champion (default: the config's name and alias).")] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port (default: config or 8000).")] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
     config: Annotated[Path | None, typer.Option(help="Pipeline YAML for serve settings.")] = None,
+    overrides: OverrideOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Serve the model over HTTP with Ray Serve until interrupted."""
+    """Serve the model over HTTP with Ray Serve until interrupted.
+
+    One app answers /predict, MLflow's /invocations and KServe V2 under /v2; replicas follow
+    the model's alias and swap in new versions without dropping requests.
+    """
     _setup_logging(verbose)
+    sets = list(overrides or [])
+    cfg = _load(config, sets) if config or sets else None
     from pipelines.config import ServeConfig
 
-    cfg = _load(config, []) if config else None
     scfg = cfg.serve if cfg else ServeConfig()
     bind_host, bind_port = host or scfg.host, port or scfg.port
     if bind_host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/] serving on {bind_host}: reachable beyond this machine")
+    if bind_host not in ("127.0.0.1", "localhost", "::1") and not (
+            scfg.auth_token_env or scfg.auth_token_file):
+        console.print("[yellow]warning:[/] no auth token configured (serve.auth_token_env or "
+                      "serve.auth_token_file): anyone who reaches the port can call the model")
     uri = cfg.tracking_uri if cfg and not tracking_uri else _tracking_uri(tracking_uri)
+    model_uri = _model_uri(model, cfg)
+    runtime = cfg.runtime if cfg else RuntimeConfig()
 
     def _start() -> None:
         from ray import serve as ray_serve
 
         from pipelines.serving import build_app
 
-        _init_ray(cfg.runtime if cfg else RuntimeConfig(), verbose)
+        if scfg.ingress == "haproxy":
+            if runtime.ray_address or os.environ.get("RAY_ADDRESS"):
+                console.print("[yellow]note:[/] serve.ingress=haproxy takes effect only where "
+                              "the cluster was started with RAY_SERVE_ENABLE_HA_PROXY=1")
+            # Read by every Ray process at start-up: set before the local instance starts.
+            os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
+            os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+        _init_ray(runtime, verbose)
         ray_serve.start(http_options={"host": bind_host, "port": bind_port})
-        ray_serve.run(build_app({
-            "model_uri": model, "tracking_uri": uri, "num_replicas": scfg.num_replicas,
-            "num_cpus_per_replica": scfg.num_cpus_per_replica,
-            "max_batch_size": scfg.max_batch_size,
-            "batch_wait_timeout_s": scfg.batch_wait_timeout_s,
-            "max_request_rows": scfg.max_request_rows,
-        }), name=SERVE_APP_NAME, route_prefix="/")
+        ray_serve.run(build_app({**scfg.model_dump(), "model_uri": model_uri,
+                                 "tracking_uri": uri, "host": bind_host, "port": bind_port}),
+                      name=SERVE_APP_NAME, route_prefix="/")
 
     # SIGTERM (a process manager, `kill`) stops the app as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         with console.status("starting Ray Serve"):
             _guarded(_start, verbose)
-        console.print(f"[green]serving[/] {model} at http://{bind_host}:{bind_port}/predict "
-                      "(Ctrl-C to stop)")
+        base = f"http://{bind_host}:{bind_port}"
+        console.print(f"[green]serving[/] {model_uri} at {base}/predict, {base}/invocations "
+                      f"(MLflow), {base}/v2 (KServe V2); docs at {base}/docs (Ctrl-C to stop)")
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         console.print("stopping")
     finally:
         _stop_serve_app(SERVE_APP_NAME)
+
+
+@app.command()
+def promote(
+    model: Annotated[str, typer.Option(help="Registered model name.")],
+    version: Annotated[str, typer.Option(help="Model version to point the alias at.")],
+    alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
+    config: Annotated[Path | None, typer.Option(help="Pipeline YAML for the tracking URI.")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Point a registry alias at a model version; running servers that follow it swap to it."""
+    _setup_logging(verbose)
+    cfg = _load(config, []) if config else None
+    uri = cfg.tracking_uri if cfg and not tracking_uri else _tracking_uri(tracking_uri)
+
+    def _do() -> str | None:
+        import mlflow
+
+        from pipelines.serving_swap import promote as move_alias
+
+        mlflow.set_tracking_uri(uri)
+        try:
+            return move_alias(model, version, alias)
+        except Exception as err:
+            raise UserError(f"cannot point {model}@{alias} at version {version} in {uri}: "
+                            f"{str(err).splitlines()[0]}") from None
+
+    previous = _guarded(_do, verbose)
+    console.print(f"[green]promoted[/]: {model}@{alias} -> version {version} "
+                  f"(was {previous or 'unset'}); servers following it switch on their next poll")
 
 
 SERVE_APP_NAME = "raypipe"

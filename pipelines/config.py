@@ -394,7 +394,7 @@ class BatchConfig(_Section):
         None, description="Where predictions go. Default: <work_dir>/outputs/<name>."
     )
     batch_size: int = Field(
-        8192, ge=1, description="Rows per model call; larger amortises the per-call overhead."
+        65_536, ge=1, description="Rows per model call; larger amortises the per-call overhead."
     )
     concurrency: int = Field(
         2, ge=1, description="Predictor actors; each loads the model once and keeps it."

@@ -1,57 +1,310 @@
-"""Batch inference: a Ray Data actor pool applies the registered pyfunc model to raw rows."""
+"""Batch inference: a Ray Data actor pool applies the registered model to raw rows.
+
+Each actor loads the model once (``PyfuncPredictor.__init__``) and scores pandas batches; the
+result streams to Parquet, so memory stays bounded by Ray Data's streaming budget however large
+the input. Every input row ends up in exactly one place: the predictions (with the configured id
+columns and the model version) or, when the model cannot read one of its values, the
+quarantine folder with the reason. :func:`run_batch_inference` checks that the counts add up.
+
+Actors take fractional CPUs (``batch.num_cpus_per_actor``): a pool whose actors hold every CPU
+starves the read tasks that feed it, and on a 2-CPU machine the job hangs.
+"""
 
 from __future__ import annotations
 
+import gc
+import hashlib
+import io
 import logging
-from typing import TYPE_CHECKING
+import os
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from pipelines.config import BatchConfig
-from pipelines.model import conform_input
+from pipelines.model import predict_frame
 
 if TYPE_CHECKING:
     from ray.data import Dataset
 
-__all__ = ["PyfuncPredictor", "predict_dataset"]
+__all__ = [
+    "REASON_COLUMN",
+    "BatchResult",
+    "PyfuncPredictor",
+    "UnscorableRowsError",
+    "check_rows",
+    "count_parquet_rows",
+    "predict_dataset",
+    "run_batch_inference",
+    "score_batch",
+]
 
 logger = logging.getLogger(__name__)
 
+REASON_COLUMN = "_quarantine_reason"
+
+
+class UnscorableRowsError(ValueError):
+    """Rows the model cannot score, and no quarantine folder to put them in."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one batch inference run wrote."""
+
+    rows_in: int
+    rows_predicted: int
+    rows_quarantined: int
+    output_dir: str
+    quarantine_dir: str
+    model_version: str
+
+
+def score_batch(batch: pd.DataFrame, model: Any, *, keep: list[str] | None,
+                version_column: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score one batch: ``(predictions, quarantined)``, together exactly the input rows.
+
+    ``model`` is a :class:`pipelines.serving_engine.LoadedModel`. Predictions carry the ``keep``
+    input columns (all when None), the prediction columns and ``version_column``; quarantined
+    rows carry every input column and the reason in ``_quarantine_reason``.
+    """
+    from pipelines.serving_schema import row_reasons
+
+    batch = batch.reset_index(drop=True)
+    reasons = row_reasons(batch, model.pipeline)
+    bad = reasons.notna().to_numpy()
+    good = batch[~bad]
+    quarantined = batch[bad].assign(**{REASON_COLUMN: reasons[bad].astype(str)})
+    preds = _predict(good, model)
+    if REASON_COLUMN in preds:
+        # Rows that passed the checks yet broke the model on their own (see _predict).
+        failed = preds[REASON_COLUMN].notna().to_numpy()
+        quarantined = pd.concat([quarantined, good[failed].assign(
+            **{REASON_COLUMN: preds.loc[failed, REASON_COLUMN].astype(str).to_numpy()})],
+            ignore_index=True)
+        good, preds = good[~failed], preds[~failed].drop(columns=[REASON_COLUMN])
+    out = (good if keep is None else good[keep]).reset_index(drop=True)
+    for col in preds.columns:
+        out[col] = preds[col].to_numpy()
+    out[version_column] = model.version
+    return out, quarantined.reset_index(drop=True)
+
+
+def _model_input(rows: pd.DataFrame, model: Any) -> pd.DataFrame:
+    """The model's columns of ``rows``, numbers and datetimes cast as ``conform_input`` does.
+
+    Strings stay as they are (Arrow-backed from Ray Data): ``conform_input`` turns them into
+    Python objects only because MLflow's schema check would read a missing Arrow string as the
+    text "<NA>", and this path calls the pipeline directly, without that check.
+    """
+    schema = model.pipeline.input_schema
+    out = rows[[c for c in schema if c in rows.columns]]  # copy-on-write: no data copied
+    for c in out.columns:
+        if schema[c] == "float":
+            out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
+        elif schema[c] == "datetime":
+            out[c] = pd.to_datetime(out[c], errors="coerce", format="mixed")
+    return out
+
+
+def _predict(rows: pd.DataFrame, model: Any) -> pd.DataFrame:
+    try:
+        return predict_frame(model.spec, model.predictor, _model_input(rows, model))
+    except Exception as err:
+        if rows.empty:
+            raise
+        # One row can break a whole batch; score row by row to keep the others.
+        logger.warning("batch of %d rows failed (%s); scoring row by row", len(rows), err)
+    parts = []
+    for i in range(len(rows)):
+        one = rows.iloc[i:i + 1]
+        try:
+            parts.append(predict_frame(model.spec, model.predictor, _model_input(one, model)))
+        except Exception as err:
+            parts.append(pd.DataFrame({REASON_COLUMN: [f"model failed: {type(err).__name__}: "
+                                                       f"{str(err)[:200]}"]}))
+    return pd.concat(parts, ignore_index=True)
+
 
 class PyfuncPredictor:
-    """Loads the MLflow model once per actor; appends its predictions to each batch."""
+    """Loads the model once per actor; appends its predictions to each batch.
 
-    def __init__(self, model_uri: str, tracking_uri: str | None) -> None:
+    Rows the model cannot score are written to ``quarantine_dir`` (one Parquet file per batch
+    that has any, every column as text, named by content so a retried batch rewrites rather
+    than duplicates it).
+    """
+
+    def __init__(self, model_uri: str, tracking_uri: str | None, keep: list[str] | None = None,
+                 version_column: str = "model_version", quarantine_dir: str | None = None) -> None:
         import mlflow
+
+        from pipelines.serving_engine import load_model
 
         if tracking_uri:
             mlflow.set_tracking_uri(tracking_uri)
-        self.model = mlflow.pyfunc.load_model(model_uri)
-        self.spec = self.model.unwrap_python_model().spec
+        self.model = load_model(model_uri, check_fast_path=False)
+        # Pandas allocates heavily per batch; full collections that re-scan the worker's
+        # long-lived objects (Ray, MLflow, the model) cost more than the prediction itself.
+        gc.collect()
+        gc.freeze()
+        self.keep = keep
+        self.version_column = version_column
+        self.quarantine_dir = quarantine_dir
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        preds = self.model.predict(conform_input(batch, self.spec))
-        out = batch.reset_index(drop=True)
-        for col in preds.columns:
-            out[col] = preds[col].to_numpy()
+        out, quarantined = score_batch(batch, self.model, keep=self.keep,
+                                       version_column=self.version_column)
+        if len(quarantined):
+            if self.quarantine_dir is None:
+                raise UnscorableRowsError(
+                    f"{len(quarantined)} rows cannot be scored, e.g. "
+                    f"{quarantined[REASON_COLUMN].iloc[0]}")
+            _write_quarantine(quarantined, self.quarantine_dir)
         return out
 
 
-def predict_dataset(
-    ds: Dataset, *, model_uri: str, tracking_uri: str | None, cfg: BatchConfig
-) -> Dataset:
-    """Predict every row of ``ds``: the output has the input columns plus predictions.
+def _write_quarantine(rows: pd.DataFrame, directory: str) -> None:
+    # As text: batches of one input can disagree on a column's type (a CSV column with an
+    # unparseable value reads as strings), and the folder must stay readable as one data set.
+    buf = io.BytesIO()
+    rows.astype("string").to_parquet(buf, index=False)
+    data = buf.getvalue()
+    path = Path(directory) / f"part-{hashlib.sha1(data).hexdigest()[:16]}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)  # atomic: readers never see half a file
 
-    Actors take fractional CPUs (``num_cpus_per_actor``) so that on a small machine the read
-    tasks feeding them still get scheduled.
+
+_CANONICAL = {"float": "float64", "bool": "boolean", "string": "string",
+              "datetime": "datetime64[us]"}
+
+
+def check_rows(batch: pd.DataFrame, *, pipeline: Any, quarantine_dir: str | None) -> pd.DataFrame:
+    """Quarantine the rows the model cannot read; give the rest one type per model column.
+
+    Runs per read block, before blocks of different files meet: two CSV files can infer
+    different types for one column (a timestamp here, text with a bad value there), and Ray
+    Data cannot concatenate such blocks.
+    """
+    from pipelines.serving_schema import row_reasons
+
+    reasons = row_reasons(batch, pipeline)
+    bad = reasons.notna().to_numpy()
+    if bad.any():
+        quarantined = batch[bad].assign(**{REASON_COLUMN: reasons[bad].astype(str)})
+        if quarantine_dir is None:
+            raise UnscorableRowsError(f"{int(bad.sum())} rows cannot be scored, e.g. "
+                                      f"{quarantined[REASON_COLUMN].iloc[0]}")
+        _write_quarantine(quarantined, quarantine_dir)
+        batch = batch[~bad]
+    out = batch.reset_index(drop=True)
+    for c, kind in pipeline.input_schema.items():
+        if c not in out.columns:
+            continue
+        if kind == "float":
+            out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
+        elif kind == "datetime":
+            out[c] = pd.to_datetime(out[c], errors="coerce", format="mixed")
+            if getattr(out[c].dt, "tz", None) is None:
+                out[c] = out[c].astype(_CANONICAL["datetime"])
+        else:
+            out[c] = out[c].astype(_CANONICAL[kind])
+    return out
+
+
+def predict_dataset(
+    ds: Dataset, *, model_uri: str, tracking_uri: str | None, cfg: BatchConfig,
+    quarantine_dir: str | None = None,
+) -> Dataset:
+    """Predict every row of ``ds``: the output has the id columns plus predictions.
+
+    Without ``quarantine_dir`` an unscorable row fails the run (rows that passed the data
+    contract always score); with it, such rows go there with the reason.
     """
     import ray.data
 
-    return ds.map_batches(
+    keep = cfg.id_columns
+    if keep is not None:
+        missing = [c for c in keep if c not in (ds.columns() or [])]
+        if missing:
+            raise ValueError(f"batch.id_columns {missing} are not input columns")
+    if cfg.max_object_store_bytes is not None:
+        # The dataset's own context (a copy per dataset): other datasets keep their budget.
+        limits = ds.context.execution_options.resource_limits
+        ds.context.execution_options.resource_limits = limits.copy(
+            object_store_memory=cfg.max_object_store_bytes)
+    import mlflow
+
+    from pipelines.serving_engine import load_model
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    pipeline = load_model(model_uri, check_fast_path=False).pipeline
+    checked = ds.map_batches(partial(check_rows, pipeline=pipeline, quarantine_dir=quarantine_dir),
+                             batch_format="pandas", batch_size=None)
+    # Readers hand over a file's rows as a few big blocks; split them (streaming, no shuffle)
+    # so that every actor of the pool gets work, and each call sees one batch.
+    return checked.repartition(target_num_rows_per_block=cfg.batch_size).map_batches(
         PyfuncPredictor,
-        fn_constructor_kwargs={"model_uri": model_uri, "tracking_uri": tracking_uri},
+        fn_constructor_kwargs={
+            "model_uri": model_uri, "tracking_uri": tracking_uri, "keep": keep,
+            "version_column": cfg.model_version_column, "quarantine_dir": quarantine_dir,
+        },
         batch_format="pandas",
         batch_size=cfg.batch_size,
         compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),
         num_cpus=cfg.num_cpus_per_actor,
     )
+
+
+def run_batch_inference(
+    ds: Dataset, *, model_uri: str, tracking_uri: str | None, cfg: BatchConfig,
+    output_dir: str, rows_in: int | None = None,
+) -> BatchResult:
+    """Score ``ds`` into Parquet under ``output_dir``; check every row is accounted for.
+
+    ``rows_in`` is the input row count when the caller knows it cheaply (see
+    :func:`count_parquet_rows`); else the dataset is counted with a Ray job first.
+    """
+    from pipelines.serving_engine import resolve_model
+
+    if tracking_uri:
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri)
+    ref = resolve_model(model_uri)
+    quarantine = cfg.quarantine_dir or str(Path(output_dir) / "_quarantine")
+    expected = ds.count() if rows_in is None else rows_in
+    # Pin the version so that every actor scores with the same one, whatever the alias does.
+    predicted = predict_dataset(ds, model_uri=ref.uri, tracking_uri=tracking_uri, cfg=cfg,
+                                quarantine_dir=quarantine)
+    predicted.write_parquet(output_dir, partition_cols=cfg.partition_cols or None)
+    rows_out = _parquet_rows(output_dir)
+    rows_bad = _parquet_rows(quarantine)
+    if rows_out + rows_bad != expected:
+        raise RuntimeError(f"batch inference lost rows: {expected} in, {rows_out} predicted + "
+                           f"{rows_bad} quarantined")
+    logger.info("batch inference: %d rows in, %d predicted, %d quarantined", expected, rows_out,
+                rows_bad)
+    return BatchResult(rows_in=expected, rows_predicted=rows_out, rows_quarantined=rows_bad,
+                       output_dir=output_dir, quarantine_dir=quarantine, model_version=ref.version)
+
+
+def count_parquet_rows(path: str | list[str]) -> int:
+    """Rows in Parquet files or a folder, from the footers (files named ``_*``/``.*`` skipped).
+
+    Milliseconds, where ``Dataset.count()`` runs a Ray job over the files.
+    """
+    import pyarrow.dataset as pads
+
+    try:
+        return int(pads.dataset(path, format="parquet", partitioning="hive").count_rows())
+    except FileNotFoundError:
+        return 0
+
+
+_parquet_rows = count_parquet_rows

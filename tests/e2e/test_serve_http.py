@@ -1,9 +1,12 @@
-"""The Serve app over real HTTP: answers, validation errors, and parity with batch/pyfunc."""
+"""The Serve app over real HTTP: every protocol, validation errors, metrics, and parity of
+/predict, /invocations, /v2 infer, batch inference and mlflow.pyfunc on the same raw rows."""
 
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +18,8 @@ import pytest
 from pipelines.demo import generate_demo_frame
 
 pytestmark = pytest.mark.e2e
+
+MODEL = "raypipe-demo"
 
 
 def _free_port() -> int:
@@ -32,8 +37,9 @@ def server(trained: dict[str, Any]) -> Iterator[str]:
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(
-        build_app({"model_uri": "models:/raypipe-demo@champion",
-                   "tracking_uri": trained["cfg"].tracking_uri, "max_request_rows": 500}),
+        build_app({"model_uri": f"models:/{MODEL}@champion",
+                   "tracking_uri": trained["cfg"].tracking_uri, "max_request_rows": 500,
+                   "model_poll_interval_s": 0}),
         name="raypipe-test", route_prefix="/",
     )
     yield f"http://127.0.0.1:{port}"
@@ -52,10 +58,14 @@ def _json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return out.to_dict(orient="records")
 
 
+def _version(trained: dict[str, Any]) -> str:
+    return str(trained["summary"].model_version)
+
+
 def test_healthz(server: str) -> None:
     r = httpx.get(f"{server}/healthz", timeout=30)
     assert r.status_code == 200
-    assert r.json()["model"]["name"] == "raypipe-demo"
+    assert r.json()["model"]["name"] == MODEL
 
 
 def test_predict_answers_with_labels_probabilities_and_model(server: str,
@@ -66,38 +76,191 @@ def test_predict_answers_with_labels_probabilities_and_model(server: str,
     body = r.json()
     assert len(body["predictions"]) == 20 and len(body["probabilities"]) == 20
     assert set(body["predictions"]) <= {0, 1}
-    assert body["model"] == {"name": "raypipe-demo",
-                             "version": trained["summary"].model_version}
+    assert body["model"] == {"name": MODEL, "version": _version(trained)}
 
 
-def test_batch_serve_and_pyfunc_predict_identically(server: str, trained: dict[str, Any],
-                                                    tmp_path: Any) -> None:
-    """The same raw rows (missing values, odd spellings) through all three paths."""
+# --------------------------------------------------------------------------- parity
+
+
+def _v2_inputs(frame: pd.DataFrame, schema: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = _json_rows(frame)
+    kinds = {"float": "FP64", "bool": "BOOL", "string": "BYTES", "datetime": "BYTES"}
+    return [{"name": c, "datatype": kinds[s["type"]], "shape": [len(rows)],
+             "data": [r[c] for r in rows]} for c, s in schema.items()]
+
+
+def _triton_probabilities(server: str, frame: pd.DataFrame,
+                          schema: dict[str, Any]) -> np.ndarray:
+    """The standard V2 client, binary tensors both ways."""
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(server.removeprefix("http://"))
+    assert client.is_server_live() and client.is_model_ready(MODEL)
+    assert {i["name"] for i in client.get_model_metadata(MODEL)["inputs"]} == set(schema)
+    inputs = []
+    for c, s in schema.items():
+        values = frame[c]
+        if s["type"] == "float":
+            arr = values.astype("float64").to_numpy()  # NaN: missing
+            datatype = "FP64"
+        elif s["type"] == "bool":
+            arr, datatype = values.astype(bool).to_numpy(), "BOOL"
+        elif s["type"] == "datetime":
+            arr = np.array([t.isoformat().encode() for t in values], dtype=object)
+            datatype = "BYTES"
+        else:
+            arr, datatype = np.array([v.encode() for v in values], dtype=object), "BYTES"
+        t = triton.InferInput(c, [len(frame)], datatype)
+        t.set_data_from_numpy(arr, binary_data=True)
+        inputs.append(t)
+    result = client.infer(MODEL, inputs)
+    assert result.get_response()["model_version"]
+    return np.asarray(result.as_numpy("probability"))
+
+
+def test_every_protocol_batch_and_pyfunc_predict_identically(server: str, trained: dict[str, Any],
+                                                            tmp_path: Path) -> None:
+    """The same raw rows (missing values, odd spellings) through seven paths."""
     from pipelines.config import BatchConfig
-    from pipelines.stages.batch import predict_dataset
+    from pipelines.stages.batch import run_batch_inference
     from pipelines.stages.ingest import read_files
 
     frame = _rows(300)
+    frame["autopay"] = frame["autopay"].astype(object)
+    frame.loc[::11, "autopay"] = None  # MLflow's own server would make these False
     assert frame["plan"].isna().any() and frame["monthly_charges"].isna().any()
     cfg = trained["cfg"]
     mlflow.set_tracking_uri(cfg.tracking_uri)
-    pyfunc = mlflow.pyfunc.load_model("models:/raypipe-demo@champion").predict(frame)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion").predict(frame)
+    want_p = pyfunc["probability"].to_numpy()
+    want_y = pyfunc["prediction"].tolist()
+    rows = _json_rows(frame)
 
-    path = tmp_path / "in.parquet"
-    frame.to_parquet(path)
-    batch = predict_dataset(read_files(str(path), "parquet"),
-                            model_uri="models:/raypipe-demo@champion",
-                            tracking_uri=cfg.tracking_uri, cfg=BatchConfig(batch_size=64)).to_pandas()
-    batch = batch.set_index("customer_id").loc[frame["customer_id"]].reset_index()
+    served = httpx.post(f"{server}/predict", json={"instances": rows}, timeout=60).json()
+    np.testing.assert_array_equal(np.array(served["probabilities"]), want_p)
+    assert served["predictions"] == want_y
 
-    r = httpx.post(f"{server}/predict", json={"instances": _json_rows(frame)}, timeout=60)
+    split = frame.astype(object).where(frame.notna(), None)
+    bodies = {
+        "dataframe_records": {"dataframe_records": rows},
+        "dataframe_split": {"dataframe_split": {"columns": list(frame.columns),
+                                                "data": [list(r.values()) for r in rows]}},
+        "instances": {"instances": rows},
+        "inputs": {"inputs": {c: [r[c] for r in rows] for c in frame.columns}},
+    }
+    assert len(split) == len(rows)
+    for name, body in bodies.items():
+        r = httpx.post(f"{server}/invocations", json=body, timeout=60)
+        assert r.status_code == 200, (name, r.text)
+        records = r.json()["predictions"]
+        np.testing.assert_array_equal(np.array([p["probability"] for p in records]), want_p,
+                                      err_msg=name)
+        assert [p["prediction"] for p in records] == want_y, name
+
+    schema = httpx.get(f"{server}/metadata", timeout=30).json()["input_schema"]
+    r = httpx.post(f"{server}/v2/models/{MODEL}/infer",
+                   json={"id": "parity", "inputs": _v2_inputs(frame, schema)}, timeout=60)
     assert r.status_code == 200, r.text
-    served = r.json()
+    outputs = {t["name"]: t for t in r.json()["outputs"]}
+    assert r.json()["id"] == "parity" and outputs["prediction"]["datatype"] == "INT64"
+    np.testing.assert_array_equal(np.array(outputs["probability"]["data"]), want_p)
+    assert outputs["prediction"]["data"] == want_y
 
-    assert len(batch) == len(frame) == len(served["predictions"])
-    np.testing.assert_array_equal(pyfunc["probability"].to_numpy(), batch["probability"].to_numpy())
-    np.testing.assert_array_equal(pyfunc["probability"].to_numpy(), np.array(served["probabilities"]))
-    assert pyfunc["prediction"].tolist() == batch["prediction"].tolist() == served["predictions"]
+    # tritonclient's binary encoding has no missing value for strings and bools.
+    complete = frame[["plan", "payment_method", "autopay"]].notna().all(axis=1).to_numpy()
+    np.testing.assert_array_equal(_triton_probabilities(server, frame[complete], schema),
+                                  want_p[complete])
+
+    frame.assign(row_id=np.arange(len(frame))).to_parquet(tmp_path / "in.parquet")
+    out = tmp_path / "preds"
+    result = run_batch_inference(
+        read_files(str(tmp_path / "in.parquet"), "parquet"), model_uri=f"models:/{MODEL}@champion",
+        tracking_uri=cfg.tracking_uri, cfg=BatchConfig(batch_size=64, id_columns=["row_id"]),
+        output_dir=str(out))
+    assert result.rows_in == result.rows_predicted == len(frame) and result.rows_quarantined == 0
+    batch = pd.read_parquet(out).sort_values("row_id")
+    np.testing.assert_array_equal(batch["probability"].to_numpy(), want_p)
+    assert batch["prediction"].tolist() == want_y
+    assert set(batch["model_version"]) == {_version(trained)}
+
+
+def test_mlflow_scoring_protocol_csv_and_ping(server: str) -> None:
+    frame = _rows(5)
+    r = httpx.post(f"{server}/invocations", content=frame.to_csv(index=False).encode(),
+                   headers={"content-type": "text/csv"}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["predictions"]) == 5
+    assert httpx.get(f"{server}/ping", timeout=30).status_code == 200
+    bad = httpx.post(f"{server}/invocations", json={"dataframe_records": [{"plan": "x"}]},
+                     timeout=30)
+    assert bad.status_code == 400
+    assert {"tenure_months", "signup_date"} <= {e["field"] for e in bad.json()["errors"]}
+
+
+def test_v2_health_metadata_and_unknown_model(server: str, trained: dict[str, Any]) -> None:
+    assert httpx.get(f"{server}/v2/health/live", timeout=30).json() == {"live": True}
+    assert httpx.get(f"{server}/v2/health/ready", timeout=30).json() == {"ready": True}
+    meta = httpx.get(f"{server}/v2/models/{MODEL}", timeout=30).json()
+    assert meta["name"] == MODEL and meta["versions"] == [_version(trained)]
+    types = {i["name"]: i["datatype"] for i in meta["inputs"]}
+    assert types["tenure_months"] == "FP64" and types["autopay"] == "BOOL"
+    assert types["plan"] == "BYTES" and types["signup_date"] == "BYTES"
+    assert {o["name"] for o in meta["outputs"]} == {"prediction", "probability"}
+    for path in ("/v2/models/nope", "/v2/models/nope/ready",
+                 f"/v2/models/{MODEL}/versions/999"):
+        assert httpx.get(f"{server}{path}", timeout=30).status_code == 404, path
+    r = httpx.post(f"{server}/v2/models/nope/infer", json={"inputs": []}, timeout=30)
+    assert r.status_code == 404 and "nope" in r.json()["error"]
+
+
+def test_metadata_names_version_alias_schema_and_training_metrics(server: str,
+                                                                  trained: dict[str, Any]) -> None:
+    meta = httpx.get(f"{server}/metadata", timeout=30).json()
+    assert meta["name"] == MODEL and meta["version"] == _version(trained)
+    assert meta["alias"] == "champion" and meta["status"] == "ready"
+    assert meta["run_id"] == trained["summary"].run_id
+    assert meta["input_schema"]["tenure_months"] == {"type": "float", "required": True}
+    assert meta["metrics"]["test_roc_auc"] == pytest.approx(trained["summary"].metrics["roc_auc"])
+    assert meta["fast_path"] is True
+
+
+def test_openapi_page_documents_every_protocol(server: str) -> None:
+    spec = httpx.get(f"{server}/openapi.json", timeout=30).json()
+    for path in ("/predict", "/invocations", "/v2/models/{name}/infer", "/metadata", "/readyz"):
+        assert path in spec["paths"], path
+    row = spec["components"]["schemas"]["InputRow"]
+    assert "tenure_months" in row["properties"] and "plan" in row["required"]
+    docs = httpx.get(f"{server}/docs", timeout=30)
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_prometheus_metrics_through_ray(server: str, trained: dict[str, Any]) -> None:
+    import ray
+
+    row = _json_rows(_rows(1))[0]
+    for _ in range(3):
+        assert httpx.post(f"{server}/predict", json={"instances": [row]},
+                          timeout=30).status_code == 200
+    port = ray._private.worker.global_worker.node.metrics_export_port
+    wanted = ['ray_raypipe_requests_total{', 'endpoint="predict"', "ray_raypipe_request_latency_ms",
+              "ray_raypipe_batch_rows", "ray_raypipe_predictions_total",
+              "ray_raypipe_prediction_score_total", "ray_raypipe_model_version_info"]
+    text = ""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        if all(w in text for w in wanted):
+            break
+        time.sleep(2)
+    missing = [w for w in wanted if w not in text]
+    assert not missing, missing
+    info = [line for line in text.splitlines()
+            if line.startswith("ray_raypipe_model_version_info{") and 'application="raypipe-test"'
+            in line]
+    assert any(f'version="{_version(trained)}"' in line and line.endswith(" 1.0") for line in info)
+
+
+# --------------------------------------------------------------------------- validation
 
 
 @pytest.mark.parametrize(
@@ -138,9 +301,18 @@ def test_malformed_bodies_get_4xx(server: str, body: bytes, status: int) -> None
     assert "error" in r.json()
 
 
+def test_wrong_content_type_gets_415(server: str) -> None:
+    row = _json_rows(_rows(1))[0]
+    r = httpx.post(f"{server}/predict", data={"instances": str(row)}, timeout=30)
+    assert r.status_code == 415 and "content type" in r.json()["error"]
+
+
 def test_oversized_request_gets_413(server: str) -> None:
     row = _json_rows(_rows(1))[0]
     r = httpx.post(f"{server}/predict", json={"instances": [row] * 501}, timeout=30)
+    assert r.status_code == 413
+    r = httpx.post(f"{server}/predict", content=b" " * (11 * 1024 * 1024),
+                   headers={"content-type": "application/json"}, timeout=60)
     assert r.status_code == 413
     # ...and the server still answers normally afterwards.
     assert httpx.post(f"{server}/predict", json={"instances": [row]}, timeout=30).status_code == 200

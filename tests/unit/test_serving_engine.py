@@ -1,0 +1,261 @@
+"""The compiled fast path and the serving engine, against the pandas pipeline (no Ray, no MLflow).
+
+The fast path must give exactly the features and predictions of ``FeaturePipeline.transform`` +
+``predict_frame``; hypothesis generates the rows, missing values and odd spellings included.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import xgboost
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipelines.config import RatioFeature
+from pipelines.families.xgb import _Predictor as XGBPredictor
+from pipelines.features import CategoricalStats, FeaturePipeline, NumericStats, _empty_frame
+from pipelines.model import ModelSpec, predict_frame
+from pipelines.serving_engine import (
+    LoadedModel,
+    ModelRef,
+    _fast_path_problem,
+    _fastest_predictor,
+    _InplaceXGBoost,
+    columns_to_frame,
+    frame_to_columns,
+    output_names,
+    parse_model_uri,
+    predict_columns,
+    sample_columns,
+)
+from pipelines.serving_fastpath import CompiledPipeline
+
+SCHEMA = {"tenure": "float", "charges": "float", "autopay": "bool", "plan": "string",
+          "region": "string", "signup": "datetime", "notes": "string"}
+PLANS = ["basic", "premium", "standard"]
+REGIONS = ["north", "south", "<east>"]
+
+
+def make_pipeline(task: str = "binary", encoding: str = "ordinal") -> FeaturePipeline:
+    classes: list[Any] | None = {"binary": [0, 1], "multiclass": ["a", "b", "c"],
+                                 "regression": None}[task]
+    pipe = FeaturePipeline(
+        target="y", task=task, classes=classes,  # type: ignore[arg-type]
+        input_schema=SCHEMA,  # type: ignore[arg-type]
+        optional_columns=["notes"],
+        numeric={"tenure": NumericStats(fill=12.0, lower=0.0, upper=72.0),
+                 "charges": NumericStats(fill=5.5)},
+        boolean=["autopay"],
+        categorical={"plan": CategoricalStats(fill="basic", vocab=PLANS),
+                     "region": CategoricalStats(fill="__missing__", vocab=[*REGIONS, "__missing__"])},
+        datetime=["signup"], datetime_parts=["year", "month", "day", "dayofweek", "hour"],
+        ratios=[RatioFeature(name="per_month", numerator="charges", denominator="tenure")],
+        encoding=encoding,  # type: ignore[arg-type]
+        normalize_categories=True, feature_names=[],
+    )
+    names = list(pipe._all_features(_empty_frame(pipe.input_schema)).columns)
+    return pipe.model_copy(update={"feature_names": names})
+
+
+def random_columns(n: int, seed: int) -> dict[str, list[Any]]:
+    rng = np.random.default_rng(seed)
+    t0 = datetime(2020, 1, 1)
+
+    def maybe(values: list[Any], rate: float = 0.15) -> list[Any]:
+        return [None if rng.random() < rate else v for v in values]
+
+    return {
+        "tenure": maybe([float(v) for v in rng.normal(30, 40, n)]),
+        "charges": maybe([float(v) for v in rng.uniform(-10, 200, n)]),
+        "autopay": maybe([bool(v) for v in rng.random(n) < 0.5]),
+        "plan": maybe([str(rng.choice([" BASIC", "premium ", "Standard", "gold"])) for _ in range(n)]),
+        "region": maybe([str(rng.choice(["north", "SOUTH", " <east> ", "west"])) for _ in range(n)]),
+        "signup": maybe([t0 + timedelta(hours=int(h)) for h in rng.integers(0, 40_000, n)]),
+        "notes": [None] * n,
+    }
+
+
+def make_model(task: str = "binary", encoding: str = "ordinal", seed: int = 0) -> LoadedModel:
+    pipe = make_pipeline(task, encoding)
+    cols = random_columns(400, seed)
+    spec = ModelSpec(pipeline=pipe, name="unit")
+    X = pipe.transform(columns_to_frame(cols, spec)).to_numpy()
+    rng = np.random.default_rng(seed)
+    params: dict[str, Any] = {"max_depth": 3, "nthread": 1}
+    if task == "binary":
+        y = (rng.random(400) < 0.4).astype(float)
+        params["objective"] = "binary:logistic"
+    elif task == "multiclass":
+        y = rng.integers(0, 3, 400).astype(float)
+        params |= {"objective": "multi:softprob", "num_class": 3}
+    else:
+        y = rng.normal(size=400)
+        params["objective"] = "reg:squarederror"
+    booster = xgboost.train(params, xgboost.DMatrix(X, label=y, feature_names=pipe.feature_names),
+                            num_boost_round=15)
+    ref = ModelRef(name="unit", version="1", alias="champion", uri="models:/unit/1")
+    return LoadedModel(ref=ref, spec=spec, predictor=XGBPredictor(booster),
+                       compiled=CompiledPipeline(pipe))
+
+
+def reference(model: LoadedModel, cols: dict[str, list[Any]]) -> pd.DataFrame:
+    return predict_frame(model.spec, model.predictor, columns_to_frame(cols, model.spec))
+
+
+def assert_same(outputs: dict[str, np.ndarray], expected: pd.DataFrame) -> None:
+    assert list(outputs) == list(expected.columns)
+    for c in expected.columns:
+        want = expected[c].to_numpy()
+        if want.dtype.kind in "fiub":
+            np.testing.assert_array_equal(outputs[c].astype("float64"), want.astype("float64"))
+        else:
+            assert list(outputs[c]) == list(want)
+
+
+# --------------------------------------------------------------------------- fast path
+
+
+@pytest.mark.parametrize("encoding", ["ordinal", "onehot"])
+def test_compiled_features_equal_the_pandas_pipeline(encoding: str) -> None:
+    pipe = make_pipeline(encoding=encoding)
+    cols = random_columns(500, 3)
+    spec = ModelSpec(pipeline=pipe, name="unit")
+    compiled = CompiledPipeline(pipe)
+    assert compiled.accepts(cols)
+    got = compiled.transform(cols, 500)
+    want = pipe.transform(columns_to_frame(cols, spec)).to_numpy()
+    assert got.shape == want.shape == (500, len(pipe.feature_names))
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_predictions_equal_predict_frame_for_every_task(task: str) -> None:
+    model = make_model(task)
+    cols = random_columns(300, 9)
+    outputs = predict_columns(model, cols, 300)
+    assert list(outputs) == output_names(model.spec)
+    assert_same(outputs, reference(model, cols))
+
+
+_float = st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False, width=64),
+                   st.integers(-10**6, 10**6), st.sampled_from([0.0, -0.0, 72.0, 1e-300]))
+_text = st.one_of(st.none(), st.sampled_from(["basic", " BASIC ", "Premium", "gold", "", " ",
+                                              "north", "<east>", "SOUTH  ", "é", "İstanbul"]),
+                  st.text(max_size=6))
+_when = st.one_of(st.none(), st.datetimes(min_value=datetime(1700, 1, 1),
+                                          max_value=datetime(2200, 12, 31)),
+                  st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2030, 1, 1),
+                               timezones=st.just(UTC)))
+_row = st.fixed_dictionaries({"tenure": _float, "charges": _float,
+                              "autopay": st.one_of(st.none(), st.booleans()),
+                              "plan": _text, "region": _text, "signup": _when,
+                              "notes": st.one_of(st.none(), st.text(max_size=3))})
+_MODEL = make_model("binary", "onehot", seed=1)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_row, min_size=1, max_size=8))
+def test_generated_rows_predict_exactly_like_the_pyfunc_path(rows: list[dict[str, Any]]) -> None:
+    cols = {c: [r[c] for r in rows] for c in SCHEMA}
+    try:
+        expected = reference(_MODEL, cols)
+    except Exception as err:  # e.g. XGBoost refusing an infinite ratio: both paths refuse
+        with pytest.raises(type(err)):
+            predict_columns(_MODEL, cols, len(rows))
+        return
+    assert_same(predict_columns(_MODEL, cols, len(rows)), expected)
+
+
+def test_values_outside_the_exact_subset_take_the_pandas_path() -> None:
+    compiled = CompiledPipeline(make_pipeline())
+    base = random_columns(2, 0)
+    assert compiled.accepts(base)
+    for col, value in [("plan", "é"), ("plan", 3), ("signup", datetime(2021, 1, 1, tzinfo=UTC)),
+                       ("tenure", float("inf")), ("autopay", 1), ("tenure", "3")]:
+        assert not compiled.accepts({**base, col: [value, None]}), (col, value)
+    assert not compiled.accepts({k: v for k, v in base.items() if k != "plan"})
+    assert compiled.accepts({k: v for k, v in base.items() if k != "notes"})  # optional
+
+
+def test_fast_path_is_much_faster_than_pandas_on_one_row() -> None:
+    model = make_model()
+    one = {c: v[:1] for c, v in random_columns(1, 4).items()}
+
+    def best(fn: Any) -> float:
+        times = []
+        for _ in range(40):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    fast = best(lambda: predict_columns(model, one, 1))
+    slow = best(lambda: reference(model, one))
+    # Best of 40 each, so a busy machine does not decide; typically 20-50x apart.
+    assert fast * 3 < slow, (fast, slow)
+
+
+def test_self_check_accepts_an_exact_fast_path_and_rejects_a_wrong_one() -> None:
+    model = make_model("multiclass")
+    assert _fast_path_problem(model, CompiledPipeline(model.pipeline)) is None
+    wrong = model.pipeline.model_copy(update={
+        "numeric": {**model.pipeline.numeric, "charges": NumericStats(fill=-99.0)}})
+    problem = _fast_path_problem(model, CompiledPipeline(wrong))
+    assert problem is not None and "differs" in problem
+
+
+def test_sample_columns_cover_missing_values_and_spellings() -> None:
+    cols, n = sample_columns(make_pipeline())
+    assert n == 12 and set(cols) == set(SCHEMA)
+    for values in cols.values():
+        assert len(values) == n and values[0] is None
+    assert any(isinstance(v, str) and v != v.strip() for v in cols["plan"])
+    assert "never-seen" in cols["plan"]
+
+
+# --------------------------------------------------------------------------- conversions
+
+
+def test_frame_to_columns_turns_missing_values_into_none() -> None:
+    frame = pd.DataFrame({
+        "tenure": [1, None, 3.5], "autopay": [True, None, False], "plan": ["a", None, "b"],
+        "signup": ["2021-01-02T03:04:05", None, "2022-02-03"],
+    })
+    cols = frame_to_columns(frame, {"tenure": "float", "autopay": "bool", "plan": "string",
+                                    "signup": "datetime"})
+    assert cols["tenure"] == [1.0, None, 3.5]
+    assert cols["autopay"] == [True, None, False]
+    assert cols["plan"] == ["a", None, "b"]
+    assert cols["signup"] == [datetime(2021, 1, 2, 3, 4, 5), None, datetime(2022, 2, 3)]
+
+
+@pytest.mark.parametrize(("uri", "parsed"), [
+    ("models:/churn@champion", ("churn", None, "champion")),
+    ("models:/churn/3", ("churn", "3", None)),
+    ("models:/m-abc123", ("m-abc123", None, None)),
+    ("runs:/abc/model", (None, None, None)),
+])
+def test_parse_model_uri(uri: str, parsed: tuple[Any, ...]) -> None:
+    assert parse_model_uri(uri) == parsed
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_xgboost_predicts_in_place_with_identical_numbers(task: str) -> None:
+    model = make_model(task)
+    fast = _fastest_predictor(model.predictor, model.spec)
+    assert isinstance(fast, _InplaceXGBoost)
+    features = model.compiled.transform(random_columns(200, 8), 200)  # type: ignore[union-attr]
+    np.testing.assert_array_equal(fast.predict_raw(features), model.predictor.predict_raw(features))
+
+    class Other:
+        def predict_raw(self, x: np.ndarray) -> np.ndarray:
+            return x[:, 0]
+
+    other = Other()
+    assert _fastest_predictor(other, model.spec) is other

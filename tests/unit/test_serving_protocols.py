@@ -1,0 +1,318 @@
+"""Wire formats of the Serve app — /predict, MLflow /invocations, KServe V2 — without Ray or HTTP."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.model import PREDICTION_COLUMN, PROBABILITY_COLUMN
+from pipelines.serving_engine import predict_columns
+from pipelines.serving_protocols import (
+    RequestError,
+    bearer_ok,
+    check_content_type,
+    invocations_response,
+    parse_invocations,
+    parse_predict,
+    parse_v2_infer,
+    predict_response,
+    read_token,
+    v2_infer_response,
+    v2_model_metadata,
+)
+from pipelines.serving_schema import frame_problems, predict_body_model, row_reasons
+from tests.unit.test_serving_engine import make_model
+
+MODEL = make_model("binary")
+BODY = predict_body_model(MODEL.pipeline, 100)
+
+
+def row(**changes: Any) -> dict[str, Any]:
+    base = {"tenure": 3, "charges": None, "autopay": False, "plan": " BASIC", "region": "north",
+            "signup": "2021-03-04T10:30:00"}
+    return {**base, **changes}
+
+
+def predict_status(body: bytes) -> tuple[int, dict[str, Any]]:
+    try:
+        parse_predict(body, BODY, MODEL.pipeline, 100)
+    except RequestError as err:
+        return err.status, err.body()
+    return 200, {}
+
+
+# --------------------------------------------------------------------------- /predict
+
+
+def test_predict_parses_rows_by_column_with_optional_columns_defaulted() -> None:
+    cols, n = parse_predict(json.dumps({"instances": [row(), row(tenure=None)]}).encode(), BODY,
+                            MODEL.pipeline, 100)
+    assert n == 2
+    assert cols["tenure"] == [3.0, None] and cols["notes"] == [None, None]
+    assert cols["signup"][0] == datetime(2021, 3, 4, 10, 30)
+    outputs = predict_columns(MODEL, cols, n)
+    body = predict_response(outputs, MODEL)
+    assert body["model"] == {"name": "unit", "version": "1"}
+    assert len(body["predictions"]) == len(body["probabilities"]) == 2
+
+
+@pytest.mark.parametrize(("body", "status", "field"), [
+    (b"{not json", 400, None),
+    (b"\xff\xfe", 400, None),
+    (b"[" * 5000 + b"]" * 5000, 400, None),
+    (b'{"rows": []}', 422, "rows"),
+    (b'{"instances": []}', 422, "instances"),
+    (b'{"instances": "x"}', 422, "instances"),
+    (b"[1, 2]", 422, "instances"),
+    (json.dumps({"instances": [row(tenure="lots")]}).encode(), 422, "instances.0.tenure"),
+    (json.dumps({"instances": [row(plan=3)]}).encode(), 422, "instances.0.plan"),
+    (json.dumps({"instances": [row(colour="red")]}).encode(), 422, "instances.0.colour"),
+    (json.dumps({"instances": [{k: v for k, v in row().items() if k != "plan"}]}).encode(), 422,
+     "instances.0.plan"),
+    (b'{"instances": [' + json.dumps(row()).encode()[:-1] + b', "tenure": NaN}]}', 422,
+     "instances.0.tenure"),
+    (json.dumps({"instances": [row(tenure=1e400)]}).encode(), 422, "instances.0.tenure"),
+    (json.dumps({"instances": [row(signup="not a date")]}).encode(), 422, "instances.0.signup"),
+    (json.dumps({"instances": [row()] * 101}).encode(), 413, None),
+])
+def test_predict_refuses_bad_bodies_with_4xx_naming_the_field(body: bytes, status: int,
+                                                             field: str | None) -> None:
+    got, answer = predict_status(body)
+    assert got == status, answer
+    assert answer["error"]
+    if field:
+        assert field in [e["field"] for e in answer.get("errors", [])], answer
+
+
+def test_multiclass_probabilities_are_per_class_maps() -> None:
+    model = make_model("multiclass")
+    cols, n = parse_predict(json.dumps({"instances": [row()]}).encode(),
+                            predict_body_model(model.pipeline, 10), model.pipeline, 10)
+    body = predict_response(predict_columns(model, cols, n), model)
+    assert body["predictions"][0] in ("a", "b", "c")
+    assert set(body["probabilities"][0]) == {"a", "b", "c"}
+    assert sum(body["probabilities"][0].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+# --------------------------------------------------------------------------- content type, auth
+
+
+@pytest.mark.parametrize(("header", "ok"), [
+    (None, True), ("application/json", True), ("application/json; charset=utf-8", True),
+    ("application/vnd.api+json", True), ("text/plain", False), ("application/json; charset=latin-1", False),
+    ("multipart/form-data; boundary=x", False),
+])
+def test_content_type(header: str | None, ok: bool) -> None:
+    if ok:
+        assert check_content_type(header)
+    else:
+        with pytest.raises(RequestError) as err:
+            check_content_type(header)
+        assert err.value.status == 415
+
+
+def test_bearer_token_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert bearer_ok(None, None)
+    assert bearer_ok("Bearer s3cret", "s3cret") and bearer_ok("bearer s3cret ", "s3cret")
+    for header in (None, "", "Bearer", "Bearer wrong", "Basic s3cret", "s3cret"):
+        assert not bearer_ok(header, "s3cret"), header
+    secret = tmp_path / "token"
+    secret.write_text("from-file\n")
+    assert read_token(None, str(secret)) == "from-file"
+    monkeypatch.setenv("RAYPIPE_TEST_TOKEN", "from-env")
+    assert read_token("RAYPIPE_TEST_TOKEN", None) == "from-env"
+    assert read_token(None, None) is None
+    monkeypatch.setenv("RAYPIPE_TEST_TOKEN", " ")
+    with pytest.raises(ValueError, match="RAYPIPE_TEST_TOKEN"):
+        read_token("RAYPIPE_TEST_TOKEN", None)
+    with pytest.raises(ValueError, match="not a readable file"):
+        read_token(None, str(tmp_path / "missing"))
+
+
+# --------------------------------------------------------------------------- /invocations
+
+
+def _rows(n: int = 4) -> list[dict[str, Any]]:
+    return [row(tenure=float(i), autopay=None if i == 1 else bool(i % 2), plan=None if i == 2 else "premium")
+            for i in range(n)]
+
+
+@pytest.mark.parametrize("fmt", ["dataframe_records", "dataframe_split", "instances", "inputs",
+                                 "inputs-columns", "csv"])
+def test_invocations_formats_parse_to_the_same_rows(fmt: str) -> None:
+    rows = _rows()
+    frame = pd.DataFrame(rows)
+    content_type = "application/json"
+    if fmt == "dataframe_split":
+        body = json.dumps({fmt: frame.to_dict(orient="split")}).encode()
+    elif fmt == "inputs-columns":
+        body = json.dumps({"inputs": frame.to_dict(orient="list"), "params": {}}).encode()
+    elif fmt == "csv":
+        body, content_type = frame.to_csv(index=False).encode(), "text/csv"
+    else:
+        body = json.dumps({fmt: rows}).encode()
+    cols, n = parse_invocations(body, content_type, MODEL, 100)
+    assert n == 4
+    # Missing values stay missing: MLflow's own casts would make them False and "None".
+    assert cols["autopay"][1] is None and cols["plan"][2] is None
+    expected = parse_predict(json.dumps({"instances": rows}).encode(), BODY, MODEL.pipeline, 100)[0]
+    assert cols == expected
+    text = invocations_response(predict_columns(MODEL, cols, n), MODEL.spec)
+    records = json.loads(text)["predictions"]
+    assert len(records) == 4 and set(records[0]) == {PREDICTION_COLUMN, PROBABILITY_COLUMN}
+
+
+@pytest.mark.parametrize(("body", "content_type", "status"), [
+    (b'{"dataframe_records": [{"tenure": "lots"}]}', "application/json", 400),
+    (b'{"dataframe_records": [{"tenure": 1}], "instances": []}', "application/json", 400),
+    (b'{"bogus": 1}', "application/json", 400),
+    (b'[1, 2]', "application/json", 400),
+    (b'{"instances": [1, 2, 3]}', "application/json", 400),
+    (b'{"dataframe_split": {"columns": ["a"], "data": [[1], [2, 3]]}}', "application/json", 400),
+    (b'{"dataframe_records": []}', "application/json", 400),
+    (b"tenure,plan\n1", "text/plain", 415),
+    (b"\x00\x01garbage", "application/vnd.apache.parquet", 400),
+])
+def test_invocations_refuses_bad_input_with_4xx(body: bytes, content_type: str, status: int) -> None:
+    with pytest.raises(RequestError) as err:
+        parse_invocations(body, content_type, MODEL, 100)
+    assert err.value.status == status
+
+
+def test_invocations_names_unknown_missing_and_mistyped_fields() -> None:
+    rows = _rows(2)
+    rows[1]["tenure"] = "lots"
+    rows[0]["favourite"] = "red"
+    with pytest.raises(RequestError) as err:
+        parse_invocations(json.dumps({"dataframe_records": rows}).encode(), None, MODEL, 100)
+    assert "favourite" in [e["field"] for e in err.value.errors]
+    del rows[0]["favourite"]
+    with pytest.raises(RequestError) as err:
+        parse_invocations(json.dumps({"dataframe_records": rows}).encode(), None, MODEL, 100)
+    assert "1.tenure" in [e["field"] for e in err.value.errors]
+    with pytest.raises(RequestError) as err:
+        parse_invocations(json.dumps({"dataframe_records": [{"tenure": 1}]}).encode(), None,
+                          MODEL, 100)
+    assert {"plan", "signup"} <= {e["field"] for e in err.value.errors}
+    with pytest.raises(RequestError) as err:
+        parse_invocations(json.dumps({"dataframe_records": _rows(1) * 101}).encode(), None,
+                          MODEL, 100)
+    assert err.value.status == 413
+
+
+# --------------------------------------------------------------------------- KServe V2
+
+_DT = {"float": "FP64", "bool": "BOOL", "string": "BYTES", "datetime": "BYTES"}
+
+
+def v2_body(rows: list[dict[str, Any]], **extra: Any) -> bytes:
+    inputs = [{"name": c, "datatype": _DT[k], "shape": [len(rows)], "data": [r.get(c) for r in rows]}
+              for c, k in MODEL.pipeline.input_schema.items() if c != "notes"]
+    return json.dumps({"inputs": inputs, **extra}).encode()
+
+
+def test_v2_json_tensors_parse_like_predict_rows_and_answer_typed_outputs() -> None:
+    rows = _rows()
+    req = parse_v2_infer(v2_body(rows, id="r1"), None, MODEL, 100)
+    expected = parse_predict(json.dumps({"instances": rows}).encode(), BODY, MODEL.pipeline, 100)[0]
+    assert req.n == 4 and req.columns == expected and req.id == "r1"
+    outputs = predict_columns(MODEL, req.columns, req.n)
+    body, headers = v2_infer_response(outputs, MODEL, req)
+    answer = json.loads(body)
+    assert headers["content-type"] == "application/json"
+    assert answer["model_name"] == "unit" and answer["model_version"] == "1" and answer["id"] == "r1"
+    by_name = {t["name"]: t for t in answer["outputs"]}
+    assert by_name["prediction"]["datatype"] == "INT64" and by_name["prediction"]["shape"] == [4]
+    assert by_name["probability"]["data"] == outputs[PROBABILITY_COLUMN].tolist()
+    meta = v2_model_metadata(MODEL)
+    assert {i["name"]: i["datatype"] for i in meta["inputs"]}["autopay"] == "BOOL"
+    assert meta["versions"] == ["1"]
+
+
+def test_v2_binary_tensors_round_trip_with_tritonclient_encoding() -> None:
+    from tritonclient.http import InferInput, InferRequestedOutput
+    from tritonclient.http._infer_result import InferResult
+    from tritonclient.http._utils import _get_inference_request
+
+    rows = [row(tenure=5.0, autopay=True), row(tenure=7.0, autopay=False, plan="gold")]
+    inputs = []
+    for c, k in MODEL.pipeline.input_schema.items():
+        if c == "notes":
+            continue
+        values = [r[c] for r in rows]
+        arr = (np.array(values, dtype=np.float64) if k == "float" else np.array(values, dtype=bool)
+               if k == "bool" else np.array([str(v).encode() for v in values], dtype=object))
+        t = InferInput(c, [2], _DT[k])
+        t.set_data_from_numpy(arr, binary_data=True)
+        inputs.append(t)
+    outputs = [InferRequestedOutput("prediction", binary_data=True),
+               InferRequestedOutput("probability", binary_data=True)]
+    body, json_size = _get_inference_request(inputs, "", outputs, 0, False, False, 0, None, None)
+    req = parse_v2_infer(body, str(json_size), MODEL, 100)
+    assert req.columns["tenure"] == [5.0, 7.0] and req.columns["autopay"] == [True, False]
+    assert req.columns["plan"] == [" BASIC", "gold"]
+    result_outputs = predict_columns(MODEL, req.columns, req.n)
+    answer, headers = v2_infer_response(result_outputs, MODEL, req)
+    assert headers["content-type"] == "application/octet-stream"
+    result = InferResult.from_response_body(answer, header_length=int(
+        headers["inference-header-content-length"]))
+    np.testing.assert_array_equal(result.as_numpy("probability"), result_outputs[PROBABILITY_COLUMN])
+    np.testing.assert_array_equal(result.as_numpy("prediction"), result_outputs[PREDICTION_COLUMN])
+
+
+def _inp(body: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(t for t in body["inputs"] if t["name"] == name)
+
+
+@pytest.mark.parametrize(("mutate", "status"), [
+    (lambda b: b.update(inputs=b["inputs"][1:]), 400),                       # missing input
+    (lambda b: b["inputs"].append({**b["inputs"][0], "name": "x"}), 400),    # unknown input
+    (lambda b: _inp(b, "plan").update(datatype="FP64"), 400),     # BYTES column as FP64
+    (lambda b: _inp(b, "tenure").update(data=["x", "y"]), 400),   # wrong element type
+    (lambda b: _inp(b, "autopay").update(data=[1, 0]), 400),      # numbers for BOOL
+    (lambda b: _inp(b, "signup").update(data=["soon", None]), 400),
+    (lambda b: _inp(b, "tenure").update(shape=[3]), 400),         # row count
+    (lambda b: _inp(b, "tenure").update(shape=[2, 2]), 400),      # not a column
+    (lambda b: _inp(b, "tenure").update(data=[1e400, 1]), 400),   # inf
+    (lambda b: _inp(b, "tenure").update(parameters={"binary_data_size": 99}), 400),
+    (lambda b: b.update(outputs=[{"name": "nope"}]), 400),
+    (lambda b: b.update(inputs=[]), 400),
+    (lambda b: [t.update(shape=[1000]) for t in b["inputs"]], 413),
+])
+def test_v2_refuses_bad_requests(mutate: Any, status: int) -> None:
+    body = json.loads(v2_body(_rows(2)))
+    mutate(body)
+    with pytest.raises(RequestError) as err:
+        parse_v2_infer(json.dumps(body).encode(), None, MODEL, 100)
+    assert err.value.status == status, err.value.message
+
+
+@pytest.mark.parametrize("header", ["abc", "0", "100000"])
+def test_v2_refuses_bad_header_lengths(header: str) -> None:
+    with pytest.raises(RequestError) as err:
+        parse_v2_infer(v2_body(_rows(1)), header, MODEL, 100)
+    assert err.value.status == 400
+
+
+# --------------------------------------------------------------------------- frame checks
+
+
+def test_row_reasons_name_the_column_and_value_and_pass_good_rows() -> None:
+    frame = pd.DataFrame({
+        "tenure": [1.0, "x", 3.0, float("inf")], "charges": [1.0, 2.0, None, 4.0],
+        "autopay": [True, False, "maybe", None], "plan": ["a", None, "b", "c"],
+        "region": ["n", "s", "e", "w"], "signup": ["2021-01-01", "2021-02-02", "soon", None],
+    })
+    reasons = row_reasons(frame, MODEL.pipeline)
+    assert reasons[0] is None
+    assert reasons[1].startswith("tenure: not a finite number")
+    assert reasons[2].startswith("autopay: not a boolean")  # first failing column wins
+    assert reasons[3].startswith("tenure: not a finite number")
+    problems = frame_problems(frame.assign(extra=1), MODEL.pipeline)
+    assert problems == [{"field": "extra", "message": "unknown column"}]

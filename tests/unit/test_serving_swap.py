@@ -1,0 +1,165 @@
+"""Hot swap bookkeeping (ModelSlot) and the Serve options a config stands for — no Ray cluster."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from pipelines.config import ConfigError, ServeConfig, load_config
+from pipelines.serving_engine import LoadedModel, ModelRef
+from pipelines.serving_swap import ModelSlot
+from tests.unit.test_serving_engine import make_model
+
+BASE = make_model()
+
+
+class Registry:
+    """A fake registry: an alias that can move, versions that may fail to load."""
+
+    def __init__(self) -> None:
+        self.alias_version = "1"
+        self.broken: set[str] = set()
+        self.loads: list[str] = []
+        self.lock = threading.Lock()
+
+    def resolve(self, uri: str) -> ModelRef:
+        with self.lock:
+            v = self.alias_version
+        return ModelRef(name="unit", version=v, alias="champion", uri=f"models:/unit/{v}")
+
+    def load(self, ref: ModelRef) -> LoadedModel:
+        self.loads.append(ref.version)
+        if ref.version in self.broken:
+            raise OSError(f"artifact of version {ref.version} is missing")
+        return replace(BASE, ref=ref)
+
+
+def slot(reg: Registry, interval: float = 0.0, **kw: Any) -> ModelSlot:
+    return ModelSlot("models:/unit@champion", poll_interval_s=interval, resolve=reg.resolve,
+                     load=reg.load, **kw)
+
+
+def test_refresh_swaps_when_the_alias_moves_and_only_then() -> None:
+    reg = Registry()
+    swaps: list[tuple[str | None, str]] = []
+    s = slot(reg, on_swap=lambda old, new: swaps.append((old and old.version, new.version)))
+    assert s.current.version == "1" and swaps == [(None, "1")]
+    assert not s.refresh() and reg.loads == ["1"]  # unchanged alias: nothing loaded
+    reg.alias_version = "2"
+    assert s.refresh()
+    assert s.current.version == "2" and swaps[-1] == ("1", "2") and s.swaps == 1
+    assert not s.degraded
+
+
+def test_a_version_that_fails_to_load_keeps_the_old_model_and_reports_degraded() -> None:
+    reg = Registry()
+    failures: list[int] = []
+    s = slot(reg, on_fail=lambda: failures.append(1))
+    reg.alias_version, reg.broken = "3", {"3"}
+    assert not s.refresh()
+    assert s.current.version == "1" and s.degraded and "version 3" in (s.error or "")
+    assert not s.refresh() and reg.loads.count("3") == 1  # not retried until the alias moves
+    reg.alias_version = "1"
+    assert not s.refresh() and not s.degraded  # back on the served version: healthy again
+    reg.alias_version = "4"
+    assert s.refresh() and s.current.version == "4"
+    assert failures == [1]
+
+
+def test_registry_errors_never_escape_refresh() -> None:
+    reg = Registry()
+    s = slot(reg)
+
+    def boom(uri: str) -> ModelRef:
+        raise ConnectionError("tracking server down")
+
+    s._resolve = boom
+    assert not s.refresh()
+    assert s.degraded and "tracking server down" in (s.error or "")
+    assert s.current.version == "1"
+
+
+def test_retarget_follows_another_uri() -> None:
+    reg = Registry()
+    s = slot(reg)
+    reg.alias_version = "7"
+    assert s.retarget("models:/unit@challenger")
+    assert s.model_uri == "models:/unit@challenger" and s.current.version == "7"
+
+
+def test_polling_thread_picks_up_a_moved_alias() -> None:
+    reg = Registry()
+    s = slot(reg, interval=0.05)
+    s.start()
+    try:
+        reg.alias_version = "2"
+        deadline = time.time() + 5
+        while s.current.version != "2" and time.time() < deadline:
+            time.sleep(0.02)
+        assert s.current.version == "2"
+    finally:
+        s.stop()
+
+
+def test_pinned_versions_are_not_polled() -> None:
+    reg = Registry()
+    pinned = ModelSlot("models:/unit/1", poll_interval_s=0.01, resolve=reg.resolve, load=reg.load)
+    assert not pinned.follows_registry
+    pinned.start()
+    assert pinned._thread is None
+
+
+# --------------------------------------------------------------------------- config → Serve
+
+
+def test_deployment_options_fixed_and_autoscaled() -> None:
+    from pipelines.serving import deployment_options
+
+    fixed = deployment_options(ServeConfig(num_replicas=2, max_ongoing_requests=8,
+                                           max_queued_requests=4, num_cpus_per_replica=0.25))
+    assert fixed["num_replicas"] == 2 and "autoscaling_config" not in fixed
+    assert fixed["max_ongoing_requests"] == 8 and fixed["max_queued_requests"] == 4
+    assert fixed["ray_actor_options"] == {"num_cpus": 0.25}
+    assert fixed["backpressure_config"] == {"status_code": 503, "retry_after_s": 1.0}
+    auto = deployment_options(ServeConfig(autoscaling=True, min_replicas=1, num_replicas=1,
+                                          max_replicas=3, target_ongoing_requests=5))
+    assert auto["num_replicas"] == "auto"
+    assert auto["autoscaling_config"] == {"min_replicas": 1, "initial_replicas": 1,
+                                          "max_replicas": 3, "target_ongoing_requests": 5}
+
+
+@pytest.mark.parametrize(("override", "field"), [
+    ("serve.autoscaling=true", "serve"),
+    ("serve.max_queued_requests=-2", "serve.max_queued_requests"),
+    ("serve.ingress=nginx", "serve.ingress"),
+    ("batch.num_cpus_per_actor=0", "batch.num_cpus_per_actor"),
+])
+def test_bad_serve_and_batch_settings_fail_naming_the_field(override: str, field: str) -> None:
+    extra = ["serve.num_replicas=5"] if override == "serve.autoscaling=true" else []
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override, *extra])
+    assert field in str(err.value)
+
+
+def test_both_auth_sources_are_refused() -> None:
+    with pytest.raises(ValueError, match="auth_token_env and auth_token_file"):
+        ServeConfig(auth_token_env="X", auth_token_file="/run/secret")
+
+
+def test_builder_takes_string_arguments_and_a_pipeline_config() -> None:
+    from pipelines.config import demo_config_path
+    from pipelines.serving import ServeArgs, build_app
+
+    args = ServeArgs.model_validate({"model_uri": "models:/m@champion", "max_batch_size": "32",
+                                     "autoscaling": "false"})
+    assert args.max_batch_size == 32
+    app = build_app({"config": str(demo_config_path()), "max_queued_requests": "7"})
+    deployment = app._bound_deployment  # the bound ModelServer
+    bound = deployment.init_args[0]
+    assert bound["model_uri"] == "models:/raypipe-demo@champion"
+    assert bound["max_queued_requests"] == 7
+    assert deployment._deployment_config.max_queued_requests == 7
