@@ -23,6 +23,13 @@ from pipelines.storage import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _no_ambient_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Earlier tests in the session point MLflow at their own local store through the
+    # environment; these configs must resolve their tracking URI from their own fields.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 def node(node_id: str, cpus: float = 2, alive: bool = True) -> dict[str, Any]:
     return {"NodeID": node_id, "Alive": alive, "Resources": {"CPU": cpus} if cpus else {}}
 
