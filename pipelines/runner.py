@@ -17,12 +17,12 @@ from typing import Any
 
 from pipelines.config import PipelineConfig
 from pipelines.features import FeaturePipeline, fit_feature_pipeline, infer_task
-from pipelines.lineage import fingerprint_files, git_sha
+from pipelines.lineage import git_sha
 from pipelines.model import ModelSpec, conform_input
 from pipelines.stages.batch import predict_dataset
 from pipelines.stages.clean import drop_duplicates
 from pipelines.stages.evaluate import Evaluation, evaluate_predictions
-from pipelines.stages.ingest import read_files, read_source, resolve_paths, source_path
+from pipelines.stages.ingest import read_files, read_source, source_fingerprint
 from pipelines.stages.split import split_dataset
 from pipelines.stages.train import featurize, tune_models
 from pipelines.stages.validate import validate
@@ -155,8 +155,7 @@ def run_pipeline(cfg: PipelineConfig, on_stage: StageCallback | None = None,
 
         with stage("ingest") as note:
             raw = read_source(cfg.source, cfg.work_dir)
-            data_path = source_path(cfg.source, cfg.work_dir)
-            fingerprint = fingerprint_files(resolve_paths(data_path))
+            data_path, fingerprint = source_fingerprint(cfg.source, cfg.work_dir)
             mlflow.set_tag("raypipe.data_fingerprint", fingerprint)
             note["detail"] = f"fingerprint {fingerprint[:12]}"
 

@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING
 
 from pipelines.config import DemoSource, FileSource
 from pipelines.demo import write_demo_parquet
+from pipelines.lineage import fingerprint_files
 
 if TYPE_CHECKING:
     from ray.data import Dataset
 
-__all__ = ["InputError", "read_files", "read_source", "resolve_paths", "source_path"]
+__all__ = ["InputError", "read_files", "read_source", "resolve_paths", "source_fingerprint",
+           "source_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,3 +79,12 @@ def read_source(source: DemoSource | FileSource, work_dir: Path) -> Dataset:
     """Read the configured source. The demo source is generated once to Parquet, then read."""
     fmt = "parquet" if isinstance(source, DemoSource) else source.format
     return read_files(source_path(source, work_dir), fmt)
+
+
+def source_fingerprint(source: DemoSource | FileSource, work_dir: Path) -> tuple[str, str]:
+    """``(uri, fingerprint)`` of the source's data, for lineage and stage caching.
+
+    Every source kind answers here, so the runner never needs to know how a kind is stored.
+    """
+    path = source_path(source, work_dir)
+    return path, fingerprint_files(resolve_paths(path))
