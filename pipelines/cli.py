@@ -84,6 +84,28 @@ def _load(config: Path | None, overrides: list[str]) -> PipelineConfig:
 
 
 def _summary(s: Any) -> None:
+    if s.metrics:
+        _metrics_table(s)
+    lines = [f"mlflow run   {s.run_id}"]
+    if s.model_version:
+        lines.insert(0, f"model        {s.model_uri}  (version {s.model_version})")
+    if "rows_in" in s.counts:
+        lines.append(
+            f"rows         {s.counts.get('rows_in')} in, {s.counts.get('rows_quarantined')} "
+            f"quarantined, {s.counts.get('rows_train')}/{s.counts.get('rows_valid_split')}/"
+            f"{s.counts.get('rows_test')} train/valid/test")
+    if s.family:
+        lines.append(f"training     best family {s.family}, {s.parallelism}")
+    if s.alias:
+        lines.append(f"gate         @{s.alias}: {s.gate_reason}")
+    lines += [f"{k:<12} {v}" for k, v in s.outputs.items()]
+    lines.append(f"reused       {', '.join(s.reused_stages) or 'nothing (every stage ran)'}")
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in s.stage_seconds.items())
+    lines.append(f"wall time    {s.wall_seconds:.1f}s ({stages})")
+    console.print(Panel("\n".join(lines), title="raypipe run finished", border_style="green"))
+
+
+def _metrics_table(s: Any) -> None:
     table = Table(title=f"test metrics ({s.task})", show_header=True)
     table.add_column("metric")
     table.add_column("new model", justify="right")
@@ -97,19 +119,6 @@ def _summary(s: Any) -> None:
             row.append(f"{s.champion_metrics.get(k, float('nan')):.4f}")
         table.add_row(*row)
     console.print(table)
-    lines = [
-        f"model        {s.model_uri}  (version {s.model_version})",
-        f"mlflow run   {s.run_id}",
-        f"rows         {s.counts.get('rows_in')} in, {s.counts.get('rows_quarantined')} "
-        f"quarantined, {s.counts.get('rows_train')}/{s.counts.get('rows_valid_split')}/"
-        f"{s.counts.get('rows_test')} train/valid/test",
-        f"training     best family {s.family}, {s.parallelism}",
-        f"gate         @{s.alias}: {s.gate_reason}",
-    ]
-    lines += [f"{k:<12} {v}" for k, v in s.outputs.items()]
-    stages = ", ".join(f"{k} {v:.1f}s" for k, v in s.stage_seconds.items())
-    lines.append(f"wall time    {s.wall_seconds:.1f}s ({stages})")
-    console.print(Panel("\n".join(lines), title="raypipe run finished", border_style="green"))
 
 
 OverrideOpt = Annotated[
@@ -124,11 +133,24 @@ def run(
     config: Annotated[Path | None, typer.Argument(help="Pipeline YAML; default: the demo.")] = None,
     rows: Annotated[int | None, typer.Option(help="Demo source: rows to generate.")] = None,
     resume: Annotated[bool, typer.Option(
-        "--resume", help="Continue the newest interrupted sweep of this pipeline.")] = False,
+        "--resume", help="Continue an interrupted run: its finished stages, its Tune sweep "
+        "and its MLflow run.")] = False,
+    from_stage: Annotated[str | None, typer.Option(
+        "--from", help="Recompute this stage and every later one (earlier ones may be reused).",
+        metavar="STAGE")] = None,
+    only: Annotated[str | None, typer.Option(
+        "--only", help="Run only this stage, on the cached outputs of the stages before it.",
+        metavar="STAGE")] = None,
+    no_cache: Annotated[bool, typer.Option(
+        "--no-cache", help="Recompute every stage, even those whose inputs did not change.")] = False,
     overrides: OverrideOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Run the whole pipeline: ingest, validate, split, features, tune, register, predict."""
+    """Run the pipeline: ingest, validate, split, features, tune, register, predict, gate.
+
+    Stages whose inputs (config section, code, data) did not change since an earlier run are
+    reused from the stage cache and shown as "reused".
+    """
     _setup_logging(verbose)
     sets = list(overrides or [])
     if rows is not None:
@@ -137,8 +159,12 @@ def run(
     if rows is not None and cfg.source.kind != "demo":
         raise _fail("--rows applies to the demo source only", 2)
 
-    from pipelines.runner import STAGES, run_pipeline
+    from pipelines.runner import STAGES, plan_stages, run_pipeline
 
+    try:
+        plan_stages(from_stage, only)
+    except ValueError as err:
+        raise _fail(str(err), 2) from None
     t0 = time.perf_counter()
     with Progress(
         SpinnerColumn(), TextColumn("[bold]{task.description}", table_column=Column(width=9)),
@@ -157,7 +183,9 @@ def run(
             else:
                 progress.update(tasks[name], completed=1, detail=detail)
 
-        summary = _guarded(lambda: run_pipeline(cfg, on_stage=on_stage, resume=resume), verbose)
+        summary = _guarded(lambda: run_pipeline(cfg, on_stage=on_stage, resume=resume,
+                                                from_stage=from_stage, only=only,
+                                                use_cache=not no_cache), verbose)
     summary.wall_seconds = time.perf_counter() - t0
     _summary(summary)
 
@@ -165,12 +193,13 @@ def run(
 def _guarded(fn: Any, verbose: bool) -> Any:
     """Run ``fn``; known input errors become one clear line instead of a traceback."""
     from pipelines.features import MissingColumnsError
+    from pipelines.runner import MissingStageError
     from pipelines.stages.ingest import InputError
     from pipelines.stages.validate import ContractError
 
     try:
         return fn()
-    except (InputError, ContractError, MissingColumnsError, UserError) as err:
+    except (InputError, ContractError, MissingColumnsError, MissingStageError, UserError) as err:
         raise _fail(str(err)) from None
     except Exception as err:
         if verbose:

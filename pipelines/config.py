@@ -585,6 +585,11 @@ class PipelineConfig(_Section):
         return self.runtime.storage_path or str((self.work_dir / "ray_results").resolve())
 
     @property
+    def cache_dir(self) -> Path:
+        """The stage cache of this pipeline (see :mod:`pipelines.cache`)."""
+        return self.work_dir / "cache" / self.name
+
+    @property
     def output_dir(self) -> Path:
         return Path(self.batch.output_dir or self.work_dir / "outputs" / self.name)
 

@@ -1,12 +1,17 @@
-"""The runner: orders the stages, owns the MLflow run and the outputs.
+"""The runner: orders the stages, caches their outputs, owns the MLflow run.
 
 Stages stay pure (Dataset and config in, Dataset or fitted object out); everything that
-touches storage or MLflow happens here. The caller (CLI or ``ray_jobs``) starts Ray.
+touches storage or MLflow happens here. Each stage's output is written to the stage cache
+(:mod:`pipelines.cache`) under a key of its inputs, and the next stage reads it from there, so
+a run that dies continues from its last finished stage and an unchanged stage is never
+recomputed. The caller (CLI or ``ray_jobs``) starts Ray.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines.cache import CacheEntry, StageCache, code_version, stage_key
 from pipelines.config import PipelineConfig
 from pipelines.features import FeaturePipeline, fit_feature_pipeline, infer_task
 from pipelines.lineage import git_sha
@@ -28,7 +34,7 @@ from pipelines.stages.train import featurize, tune_models
 from pipelines.stages.validate import validate
 from pipelines.storage import check_shared_storage
 
-__all__ = ["STAGES", "RunSummary", "StageCallback", "run_pipeline"]
+__all__ = ["STAGES", "MissingStageError", "RunSummary", "StageCallback", "plan_stages", "run_pipeline"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +64,7 @@ class RunSummary:
     best_params: dict[str, Any]
     failed_checks: list[str] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    reused_stages: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0
 
 
@@ -81,231 +88,517 @@ class _Stages:
             self.callback(name, "done", note["detail"])
 
 
-def _resolve_task(cfg: PipelineConfig, labels: list[Any] | None, numeric: bool) -> str:
-    if cfg.task is not None:
-        return cfg.task
-    assert labels is not None
-    return infer_task(labels, numeric)
+def plan_stages(from_stage: str | None = None, only: str | None = None) -> tuple[list[str], set[str]]:
+    """``(stages to run, stages that must be recomputed)`` for ``--from`` / ``--only``.
+
+    Stages before the first forced one still "run" — as cache lookups that load their outputs.
+    With ``only``, those lookups must hit (see :class:`MissingStageError`).
+    """
+    for name, value in (("--from", from_stage), ("--only", only)):
+        if value is not None and value not in STAGES:
+            raise ValueError(f"{name} {value!r} is not a stage; stages: {', '.join(STAGES)}")
+    if from_stage and only:
+        raise ValueError("use --from or --only, not both")
+    if only:
+        return STAGES[: STAGES.index(only) + 1], {only}
+    first = STAGES.index(from_stage) if from_stage else len(STAGES)
+    return list(STAGES), set(STAGES[first:])
 
 
-def _run_name(cfg: PipelineConfig, resume: bool) -> str:
-    """A new, timestamped name; with ``resume``, the newest earlier sweep of this pipeline."""
-    if resume:
-        import pyarrow.fs as pafs
+class MissingStageError(RuntimeError):
+    """``--only STAGE`` needs the outputs of the stages before it, and one has none cached."""
 
-        fs, root = pafs.FileSystem.from_uri(cfg.storage_path) if "://" in cfg.storage_path \
-            else (pafs.LocalFileSystem(), cfg.storage_path)
-        infos = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
-        earlier = sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory
-                         and i.base_name.startswith(f"{cfg.name}-"))
-        if earlier:
-            return earlier[-1]
-        logger.warning("--resume: no earlier sweep of %s under %s; starting anew", cfg.name,
-                       cfg.storage_path)
+
+def _run_name(cfg: PipelineConfig) -> str:
     return f"{cfg.name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
 
 
-def _evaluate_model(model_uri: str, test_raw: Any, cfg: PipelineConfig, task: str,
-                    classes: list[Any] | None, out: Path) -> tuple[Evaluation, int]:
-    """Batch-predict the test split with ``model_uri``, write it to ``out``, evaluate it."""
-    predictions = predict_dataset(test_raw, model_uri=model_uri, tracking_uri=cfg.tracking_uri,
-                                  cfg=cfg.batch)
-    predictions.write_parquet(str(out))
-    written = read_files(str(out), "parquet")
-    rows = written.count()
-    evaluation = evaluate_predictions(
-        written, target=cfg.target, task=task, classes=classes,
-        slices=list(cfg.evaluate.slices),
-        plot_dir=out.parent / f"{out.name}_plots" if cfg.evaluate.plots else None,
+def _read(path: Path) -> Any:
+    return read_files(str(path), "parquet")
+
+
+def _write(ds: Any, path: Path) -> int:
+    """Write ``ds`` as Parquet to ``path`` and return the rows written (read back, not assumed)."""
+    ds.write_parquet(str(path))
+    return int(_read(path).count()) if path.exists() else 0
+
+
+def _model_exists(model_uri: str) -> bool:
+    """Whether the tracking store still holds a model logged by an earlier run."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.models.get_model_info(model_uri)
+    except (MlflowException, OSError):
+        return False
+    return True
+
+
+class _Run:
+    """One pipeline run: resolves each stage from the cache or computes it, then records it.
+
+    Every stage method returns a JSON-serialisable record (counts, parameters, paths relative
+    to its cache folder); the record is logged to MLflow the same way whether it was computed
+    now or reused, so every run's MLflow entry is complete.
+    """
+
+    def __init__(self, cfg: PipelineConfig, stage: _Stages, forced: set[str], only: str | None,
+                 resume: bool) -> None:
+        self.cfg = cfg
+        self.stage = stage
+        self.forced = forced
+        self.only = only
+        self.resume = resume
+        self.cache = StageCache(cfg.cache_dir)
+        self.keys: dict[str, str] = {}
+        self.entries: dict[str, CacheEntry] = {}
+        self.reused: list[str] = []
+
+    def resolve(self, name: str, key: str, compute: Callable[[CacheEntry], dict[str, Any]],
+                still_valid: Callable[[dict[str, Any]], bool] = lambda _r: True
+                ) -> dict[str, Any]:
+        """The stage's record: reused when its key is cached (and not forced), else computed."""
+        entry = self.cache.entry(name, key)
+        self.keys[name], self.entries[name] = key, entry
+        record = entry.load() if name not in self.forced else None
+        if record is not None and still_valid(record):
+            self.reused.append(name)
+            logger.info("stage %s reused: unchanged inputs (key %s)", name, key[:12])
+            return record
+        if self.only is not None and name != self.only:
+            raise MissingStageError(
+                f"--only {self.only} needs the output of stage {name!r}, which is not cached "
+                f"for this config and data; run without --only first (or use --from {name})"
+            )
+        entry.reset()
+        record = compute(entry)
+        entry.commit(record)
+        return record
+
+    def path(self, stage: str, *parts: str) -> Path:
+        return self.entries[stage].path.joinpath(*parts)
+
+
+def _find_unfinished_run(cfg: PipelineConfig) -> str | None:
+    """The newest MLflow run of this pipeline that never finished (its driver died)."""
+    import mlflow
+
+    runs = mlflow.search_runs(
+        experiment_names=[cfg.experiment_name], max_results=1, output_format="list",
+        filter_string=f"tags.`raypipe.pipeline` = '{cfg.name}' and attributes.status = 'RUNNING'",
+        order_by=["attributes.start_time DESC"],
     )
-    return evaluation, rows
+    return runs[0].info.run_id if runs else None
 
 
 def run_pipeline(cfg: PipelineConfig, on_stage: StageCallback | None = None,
-                 resume: bool = False) -> RunSummary:
-    """Run every stage of ``cfg`` on the connected Ray cluster and return the summary.
+                 resume: bool = False, from_stage: str | None = None,
+                 only: str | None = None, use_cache: bool = True) -> RunSummary:
+    """Run the stages of ``cfg`` on the connected Ray cluster and return the summary.
 
-    With ``resume`` the Tune sweep of the newest earlier run of this pipeline continues
-    (finished trials are kept); the stages before it run again, deterministically.
+    Each stage's output is cached under a key of its inputs (:mod:`pipelines.cache`): an
+    unchanged stage is reused, not recomputed. ``resume`` also continues the interrupted Tune
+    sweep and MLflow run of the same inputs; ``from_stage`` recomputes that stage and every
+    later one; ``only`` runs just that stage on the cached outputs of the ones before it (and
+    returns a partial summary); ``use_cache=False`` recomputes everything.
     """
     check_shared_storage(cfg)  # before any work: node-local paths fail here, by field
     import mlflow
-    import pyarrow as pa
 
     from pipelines import tracking
-    from pipelines.families import get_family
-    from pipelines.stages.checks import failed_checks, run_model_checks
-    from pipelines.stages.gate import decide, default_gate_metric
-    from pipelines.stages.plots import feature_importance_plot
 
+    stages, forced = plan_stages("ingest" if not use_cache else from_stage, only)
     started = time.perf_counter()
     stage = _Stages(on_stage)
-    run_name = _run_name(cfg, resume)
-    out_dir = cfg.output_dir / run_name
+    run = _Run(cfg, stage, forced, only, resume)
     counts: dict[str, int] = {}
 
-    with tracking.tracking_scope(cfg), mlflow.start_run(run_name=run_name) as run:
-        mlflow.log_dict(cfg.model_dump(mode="json", by_alias=True), "config.yaml")
-        sha = git_sha()
-        mlflow.set_tags({
-            "raypipe.pipeline": cfg.name, "raypipe.git_sha": sha or "unknown",
-            "raypipe.git_dirty": str(bool(sha and sha.endswith("-dirty"))).lower(),
-            **{f"raypipe.version.{k}": v for k, v in tracking.package_versions().items()},
-        })
+    with tracking.tracking_scope(cfg):
+        previous = _find_unfinished_run(cfg) if resume else None
+        if previous:
+            logger.info("--resume: continuing MLflow run %s", previous)
+        with mlflow.start_run(run_id=previous, run_name=None if previous else _run_name(cfg)) \
+                as active:
+            summary = _run_stages(run, stages, counts, active.info.run_id)
+            mlflow.set_tag("raypipe.reused_stages", ",".join(run.reused) or "none")
+            mlflow.set_tags({f"raypipe.stage_key.{k}": v for k, v in run.keys.items()})
+    summary.stage_seconds = stage.seconds
+    summary.reused_stages = list(run.reused)
+    summary.wall_seconds = time.perf_counter() - started
+    return summary
 
-        with stage("ingest") as note:
-            raw = read_source(cfg.source, cfg.work_dir)
-            data_path, fingerprint = source_fingerprint(cfg.source, cfg.work_dir)
-            mlflow.set_tag("raypipe.data_fingerprint", fingerprint)
-            note["detail"] = f"fingerprint {fingerprint[:12]}"
 
-        with stage("validate") as note:
-            checked = validate(raw, cfg.schema_, cfg.target)
-            quarantine_path = out_dir / "quarantine"
-            if checked.rows_quarantined:
-                checked.quarantined.write_parquet(str(quarantine_path))
-            counts |= {"rows_in": checked.rows_in, "rows_valid": checked.rows_valid,
-                       "rows_quarantined": checked.rows_quarantined}
-            tracking.log_dataset(data_path, fingerprint, cfg.name, checked.rows_in)
-            note["detail"] = (f"{checked.rows_valid} passed, {checked.rows_quarantined} "
-                              f"quarantined")
+def _run_stages(run: _Run, stages: list[str], counts: dict[str, int], run_id: str) -> RunSummary:
+    import mlflow
 
-        with stage("split") as note:
-            valid_rows = checked.valid
-            target_type = valid_rows.schema().base_schema.field(cfg.target).type
-            numeric_target = pa.types.is_integer(target_type) or pa.types.is_floating(target_type)
-            labels = valid_rows.unique(cfg.target) if cfg.task != "regression" else None
-            task = _resolve_task(cfg, labels, numeric_target)
-            train_raw, valid_raw, test_raw = split_dataset(
-                valid_rows, cfg.split, cfg.target, classification=task != "regression"
-            )
-            counts |= {"rows_train": train_raw.count(), "rows_valid_split": valid_raw.count(),
-                       "rows_test": test_raw.count()}
-            mlflow.log_params({"task": task, "split.strategy": cfg.split.strategy,
-                               "split.seed": cfg.split.seed})
-            note["detail"] = (f"{task}: {counts['rows_train']}/{counts['rows_valid_split']}/"
-                              f"{counts['rows_test']}")
+    from pipelines import tracking
 
-        with stage("features") as note:
-            if cfg.clean.dedupe:
-                train_raw = drop_duplicates(train_raw)
-                counts["rows_train_deduped"] = train_raw.count()
-            pipeline: FeaturePipeline = fit_feature_pipeline(
-                train_raw, target=cfg.target, task=task,  # type: ignore[arg-type]
-                clean=cfg.clean, features=cfg.features,
-            )
-            train_feat = featurize(train_raw, pipeline)
-            valid_feat = featurize(valid_raw, pipeline)
-            mlflow.log_text(pipeline.model_dump_json(indent=2), "feature_pipeline.json")
-            note["detail"] = f"{len(pipeline.feature_names)} features"
+    cfg, stage = run.cfg, run.stage
+    mlflow.log_dict(cfg.model_dump(mode="json", by_alias=True), "config.yaml")
+    sha = git_sha()
+    mlflow.set_tags({
+        "raypipe.pipeline": cfg.name, "raypipe.git_sha": sha or "unknown",
+        "raypipe.git_dirty": str(bool(sha and sha.endswith("-dirty"))).lower(),
+        "raypipe.code_version": code_version(),
+        **{f"raypipe.version.{k}": v for k, v in tracking.package_versions().items()},
+    })
+    summary = RunSummary(name=cfg.name, run_id=run_id, task=cfg.task or "", family="",
+                         model_uri="", model_version="", alias="", gate_reason="", metrics={},
+                         champion_metrics=None, counts=counts, outputs={}, parallelism="",
+                         best_params={})
 
-        families = ",".join(cfg.train.families)
-        with stage("train", f"{families}: {cfg.train.num_samples} trial(s) each") as note:
-            result = tune_models(
-                train_feat, valid_feat, cfg.train, task=task,
-                num_classes=len(pipeline.classes or []), storage_path=cfg.storage_path,
-                run_name=run_name, resume=resume,
-            )
-            mlflow.log_params({"family": result.family,
-                               **{f"best.{k}": v for k, v in result.best_params.items()}})
-            mlflow.log_metric(f"valid_{result.metric}", result.best_score)
-            mlflow.set_tag("raypipe.parallelism", result.parallelism)
-            tracking.log_json(result.trials, "tune_trials.json")
-            tracking.log_trials(result.trials, result.metric)
-            note["detail"] = f"best {result.family}: valid {result.metric} {result.best_score:.4f}"
+    with stage("ingest") as note:
+        data_uri, fingerprint = source_fingerprint(cfg.source, cfg.work_dir)
+        mlflow.set_tag("raypipe.data_fingerprint", fingerprint)
+        note["detail"] = f"fingerprint {fingerprint[:12]}"
+    if stages[-1] == "ingest":
+        return summary
 
-        with stage("register") as note:
-            spec = ModelSpec(pipeline=pipeline, threshold=cfg.evaluate.threshold, name=cfg.name,
-                             family=result.family)
-            example = test_raw.drop_columns([cfg.target]).limit(5).to_pandas()
-            info = tracking.log_pipeline_model(spec, result.model_dir, example)
-            note["detail"] = info.model_uri
+    with stage("validate") as note:
+        rec = run.resolve("validate", stage_key(
+            "validate", code_version(), fingerprint, cfg.source.model_dump(mode="json"),
+            cfg.schema_.model_dump(mode="json"), cfg.target), _compute_validate(cfg))
+        counts |= rec["counts"]
+        tracking.log_dataset(data_uri, fingerprint, cfg.name, counts["rows_in"])
+        if counts["rows_quarantined"]:
+            summary.outputs["quarantine"] = str(run.path("validate", "quarantine").resolve())
+        note["detail"] = _reused(run, "validate", f"{counts['rows_valid']} passed, "
+                                 f"{counts['rows_quarantined']} quarantined")
+    if stages[-1] == "validate":
+        return summary
 
-        with stage("batch") as note:
-            pred_path = out_dir / "test_predictions"
-            evaluation, counts["rows_predicted"] = _evaluate_model(
-                info.model_uri, test_raw, cfg, task, pipeline.classes, pred_path)
-            if counts["rows_predicted"] != counts["rows_test"]:
-                raise RuntimeError(
-                    f"batch inference wrote {counts['rows_predicted']} rows for "
-                    f"{counts['rows_test']} test rows"
-                )
-            note["detail"] = str(pred_path)
+    with stage("split") as note:
+        rec = run.resolve("split", stage_key(
+            "split", run.keys["validate"], cfg.split.model_dump(mode="json"), cfg.task),
+            _compute_split(run))
+        task = summary.task = rec["task"]
+        counts |= rec["counts"]
+        mlflow.log_params({"task": task, "split.strategy": cfg.split.strategy,
+                           "split.seed": cfg.split.seed})
+        note["detail"] = _reused(run, "split", f"{task}: {counts['rows_train']}/"
+                                 f"{counts['rows_valid_split']}/{counts['rows_test']}")
+    if stages[-1] == "split":
+        return summary
 
-        with stage("evaluate") as note:
-            metrics = evaluation.metrics
-            mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
-            mlflow.log_metrics({k: float(v) for k, v in counts.items()})
-            tracking.log_json({"confusion": evaluation.confusion, "slices": evaluation.slices},
-                              "evaluation.json")
-            mlflow.log_metrics(_slice_metrics(evaluation.slices))
-            plots = list(evaluation.plots)
-            if cfg.evaluate.plots:
-                model = get_family(result.family).load(result.model_dir)
-                importances = _importances(result.family, model, result.model_dir,
-                                           pipeline.feature_names)
-                plots.append(feature_importance_plot(
-                    importances, pred_path.parent / "feature_importance.png"))
-            for p in plots:
-                mlflow.log_artifact(str(p), "plots")
-            shown = {k: v for k, v in metrics.items() if "_class_" not in k}
-            note["detail"] = ", ".join(f"{k} {v:.3f}" for k, v in list(shown.items())[:6])
+    with stage("features") as note:
+        rec = run.resolve("features", stage_key(
+            "features", run.keys["split"], cfg.clean.model_dump(mode="json"),
+            cfg.features.model_dump(mode="json")), _compute_features(run, task))
+        counts |= rec["counts"]
+        pipeline = FeaturePipeline.model_validate_json(
+            run.path("features", PIPELINE_FILE).read_text())
+        mlflow.log_text(pipeline.model_dump_json(indent=2), "feature_pipeline.json")
+        note["detail"] = _reused(run, "features", f"{len(pipeline.feature_names)} features")
+    if stages[-1] == "features":
+        return summary
 
-        with stage("gate") as note:
-            gate_metric = cfg.evaluate.gate.metric or default_gate_metric(task)
-            champion = tracking.alias_version(cfg.model_name, "champion")
-            champion_metrics = None
-            if champion is not None:
-                champion_eval, _ = _evaluate_model(
-                    f"models:/{cfg.model_name}/{champion}", test_raw, cfg, task,
-                    pipeline.classes, out_dir / "champion_predictions")
-                champion_metrics = champion_eval.metrics
-                mlflow.log_metrics({f"champion_test_{k}": v for k, v in champion_metrics.items()})
-            loaded = mlflow.pyfunc.load_model(info.model_uri)
-            sample = test_raw.drop_columns([cfg.target]).limit(cfg.evaluate.checks.sample_rows)
-            checks = run_model_checks(
-                lambda df: loaded.predict(conform_input(df, spec)), sample.to_pandas(),
-                task=task, classes=pipeline.classes,
-                latency_budget_ms=cfg.evaluate.checks.latency_budget_ms,
-            )
-            failed = failed_checks(checks)
-            tracking.log_json([c.__dict__ for c in checks], "checks.json")
-            decision = decide(
-                metrics, champion_metrics, metric=gate_metric, margin=cfg.evaluate.gate.margin,
-                slice_floor=cfg.evaluate.gate.slice_floor, new_slices=evaluation.slices,
-                failed_checks=failed,
-            )
-            version = tracking.register_model(
-                info.model_uri, cfg.model_name, decision.alias,
-                tags={"run_id": run.info.run_id, "data_fingerprint": fingerprint,
-                      "gate": decision.reason[:500]},
-            )
-            mlflow.set_tags({"raypipe.gate.alias": decision.alias,
-                             "raypipe.gate.reason": decision.reason[:500]})
-            note["detail"] = f"version {version} → @{decision.alias}: {decision.reason}"
+    families = ",".join(cfg.train.families)
+    with stage("train", f"{families}: {cfg.train.num_samples} trial(s) each") as note:
+        rec = run.resolve("train", stage_key(
+            "train", run.keys["features"], cfg.train.model_dump(mode="json")),
+            _compute_train(run, task, pipeline))
+        summary.family, summary.parallelism = rec["family"], rec["parallelism"]
+        summary.best_params = rec["best_params"]
+        mlflow.log_params({"family": rec["family"],
+                           **{f"best.{k}": v for k, v in rec["best_params"].items()}})
+        mlflow.log_metric(f"valid_{rec['metric']}", rec["best_score"])
+        mlflow.set_tag("raypipe.parallelism", rec["parallelism"])
+        mlflow.log_artifact(str(run.path("train", TRIALS_FILE)))
+        note["detail"] = _reused(run, "train", f"best {rec['family']}: valid {rec['metric']} "
+                                 f"{rec['best_score']:.4f}")
+    if stages[-1] == "train":
+        return summary
 
-    outputs = {"test_predictions": str(pred_path.resolve())}
-    if checked.rows_quarantined:
-        outputs["quarantine"] = str(quarantine_path.resolve())
-    return RunSummary(
-        name=cfg.name,
-        run_id=run.info.run_id,
-        task=task,
-        family=result.family,
-        model_uri=f"models:/{cfg.model_name}@{decision.alias}",
-        model_version=version,
-        alias=decision.alias,
-        gate_reason=decision.reason,
-        metrics=metrics,
-        champion_metrics=champion_metrics,
-        counts=counts,
-        outputs=outputs,
-        parallelism=result.parallelism,
-        best_params=result.best_params,
-        failed_checks=failed,
-        stage_seconds=stage.seconds,
-        wall_seconds=time.perf_counter() - started,
+    spec = ModelSpec(pipeline=pipeline, threshold=cfg.evaluate.threshold, name=cfg.name,
+                     family=summary.family)
+    with stage("register") as note:
+        rec = run.resolve("register", stage_key(
+            "register", run.keys["train"], cfg.evaluate.threshold, cfg.name, cfg.tracking_uri),
+            _compute_register(run, spec), still_valid=lambda r: _model_exists(r["model_uri"]))
+        model_uri = rec["model_uri"]
+        mlflow.set_tag("raypipe.model_uri", model_uri)
+        note["detail"] = _reused(run, "register", model_uri)
+    if stages[-1] == "register":
+        return summary
+
+    with stage("batch") as note:
+        rec = run.resolve("batch", stage_key("batch", run.keys["register"], run.keys["split"]),
+                          _compute_batch(run, model_uri))
+        counts["rows_predicted"] = rec["rows_predicted"]
+        if counts["rows_predicted"] != counts["rows_test"]:
+            raise RuntimeError(f"batch inference wrote {counts['rows_predicted']} rows for "
+                               f"{counts['rows_test']} test rows")
+        summary.outputs["test_predictions"] = str(run.path("batch", PREDICTIONS_DIR).resolve())
+        note["detail"] = _reused(run, "batch", summary.outputs["test_predictions"])
+    if stages[-1] == "batch":
+        return summary
+
+    with stage("evaluate") as note:
+        rec = run.resolve("evaluate", stage_key(
+            "evaluate", run.keys["batch"], list(cfg.evaluate.slices), cfg.evaluate.plots),
+            _compute_evaluate(run, task, pipeline))
+        metrics = summary.metrics = rec["metrics"]
+        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+        mlflow.log_metrics({k: float(v) for k, v in counts.items()})
+        tracking.log_json({"confusion": rec["confusion"], "slices": rec["slices"]},
+                          "evaluation.json")
+        mlflow.log_metrics(_slice_metrics(rec["slices"]))
+        for p in rec["plots"]:
+            mlflow.log_artifact(str(run.path("evaluate", p)), "plots")
+        shown = {k: v for k, v in metrics.items() if "_class_" not in k}
+        note["detail"] = _reused(run, "evaluate", ", ".join(
+            f"{k} {v:.3f}" for k, v in list(shown.items())[:6]))
+    if stages[-1] == "evaluate":
+        return summary
+
+    with stage("gate") as note:
+        _gate(run, summary, spec, model_uri, fingerprint, run_id)
+        note["detail"] = f"version {summary.model_version} → @{summary.alias}: " \
+                         f"{summary.gate_reason}"
+    return summary
+
+
+def _reused(run: _Run, name: str, detail: str) -> str:
+    return f"reused · {detail}" if name in run.reused else detail
+
+
+PIPELINE_FILE = "feature_pipeline.json"
+TRIALS_FILE = "tune_trials.json"
+PREDICTIONS_DIR = "test_predictions"
+
+
+def _compute_validate(cfg: PipelineConfig) -> Callable[[CacheEntry], dict[str, Any]]:
+    def compute(entry: CacheEntry) -> dict[str, Any]:
+        checked = validate(read_source(cfg.source, cfg.work_dir), cfg.schema_, cfg.target)
+        rows_valid = _write(checked.valid, entry.path / "valid")
+        rows_quarantined = (_write(checked.quarantined, entry.path / "quarantine")
+                            if checked.rows_quarantined else 0)
+        if (rows_valid, rows_quarantined) != (checked.rows_valid, checked.rows_quarantined):
+            raise RuntimeError(f"validation wrote {rows_valid} valid and {rows_quarantined} "
+                               f"quarantined rows, expected {checked.rows_valid} and "
+                               f"{checked.rows_quarantined}")
+        return {"counts": {"rows_in": checked.rows_in, "rows_valid": rows_valid,
+                           "rows_quarantined": rows_quarantined}}
+    return compute
+
+
+def _compute_split(run: _Run) -> Callable[[CacheEntry], dict[str, Any]]:
+    def compute(entry: CacheEntry) -> dict[str, Any]:
+        import pyarrow as pa
+
+        cfg = run.cfg
+        valid_rows = _read(run.path("validate", "valid"))
+        target_type = valid_rows.schema().base_schema.field(cfg.target).type
+        numeric = pa.types.is_integer(target_type) or pa.types.is_floating(target_type)
+        labels = valid_rows.unique(cfg.target) if cfg.task != "regression" else None
+        task = cfg.task or infer_task(labels or [], numeric)
+        parts = split_dataset(valid_rows, cfg.split, cfg.target,
+                              classification=task != "regression")
+        rows = [_write(ds, entry.path / name) for ds, name in zip(parts, SPLITS, strict=True)]
+        return {"task": task, "counts": {"rows_train": rows[0], "rows_valid_split": rows[1],
+                                         "rows_test": rows[2]}}
+    return compute
+
+
+SPLITS = ("train", "valid", "test")
+
+
+def _train_rows(run: _Run) -> Path:
+    """The training split as features were fitted on it (deduplicated when configured)."""
+    deduped = run.path("features", "train")
+    return deduped if deduped.exists() else run.path("split", "train")
+
+
+def _compute_features(run: _Run, task: str) -> Callable[[CacheEntry], dict[str, Any]]:
+    def compute(entry: CacheEntry) -> dict[str, Any]:
+        cfg = run.cfg
+        train_raw = _read(run.path("split", "train"))
+        counts: dict[str, int] = {}
+        if cfg.clean.dedupe:
+            counts["rows_train_deduped"] = _write(drop_duplicates(train_raw), entry.path / "train")
+            train_raw = _read(entry.path / "train")
+        pipeline = fit_feature_pipeline(train_raw, target=cfg.target, task=task,  # type: ignore[arg-type]
+                                        clean=cfg.clean, features=cfg.features)
+        (entry.path / PIPELINE_FILE).write_text(pipeline.model_dump_json(indent=2))
+        return {"counts": counts, "features": len(pipeline.feature_names)}
+    return compute
+
+
+def _compute_train(run: _Run, task: str,
+                   pipeline: FeaturePipeline) -> Callable[[CacheEntry], dict[str, Any]]:
+    def compute(entry: CacheEntry) -> dict[str, Any]:
+        from pipelines import tracking
+
+        cfg = run.cfg
+        # The sweep is named by its inputs' key, so `--resume` finds exactly this sweep.
+        sweep = f"{cfg.name}-{run.keys['train'][:16]}"
+        if not run.resume:
+            _remove_sweep(cfg.storage_path, sweep)
+        result = tune_models(
+            featurize(_read(_train_rows(run)), pipeline),
+            featurize(_read(run.path("split", "valid")), pipeline), cfg.train, task=task,
+            num_classes=len(pipeline.classes or []), storage_path=cfg.storage_path,
+            run_name=sweep, resume=run.resume,
+        )
+        shutil.copytree(result.model_dir, entry.path / MODEL_DIR)
+        (entry.path / TRIALS_FILE).write_text(json.dumps(result.trials, indent=2, default=str))
+        tracking.log_trials(result.trials, result.metric)  # child runs, once per sweep
+        return {"family": result.family, "metric": result.metric, "mode": result.mode,
+                "best_score": result.best_score, "best_params": result.best_params,
+                "best_iteration": result.best_iteration, "parallelism": result.parallelism,
+                "experiment_path": result.experiment_path}
+    return compute
+
+
+MODEL_DIR = "model"
+
+
+def _remove_sweep(storage_path: str, sweep: str) -> None:
+    """Drop an interrupted sweep of the same inputs: without --resume it starts anew."""
+    import pyarrow.fs as pafs
+
+    fs, root = pafs.FileSystem.from_uri(storage_path) if "://" in storage_path \
+        else (pafs.LocalFileSystem(), storage_path)
+    path = f"{root.rstrip('/')}/{sweep}"
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        logger.info("starting the sweep anew (pass --resume to continue it): %s", path)
+        fs.delete_dir(path)
+
+
+def _compute_register(run: _Run, spec: ModelSpec) -> Callable[[CacheEntry], dict[str, Any]]:
+    def compute(entry: CacheEntry) -> dict[str, Any]:
+        from pipelines import tracking
+
+        test_raw = _read(run.path("split", "test"))
+        example = test_raw.drop_columns([run.cfg.target]).limit(5).to_pandas()
+        info = tracking.log_pipeline_model(spec, run.path("train", MODEL_DIR), example)
+        return {"model_uri": info.model_uri}
+    return compute
+
+
+def _predict_to(model_uri: str, test_raw: Any, cfg: PipelineConfig, out: Path) -> int:
+    """Batch-predict ``test_raw`` with ``model_uri`` into Parquet at ``out``; rows written."""
+    predictions = predict_dataset(test_raw, model_uri=model_uri, tracking_uri=cfg.tracking_uri,
+                                  cfg=cfg.batch)
+    return _write(predictions, out)
+
+
+def _compute_batch(run: _Run, model_uri: str) -> Callable[[CacheEntry], dict[str, Any]]:
+    def compute(entry: CacheEntry) -> dict[str, Any]:
+        rows = _predict_to(model_uri, _read(run.path("split", "test")), run.cfg,
+                           entry.path / PREDICTIONS_DIR)
+        return {"rows_predicted": rows}
+    return compute
+
+
+def _evaluate(path: Path, cfg: PipelineConfig, task: str, classes: list[Any] | None,
+              plot_dir: Path | None) -> Evaluation:
+    return evaluate_predictions(_read(path), target=cfg.target, task=task, classes=classes,
+                                slices=list(cfg.evaluate.slices), plot_dir=plot_dir)
+
+
+def _compute_evaluate(run: _Run, task: str,
+                      pipeline: FeaturePipeline) -> Callable[[CacheEntry], dict[str, Any]]:
+    def compute(entry: CacheEntry) -> dict[str, Any]:
+        from pipelines.families import get_family
+        from pipelines.stages.plots import feature_importance_plot
+
+        cfg = run.cfg
+        plot_dir = entry.path / "plots"
+        evaluation = _evaluate(run.path("batch", PREDICTIONS_DIR), cfg, task, pipeline.classes,
+                               plot_dir if cfg.evaluate.plots else None)
+        plots = list(evaluation.plots)
+        if cfg.evaluate.plots:
+            train_rec = run.entries["train"].load() or {}
+            family = str(train_rec["family"])
+            model_dir = run.path("train", MODEL_DIR)
+            importances = _importances(family, get_family(family).load(model_dir), model_dir,
+                                       pipeline.feature_names)
+            plots.append(feature_importance_plot(importances,
+                                                 plot_dir / "feature_importance.png"))
+        return {"metrics": evaluation.metrics, "confusion": evaluation.confusion,
+                "slices": evaluation.slices,
+                "plots": [str(Path(p).resolve().relative_to(entry.path.resolve()))
+                          for p in plots]}
+    return compute
+
+
+def _registered_version(name: str, model_uri: str) -> tuple[str, list[str]] | None:
+    """``(version, aliases)`` when ``model_uri`` is already registered under ``name``."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    for mv in versions:
+        if (mv.tags or {}).get("model_uri") == model_uri:
+            # Search results leave aliases out; the version itself carries them.
+            full = client.get_model_version(name, str(mv.version))
+            return str(mv.version), list(full.aliases or [])
+    return None
+
+
+def _gate(run: _Run, summary: RunSummary, spec: ModelSpec, model_uri: str, fingerprint: str,
+          run_id: str) -> None:
+    """Compare with the champion on the same test rows; register as champion or challenger.
+
+    The gate is never cached (the registry moves under it), but it is idempotent: a model
+    already registered from the same inputs is reported, not registered again.
+    """
+    import mlflow
+
+    from pipelines import tracking
+    from pipelines.stages.checks import failed_checks, run_model_checks
+    from pipelines.stages.gate import decide, default_gate_metric
+
+    cfg, task = run.cfg, summary.task
+    existing = _registered_version(cfg.model_name, model_uri)
+    if existing is not None and "gate" not in run.forced:
+        version, aliases = existing
+        alias = "champion" if "champion" in aliases else (aliases[0] if aliases else "none")
+        summary.model_version, summary.alias = version, alias
+        summary.gate_reason = (f"unchanged: this model is already registered as version "
+                               f"{version} (@{alias}); nothing to decide")
+        summary.model_uri = f"models:/{cfg.model_name}/{version}"
+        run.reused.append("gate")
+        return
+    test_raw = _read(run.path("split", "test"))
+    gate_metric = cfg.evaluate.gate.metric or default_gate_metric(task)
+    champion = tracking.alias_version(cfg.model_name, "champion")
+    if champion is not None:
+        out = cfg.output_dir / _run_name(cfg) / "champion_predictions"
+        _predict_to(f"models:/{cfg.model_name}/{champion}", test_raw, cfg, out)
+        summary.champion_metrics = _evaluate(out, cfg, task, spec.pipeline.classes, None).metrics
+        mlflow.log_metrics({f"champion_test_{k}": v
+                            for k, v in summary.champion_metrics.items()})
+    loaded = mlflow.pyfunc.load_model(model_uri)
+    sample = test_raw.drop_columns([cfg.target]).limit(cfg.evaluate.checks.sample_rows)
+    checks = run_model_checks(
+        lambda df: loaded.predict(conform_input(df, spec)), sample.to_pandas(),
+        task=task, classes=spec.pipeline.classes,
+        latency_budget_ms=cfg.evaluate.checks.latency_budget_ms,
     )
+    summary.failed_checks = failed_checks(checks)
+    tracking.log_json([c.__dict__ for c in checks], "checks.json")
+    evaluation = run.entries["evaluate"].load() or {}
+    decision = decide(
+        summary.metrics, summary.champion_metrics, metric=gate_metric,
+        margin=cfg.evaluate.gate.margin, slice_floor=cfg.evaluate.gate.slice_floor,
+        new_slices=evaluation.get("slices", {}), failed_checks=summary.failed_checks,
+    )
+    summary.model_version = tracking.register_model(
+        model_uri, cfg.model_name, decision.alias,
+        tags={"run_id": run_id, "data_fingerprint": fingerprint, "model_uri": model_uri,
+              "gate": decision.reason[:500]},
+    )
+    summary.alias, summary.gate_reason = decision.alias, decision.reason
+    summary.model_uri = f"models:/{cfg.model_name}@{decision.alias}"
+    mlflow.set_tags({"raypipe.gate.alias": decision.alias,
+                     "raypipe.gate.reason": decision.reason[:500]})
 
 
 def _slice_metrics(slices: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:

@@ -82,6 +82,7 @@ def pipeline_locations(cfg: PipelineConfig) -> list[Location]:
         Location("batch.output_dir", str(cfg.output_dir),
                  "" if cfg.batch.output_dir else f"default: <{work}>/outputs/<name>"),
     ]
+    locations.append(Location(work, str(cfg.cache_dir), "the stage cache (stage outputs)"))
     if cfg.tracking_uri.startswith("sqlite:") and not cfg.tracking.uri:
         locations.append(Location(work, cfg.artifact_location, "MLflow artifacts of the local store"))
     if isinstance(cfg.source, DemoSource):

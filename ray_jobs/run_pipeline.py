@@ -22,6 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", nargs="?", help="pipeline YAML (default: the bundled demo)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="override a field: section.field=value (repeatable)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run (finished stages, sweep, MLflow run)")
+    parser.add_argument("--from", dest="from_stage", metavar="STAGE",
+                        help="recompute this stage and every later one")
+    parser.add_argument("--only", metavar="STAGE", help="run only this stage on cached inputs")
+    parser.add_argument("--no-cache", action="store_true", help="recompute every stage")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
@@ -32,12 +38,19 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from pipelines.runner import run_pipeline
+    from pipelines.runner import plan_stages, run_pipeline
+
+    try:
+        plan_stages(args.from_stage, args.only)
+    except ValueError as err:
+        logger.error("%s", err)
+        return 2
 
     if not ray.is_initialized():
         # Under `ray job submit` this joins the job's cluster; elsewhere the configured one.
         ray.init(address=cfg.runtime.ray_address)
-    summary = run_pipeline(cfg)
+    summary = run_pipeline(cfg, resume=args.resume, from_stage=args.from_stage, only=args.only,
+                           use_cache=not args.no_cache)
     print(json.dumps(asdict(summary), default=str))  # the job's result, one JSON line
     return 0
 

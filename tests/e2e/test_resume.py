@@ -1,4 +1,8 @@
-"""Kill the driver in the middle of a sweep; `raypipe run --resume` finishes it."""
+"""Kill the driver in the middle of a sweep; `raypipe run --resume` finishes it.
+
+The resumed run must reuse the stages that finished before the kill, keep the finished
+trials, and end with the same model an uninterrupted run of the same config produces.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -19,6 +24,9 @@ ARGS = [
     "--set", "train.num_samples=5", "--set", "train.max_concurrent_trials=1",
     "--set", "train.xgboost.num_boost_round=150", "--set", "train.xgboost.early_stopping_rounds=150",
     "--set", "evaluate.plots=false",
+    # FIFO: ASHA's stopping decisions depend on the order reports arrive in, so two runs
+    # could legitimately pick different models; this test compares runs exactly.
+    "--set", "train.scheduler=fifo",
 ]
 
 
@@ -32,6 +40,24 @@ def _finished_trials(results: Path) -> dict[str, float]:
     for ckpt in results.glob("*/*/checkpoint_*"):
         out[ckpt.parent.name] = ckpt.stat().st_mtime
     return out
+
+
+def _stage_manifests(work: Path) -> dict[str, float]:
+    """Finished stage -> mtime of its cache manifest."""
+    return {p.parent.parent.name: p.stat().st_mtime
+            for p in work.glob("cache/*/*/*/_raypipe_stage.json")}
+
+
+def _predictions(work: Path) -> pd.DataFrame:
+    (folder,) = work.glob("cache/*/batch/*/test_predictions")
+    frame = pd.read_parquet(folder).drop(columns=["model_version"])  # a per-run model id
+    return frame.sort_values("customer_id").reset_index(drop=True)
+
+
+def _run(work: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipelines", "run", *ARGS, "--set",
+                           f"runtime.work_dir={work}", *extra], capture_output=True, text=True,
+                          env=_env(), timeout=600)
 
 
 def test_killed_sweep_resumes_without_redoing_finished_trials(ray_address: str,
@@ -50,11 +76,16 @@ def test_killed_sweep_resumes_without_redoing_finished_trials(ray_address: str,
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its process group, mid-sweep
     proc.wait(timeout=30)
     time.sleep(2)  # let Ray notice the driver is gone and reap its trial actors
+    stages_before = _stage_manifests(tmp_path)
+    assert set(stages_before) == {"validate", "split", "features"}  # killed inside "train"
 
     resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=_env(),
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "raypipe run finished" in resumed.stderr
+    stages_after = _stage_manifests(tmp_path)
+    assert {s: stages_after[s] for s in stages_before} == stages_before  # not redone
+    assert {"train", "register", "batch", "evaluate"} <= set(stages_after)
     after = _finished_trials(results)
     assert len(list(results.iterdir())) == 1  # the same experiment folder, continued
     # Every trial finished once the sweep resumed (a trial cut off by the kill starts again
@@ -63,3 +94,8 @@ def test_killed_sweep_resumes_without_redoing_finished_trials(ray_address: str,
     assert len(ids) == 5
     kept = [t for t, mtime in before.items() if after.get(t) == mtime]
     assert kept, "finished trials were run again instead of being kept"
+
+    # The same config run without interruption ends with the same predictions.
+    uninterrupted = _run(tmp_path / "uninterrupted")
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+    pd.testing.assert_frame_equal(_predictions(tmp_path), _predictions(tmp_path / "uninterrupted"))
