@@ -118,7 +118,13 @@ def _read(path: Path) -> Any:
 
 
 def _write(ds: Any, path: Path) -> int:
-    """Write ``ds`` as Parquet to ``path`` and return the rows written (read back, not assumed)."""
+    """Write ``ds`` as Parquet to ``path`` and return the rows written (read back, not assumed).
+
+    Files are numbered in block order (``preserve_order``), not in the order tasks happen to
+    finish, so reading a stage's output back yields the same row order every run: training
+    is only reproducible if its input rows arrive in the same order.
+    """
+    ds.context.execution_options.preserve_order = True
     ds.write_parquet(str(path))
     return int(_read(path).count()) if path.exists() else 0
 

@@ -1,7 +1,10 @@
-"""Batch inference as a Ray job: one Parquet prediction row per raw input row.
+"""Batch inference as a Ray job: every raw input row is predicted or quarantined with a reason.
 
     ray job submit --working-dir . -- python ray_jobs/batch_predict.py CONFIG.yaml \
         --input s3://bucket/raw/ --output s3://bucket/predictions/ [--model models:/NAME@champion]
+
+Without ``--input`` the config's ``batch.input`` source is read (any source kind). Exits 1 when
+the output folder already holds files (predictions would mix) or rows do not add up.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ logger = logging.getLogger("ray_jobs.batch_predict")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", nargs="?", help="pipeline YAML: batch and tracking settings, model name")
-    parser.add_argument("--input", required=True, help="raw rows: file, folder or glob (local or remote)")
+    parser.add_argument("--input", help="raw rows: file, folder or glob (local or remote); "
+                        "default: the config's batch.input")
     parser.add_argument("--output", required=True, help="folder for the Parquet predictions")
     parser.add_argument("--format", choices=["parquet", "csv", "json"], default="parquet")
     parser.add_argument("--model", help="model URI (default: models:/<name>@<alias> of the config)")
@@ -35,24 +39,31 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from pipelines.stages.batch import predict_dataset
-    from pipelines.stages.ingest import read_files
+    from pipelines.stages.batch import run_batch_inference
+    from pipelines.stages.ingest import read_files, read_source
     from pipelines.storage import Location, require_shared
 
+    if args.input is None and cfg.batch.input is None:
+        logger.error("give --input, or batch.input in the config")
+        return 2
     if not ray.is_initialized():
         ray.init(address=cfg.runtime.ray_address)
-    require_shared([Location("--input", args.input), Location("--output", args.output),
+    inputs = [Location("--input", args.input)] if args.input else []
+    require_shared([*inputs, Location("--output", args.output),
                     Location("tracking.uri", cfg.tracking_uri)])
     model = args.model or f"models:/{cfg.model_name}@{cfg.tracking.alias}"
-    ds = read_files(args.input, args.format)
-    rows_in = ds.count()
-    predict_dataset(ds, model_uri=model, tracking_uri=cfg.tracking_uri,
-                    cfg=cfg.batch).write_parquet(args.output)
-    rows_out = read_files(args.output, "parquet").count()
-    if rows_out != rows_in:  # e.g. an output folder that already held predictions
-        logger.error("%s holds %d rows for %d input rows", args.output, rows_out, rows_in)
+    ds = (read_files(args.input, args.format) if args.input
+          else read_source(cfg.batch.input, cfg.work_dir))  # type: ignore[arg-type]
+    try:
+        result = run_batch_inference(ds, model_uri=model, tracking_uri=cfg.tracking_uri,
+                                     cfg=cfg.batch, output_dir=args.output)
+    except RuntimeError as err:  # rows that do not add up, e.g. a folder with old predictions
+        logger.error("%s", err)
         return 1
-    print(json.dumps({"model": model, "rows_in": rows_in, "rows_out": rows_out, "output": args.output}))
+    print(json.dumps({"model": model, "model_version": result.model_version,
+                      "rows_in": result.rows_in, "rows_out": result.rows_predicted,
+                      "rows_quarantined": result.rows_quarantined, "output": args.output,
+                      "quarantine": result.quarantine_dir}))
     return 0
 
 

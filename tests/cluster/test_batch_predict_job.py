@@ -41,3 +41,30 @@ def test_batch_job_predicts_every_row_with_the_champion(
     assert {"customer_id", "prediction"} <= set(predictions.column_names)
     assert predictions.num_rows == 300
     assert set(predictions.column("prediction").to_pylist()) <= {0, 1}
+
+
+def test_batch_job_quarantines_rows_it_cannot_score_and_counts_them(
+    trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pandas as pd
+
+    from pipelines.demo import generate_demo_frame
+
+    frame = generate_demo_frame(200, 13).drop(columns=["churned"]).head(120)
+    frame["tenure_months"] = frame["tenure_months"].astype(object)
+    frame.loc[[3, 77], "tenure_months"] = "forever"  # not a number: cannot be scored
+    raw = tmp_path / "raw.csv"
+    frame.to_csv(raw, index=False)
+    out = tmp_path / "predictions"
+    code = batch_predict.main([
+        "--input", str(raw), "--format", "csv", "--output", str(out),
+        "--set", f"runtime.work_dir={trained['work']}",
+        "--set", "batch.concurrency=1", "--set", "batch.num_cpus_per_actor=0.25",
+    ])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (result["rows_in"], result["rows_out"], result["rows_quarantined"]) == (120, 118, 2)
+    assert result["model_version"] == trained["summary"].model_version
+    quarantined = pd.read_parquet(result["quarantine"])
+    assert sorted(quarantined["customer_id"]) == sorted(frame.loc[[3, 77], "customer_id"])
+    assert quarantined["_quarantine_reason"].str.startswith("tenure_months").all()
