@@ -22,7 +22,13 @@ from pipelines.model import ModelSpec, conform_input
 from pipelines.stages.batch import predict_dataset
 from pipelines.stages.clean import drop_duplicates
 from pipelines.stages.evaluate import Evaluation, evaluate_predictions
-from pipelines.stages.ingest import read_files, read_source, source_fingerprint
+from pipelines.stages.ingest import (
+    read_files,
+    read_source,
+    rows_read,
+    source_errors,
+    source_fingerprint,
+)
 from pipelines.stages.split import split_dataset
 from pipelines.stages.train import featurize, tune_models
 from pipelines.stages.validate import validate
@@ -155,12 +161,22 @@ def run_pipeline(cfg: PipelineConfig, on_stage: StageCallback | None = None,
 
         with stage("ingest") as note:
             raw = read_source(cfg.source, cfg.work_dir)
-            data_path, fingerprint = source_fingerprint(cfg.source, cfg.work_dir)
+            data_path, fingerprint = source_fingerprint(cfg.source, cfg.work_dir, raw)
+            read_count = rows_read(cfg.source, raw, cfg.work_dir)
+            if read_count is not None:
+                counts["rows_read"] = read_count
             mlflow.set_tag("raypipe.data_fingerprint", fingerprint)
-            note["detail"] = f"fingerprint {fingerprint[:12]}"
+            mlflow.set_tag("raypipe.source_kind", cfg.source.kind)
+            rows_note = "" if read_count is None else f"{read_count} rows, "
+            note["detail"] = f"{cfg.source.kind}: {rows_note}fingerprint {fingerprint[:12]}"
 
         with stage("validate") as note:
-            checked = validate(raw, cfg.schema_, cfg.target)
+            with source_errors(cfg.source):  # lazy reads fail here; name the file or page
+                checked = validate(raw, cfg.schema_, cfg.target)
+            if read_count is not None and read_count != checked.rows_in:
+                logger.warning("the source reported %d rows, validation received %d (a live "
+                               "table changed between the count and the read?)", read_count,
+                               checked.rows_in)
             quarantine_path = out_dir / "quarantine"
             if checked.rows_quarantined:
                 checked.quarantined.write_parquet(str(quarantine_path))
