@@ -186,3 +186,27 @@ def read_files(path: str, fmt: str) -> Dataset:
 def file_fingerprint(source: FileSource) -> tuple[str, str]:
     """``(path, sha256)`` over the names and bytes of the local files (names only, remote)."""
     return source.path, fingerprint_files(resolve_paths(source.path))
+
+
+def explain_csv_failure(path: str, source: FileSource) -> str | None:
+    """Why pyarrow cannot read the CSV file ``path`` with ``source``'s options, or None.
+
+    Ray reports only "Failed to read CSV file: PATH"; the reader's reason (column, row,
+    value) does not survive the trip from the worker. Reading the file again here, on the
+    error path only, recovers it.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.fs as pafs
+
+    args = _csv_args(source)
+    try:
+        fs, inner = (pafs.FileSystem.from_uri(path) if not _is_local(path)
+                     else (pafs.LocalFileSystem(), str(Path(path.removeprefix("file://"))
+                                                        .resolve())))
+        with fs.open_input_stream(inner) as f:
+            for _ in pacsv.open_csv(f, **args):
+                pass
+    except (pa.ArrowInvalid, OSError) as err:
+        return str(err)
+    return None

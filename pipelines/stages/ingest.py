@@ -7,6 +7,7 @@ the kind-specific work lives in ``pipelines.sources`` (one module per kind).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -101,6 +102,10 @@ def rows_read(source: AnySource, dataset: Dataset, work_dir: Path) -> int | None
     return None
 
 
+# Ray's message; the path ends at the sentence's full stop.
+_CSV_FAILURE = re.compile(r"^Failed to read CSV file: (.+?)\. Please check")
+
+
 def _chain(err: BaseException) -> list[BaseException]:
     out: list[BaseException] = []
     node: BaseException | None = err
@@ -137,9 +142,15 @@ def source_errors(source: AnySource) -> Iterator[None]:
         if read is None:
             raise
         reasons = [_first_line(e) for e in chain[chain.index(read):]]
+        found = _CSV_FAILURE.match(reasons[0])
+        if found and isinstance(source, FileSource) and source.format == "csv":
+            from pipelines.sources.files import explain_csv_failure
+
+            why = explain_csv_failure(found.group(1), source)
+            reasons = [f"Failed to read CSV file: {found.group(1)}", *([why] if why else [])]
         detail = ": ".join(dict.fromkeys(r for r in reasons if not r.startswith("Ray")))
         hint = ""
-        if isinstance(source, FileSource) and source.format == "csv" and "conversion" in detail:
+        if "conversion error" in detail:
             hint = (" (a column holds values of another type further down the file: name it "
                     "in source.column_types as string, and the data contract quarantines the "
                     "bad rows)")
