@@ -99,8 +99,8 @@ def walk_pages(source: HttpSource, fetcher: JsonFetcher, start: int = 0, stop: i
     ``max_pages`` caps every style. ``first_body`` is page ``start``'s response, if already
     fetched.
     """
-    limit = min(x for x in (stop, source.max_pages) if x is not None) \
-        if (stop is not None or source.max_pages is not None) else None
+    caps = [x for x in (stop, source.max_pages) if x is not None]
+    limit = min(caps) if caps else None
     index, url, params = start, source.url, page_params(source, start)
     seen_cursors: set[str] = set()
     while limit is None or index < limit:
