@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from pipelines.config import AnySource, DemoSource, FileSource, HttpSource, SqlSource
 from pipelines.demo import write_demo_parquet
-from pipelines.sources._errors import InputError
+from pipelines.sources._errors import InputError, error_chain, unwrap_input_error
 from pipelines.sources.files import parquet_rows, read_file_source, read_files, resolve_paths
 
 if TYPE_CHECKING:
@@ -106,15 +106,6 @@ def rows_read(source: AnySource, dataset: Dataset, work_dir: Path) -> int | None
 _CSV_FAILURE = re.compile(r"^Failed to read CSV file: (.+?)\. Please check")
 
 
-def _chain(err: BaseException) -> list[BaseException]:
-    out: list[BaseException] = []
-    node: BaseException | None = err
-    while node is not None and node not in out:
-        out.append(node)
-        node = getattr(node, "cause", None) or node.__cause__ or node.__context__
-    return out
-
-
 def _first_line(err: BaseException) -> str:
     lines = [ln for ln in str(err).splitlines() if ln.strip()]
     return lines[0].strip() if lines else type(err).__name__
@@ -134,8 +125,8 @@ def source_errors(source: AnySource) -> Iterator[None]:
     except InputError:
         raise
     except Exception as err:
-        chain = _chain(err)
-        inner = next((e for e in chain if type(e) is InputError), None)
+        chain = error_chain(err)
+        inner = unwrap_input_error(err)
         if inner is not None:
             raise InputError(str(inner)) from err
         read = next((e for e in chain if _first_line(e).startswith("Failed to read")), None)
