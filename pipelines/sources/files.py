@@ -15,7 +15,8 @@ from pipelines.sources._errors import InputError
 if TYPE_CHECKING:
     from ray.data import Dataset
 
-__all__ = ["file_fingerprint", "parquet_rows", "read_file_source", "read_files", "resolve_paths"]
+__all__ = ["file_fingerprint", "find_unreadable_file", "parquet_rows", "read_file_source",
+           "read_files", "resolve_paths"]
 
 logger = logging.getLogger(__name__)
 
@@ -188,25 +189,48 @@ def file_fingerprint(source: FileSource) -> tuple[str, str]:
     return source.path, fingerprint_files(resolve_paths(source.path))
 
 
-def explain_csv_failure(path: str, source: FileSource) -> str | None:
-    """Why pyarrow cannot read the CSV file ``path`` with ``source``'s options, or None.
-
-    Ray reports only "Failed to read CSV file: PATH"; the reader's reason (column, row,
-    value) does not survive the trip from the worker. Reading the file again here, on the
-    error path only, recovers it.
-    """
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
+def _open(path: str) -> Any:
     import pyarrow.fs as pafs
 
-    args = _csv_args(source)
-    try:
-        fs, inner = (pafs.FileSystem.from_uri(path) if not _is_local(path)
-                     else (pafs.LocalFileSystem(), str(Path(path.removeprefix("file://"))
-                                                        .resolve())))
-        with fs.open_input_stream(inner) as f:
-            for _ in pacsv.open_csv(f, **args):
+    if _is_local(path):
+        return pafs.LocalFileSystem().open_input_stream(
+            str(Path(path.removeprefix("file://")).resolve()))
+    fs, inner = pafs.FileSystem.from_uri(path)
+    return fs.open_input_stream(inner)
+
+
+def _read_whole(path: str, source: FileSource) -> None:
+    import pyarrow.csv as pacsv
+    import pyarrow.json as pajson
+    import pyarrow.parquet as pq
+
+    with _open(path) as f:
+        if source.format == "csv":
+            for _ in pacsv.open_csv(f, **_csv_args(source)):
                 pass
-    except (pa.ArrowInvalid, OSError) as err:
-        return str(err)
+        elif source.format == "json":
+            pajson.read_json(f)
+        else:
+            for _ in pq.ParquetFile(f).iter_batches():
+                pass
+
+
+def find_unreadable_file(source: FileSource, first: str | None = None) -> tuple[str, str] | None:
+    """The first file of ``source`` that pyarrow cannot read, with the reader's reason.
+
+    Ray's readers fail inside a task, and its message names the file for CSV only, without
+    the reason (column, row, value), which does not survive the trip from the worker. Reading
+    the files again here, on the error path only, names both; ``first`` (a file the error
+    already named) is tried before the rest.
+    """
+    import pyarrow as pa
+
+    paths = resolve_paths(source.path)
+    if first is not None:
+        paths = [first, *(p for p in paths if p != first)]
+    for path in paths:
+        try:
+            _read_whole(path, source)
+        except (pa.ArrowException, OSError, ValueError) as err:
+            return path, " ".join(str(err).split())
     return None

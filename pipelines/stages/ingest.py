@@ -115,34 +115,32 @@ def _first_line(err: BaseException) -> str:
 def source_errors(source: AnySource) -> Iterator[None]:
     """Turn a read failure inside a Ray task into one :class:`InputError` line.
 
-    File, SQL and HTTP reads are lazy: a truncated file or a value the CSV reader cannot
+    File, SQL and HTTP reads are lazy: a corrupt file or a value the CSV reader cannot
     convert fails only when a later stage pulls the rows, as a ``RayTaskError`` carrying a
-    remote traceback. The file name (Ray's "Failed to read ... file: PATH") and the reader's
-    reason are deeper in its cause chain; this joins them into one line. Other errors pass.
+    remote traceback. An :class:`InputError` raised in the task (SQL, HTTP) is re-raised with
+    its own message; for files, the failing file is found and named with the reader's reason.
+    Errors that are not read failures pass unchanged.
     """
     try:
         yield
     except InputError:
         raise
     except Exception as err:
-        chain = error_chain(err)
         inner = unwrap_input_error(err)
         if inner is not None:
             raise InputError(str(inner)) from err
-        read = next((e for e in chain if _first_line(e).startswith("Failed to read")), None)
-        if read is None:
+        if not isinstance(source, FileSource):  # the generated demo file is not corrupt
             raise
-        reasons = [_first_line(e) for e in chain[chain.index(read):]]
-        found = _CSV_FAILURE.match(reasons[0])
-        if found and isinstance(source, FileSource) and source.format == "csv":
-            from pipelines.sources.files import explain_csv_failure
+        named = next((m.group(1) for e in error_chain(err)
+                      if (m := _CSV_FAILURE.match(_first_line(e)))), None)
+        from pipelines.sources.files import find_unreadable_file
 
-            why = explain_csv_failure(found.group(1), source)
-            reasons = [f"Failed to read CSV file: {found.group(1)}", *([why] if why else [])]
-        detail = ": ".join(dict.fromkeys(r for r in reasons if not r.startswith("Ray")))
+        bad = find_unreadable_file(source, named)
+        if bad is None:
+            raise
         hint = ""
-        if "conversion error" in detail:
+        if "conversion error" in bad[1]:
             hint = (" (a column holds values of another type further down the file: name it "
                     "in source.column_types as string, and the data contract quarantines the "
                     "bad rows)")
-        raise InputError(f"{detail}{hint}") from err
+        raise InputError(f"cannot read {source.format} file {bad[0]}: {bad[1]}{hint}") from err

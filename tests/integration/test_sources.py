@@ -227,7 +227,7 @@ def test_csv_with_wrong_types_is_reported_then_quarantined(ray_address: str,
     source = {"kind": "files", "path": str(path), "format": "csv", "delimiter": ";"}
     cfg = _config(source, tmp_path)
     ds = read_source(cfg.source, tmp_path)
-    with pytest.raises(InputError, match=r"Failed to read CSV file: .*big.csv.*twelve.*"
+    with pytest.raises(InputError, match=r"cannot read csv file .*big.csv: .*'twelve'.*"
                        r"source.column_types"), source_errors(cfg.source):
         ds.materialize()
     # Read as text, the odd value reaches the contract and is quarantined; nothing is lost.

@@ -19,18 +19,34 @@ class FakeTaskError(RuntimeError):
         self.cause = cause
 
 
-def test_csv_failure_is_explained_with_row_and_value(tmp_path: Path) -> None:
+def test_csv_failure_is_explained_with_file_row_and_value(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_text("a,b\n1,2\nthree,4\n")
-    source = FileSource(path=str(path), format="csv", column_types={"a": "int"})
+    source = FileSource(path=str(tmp_path), format="csv", column_types={"a": "int"})
     ray_error = ValueError(f"Failed to read CSV file: {path}. Please check the CSV file has "
                            "correct format, or filter out non-CSV file...")
     with pytest.raises(InputError) as info, source_errors(source):
         raise FakeTaskError(ray_error)
     message = str(info.value)
-    assert message.startswith(f"Failed to read CSV file: {path}: ")
+    assert message.startswith(f"cannot read csv file {path}: ")
     assert "'three'" in message and "source.column_types" in message
     assert "Traceback" not in message
+
+
+def test_a_broken_json_lines_file_is_found_among_good_ones(tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_text('{"x": 1}\n{"x": 2}\n')
+    (tmp_path / "b.jsonl").write_text('{"x": 3}\n{"x": \n')
+    source = FileSource(path=str(tmp_path / "*.jsonl"), format="json")
+    with pytest.raises(InputError, match=rf"cannot read json file {tmp_path}/b.jsonl: "), \
+            source_errors(source):
+        raise FakeTaskError(ValueError("JSON parse error (Ray names no file)"))
+
+
+def test_a_file_error_that_no_file_explains_passes_unchanged(tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_text('{"x": 1}\n')
+    with pytest.raises(FakeTaskError), \
+            source_errors(FileSource(path=str(tmp_path / "a.jsonl"), format="json")):
+        raise FakeTaskError(ValueError("something else"))
 
 
 def test_an_input_error_from_a_task_keeps_its_own_message() -> None:
