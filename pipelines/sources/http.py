@@ -176,6 +176,7 @@ class HttpDatasource(Datasource):
         self.source = source
         self._token = token
         self._clock = clock or SystemClock()
+        self._first_body: Any = None
 
     def get_name(self) -> str:
         return "HttpJson"
@@ -225,11 +226,14 @@ class HttpDatasource(Datasource):
         if self.source.total_path is None:
             return [ReadTask(self._read_fn(0, None, 1), meta,
                              per_task_row_limit=per_task_row_limit)]
-        # The first page says how many records there are; keep it for the first task.
-        fetcher = self._fetcher()
+        # The first page says how many records there are; keep it for the first task. Ray
+        # plans a read more than once (sizing, then executing): fetch it only the first time.
         first = Page(0, self.source.url, page_params(self.source, 0))
-        with fetcher.client:
-            body = fetcher.get(first.url, first.params, first.label)
+        if self._first_body is None:
+            fetcher = self._fetcher()
+            with fetcher.client:
+                self._first_body = fetcher.get(first.url, first.params, first.label)
+        body = self._first_body
         total = dig(body, self.source.total_path, first.label)
         if not isinstance(total, int) or isinstance(total, bool) or total < 0:
             raise InputError(f"{first.label}: total_path {self.source.total_path!r} is "

@@ -169,15 +169,19 @@ def test_http_cursor_and_offset_styles_read_every_record(ray_address: str, frame
              "records_path": "items", "next_cursor_path": "next"},
             {"kind": "http", "url": f"{base}/offset", "pagination": "offset",
              "size_param": "limit", "records_path": "results", "page_size": 300},
+            {"kind": "http", "url": f"{base}/page", "pagination": "page", "records_path": "data",
+             "total_path": "meta.total", "page_size": 150, "parallelism": 3},
         ):
             cfg = _config(source, tmp_path)
             ds = read_source(cfg.source, tmp_path)
             got = ds.to_pandas()
-            assert sorted(got["row_id"]) == list(range(ROWS)), source["pagination"]
+            assert sorted(got["row_id"]) == list(range(ROWS)), source["url"]
             assert set(frame.columns) == set(got.columns)
             uri, digest = source_fingerprint(cfg.source, tmp_path, ds)
             assert uri == source["url"] and len(digest) == 64
     assert api.hits["/cursor?cursor=1750"] == 1 and api.hits["/offset?offset=1800"] == 1
+    # Ray plans a read more than once; the page that gives the total is still fetched once.
+    assert [api.hits[f"/page?page={p}"] for p in range(1, 15)] == [1] * 14
 
 
 def test_a_failing_page_is_named(ray_address: str, tmp_path: Path) -> None:
