@@ -1,7 +1,7 @@
 """Batch inference as a Ray job: one Parquet prediction row per raw input row.
 
     ray job submit --working-dir . -- python ray_jobs/batch_predict.py CONFIG.yaml \
-        --input s3://bucket/raw/ --output s3://bucket/predictions/ [--model models:/NAME@champion]
+        [--input s3://bucket/raw/] --output s3://bucket/predictions/ [--model models:/NAME@champion]
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ logger = logging.getLogger("ray_jobs.batch_predict")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", nargs="?", help="pipeline YAML: batch and tracking settings, model name")
-    parser.add_argument("--input", required=True, help="raw rows: file, folder or glob (local or remote)")
+    parser.add_argument("--input", help="raw rows: file, folder or glob, local or remote "
+                        "(default: the config's batch.input, any source kind)")
     parser.add_argument("--output", required=True, help="folder for the Parquet predictions")
     parser.add_argument("--format", choices=["parquet", "csv", "json"], default="parquet")
     parser.add_argument("--model", help="model URI (default: models:/<name>@<alias> of the config)")
@@ -36,15 +37,22 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from pipelines.stages.batch import predict_dataset
-    from pipelines.stages.ingest import read_files
+    from pipelines.stages.ingest import read_files, read_source
     from pipelines.storage import Location, require_shared
 
+    if args.input is None and cfg.batch.input is None:
+        logger.error("give --input, or batch.input in the config")
+        return 2
     if not ray.is_initialized():
         ray.init(address=cfg.runtime.ray_address)
-    require_shared([Location("--input", args.input), Location("--output", args.output),
-                    Location("tracking.uri", cfg.tracking_uri)])
+    require_shared([*([Location("--input", args.input)] if args.input else []),
+                    Location("--output", args.output), Location("tracking.uri", cfg.tracking_uri)])
     model = args.model or f"models:/{cfg.model_name}@{cfg.tracking.alias}"
-    ds = read_files(args.input, args.format)
+    if args.input:
+        ds = read_files(args.input, args.format)
+    else:
+        assert cfg.batch.input is not None  # checked above
+        ds = read_source(cfg.batch.input, cfg.work_dir)
     rows_in = ds.count()
     predict_dataset(ds, model_uri=model, tracking_uri=cfg.tracking_uri,
                     cfg=cfg.batch).write_parquet(args.output)
