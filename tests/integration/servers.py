@@ -110,14 +110,18 @@ class PagedApi:
 
     records: list[dict[str, Any]]
     faults: dict[str, list[int]] = field(default_factory=dict)
+    token: str | None = None  # when set, requests without `Authorization: Bearer <token>` get 401
     hits: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def answer(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+    def answer(self, path: str, query: dict[str, str],
+               authorization: str | None = None) -> tuple[int, dict[str, str], Any]:
         key = path + ("?" + "&".join(f"{k}={query[k]}" for k in ("page", "offset", "cursor")
                                       if k in query) if query else "")
         with self.lock:
             self.hits[key] += 1
+            if self.token is not None and authorization != f"Bearer {self.token}":
+                return 401, {}, {"error": "missing or wrong token"}
             pending = self.faults.get(key)
             if pending:
                 status = pending.pop(0)
@@ -145,7 +149,8 @@ def serve_api(api: PagedApi) -> Iterator[str]:
         def do_GET(self) -> None:
             url = urlparse(self.path)
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
-            status, headers, body = api.answer(url.path, query)
+            status, headers, body = api.answer(url.path, query,
+                                               self.headers.get("Authorization"))
             data = json.dumps(body).encode()
             self.send_response(status)
             for k, v in {**headers, "Content-Type": "application/json"}.items():

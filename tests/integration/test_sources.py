@@ -195,6 +195,22 @@ def test_a_failing_page_is_named(ray_address: str, tmp_path: Path) -> None:
     assert api.hits["/page?page=3"] == 3
 
 
+def test_the_token_comes_from_its_environment_variable(ray_address: str, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    api = PagedApi([{"a": i} for i in range(30)], token="s3cret")
+    with serve_api(api) as base:
+        cfg = _config({"kind": "http", "url": f"{base}/offset", "pagination": "offset",
+                       "size_param": "limit", "records_path": "results", "page_size": 20,
+                       "token_env": "RAYPIPE_TEST_TOKEN", "max_retries": 3}, tmp_path)
+        monkeypatch.setenv("RAYPIPE_TEST_TOKEN", "s3cret")
+        assert read_source(cfg.source, tmp_path).count() == 30
+        monkeypatch.setenv("RAYPIPE_TEST_TOKEN", "wrong")
+        with pytest.raises(InputError, match=r"offset=0&limit=20 \(page 1\): HTTP 401 "
+                           r"Unauthorized"):
+            read_source(cfg.source, tmp_path)
+    assert api.hits["/offset?offset=0"] == 2  # a 401 is not retried
+
+
 # --------------------------------------------------------------------------- files
 
 
