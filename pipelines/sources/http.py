@@ -203,10 +203,12 @@ class HttpDatasource(Datasource):
             fetcher = self._fetcher(share)
             pending: list[dict[str, Any]] = []
             first = last = None
+            rows = 0
             with fetcher.client:
                 for page, records in walk_pages(self.source, fetcher, start, stop, first_body):
                     first = first or page
                     last = page
+                    rows += len(records)
                     pending.extend(records)
                     if len(pending) >= _BLOCK_RECORDS:
                         yield records_to_table(pending, f"{first.label} to page {page.index + 1}")
@@ -214,8 +216,9 @@ class HttpDatasource(Datasource):
             if pending:
                 assert first is not None and last is not None
                 yield records_to_table(pending, f"{first.label} to page {last.index + 1}")
-            logger.info("http source %s: %d requests for pages %d..%s", self.source.url,
-                        fetcher.requests, start + 1, last.index + 1 if last else start)
+            logger.info("http source %s: %d records read from pages %d..%s in %d requests",
+                        self.source.url, rows, start + 1, last.index + 1 if last else start,
+                        fetcher.requests)
         return read
 
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
