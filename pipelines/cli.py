@@ -259,7 +259,7 @@ def predict(
     _setup_logging(verbose)
     sets = list(overrides or [])
     cfg = _load(config, sets) if config or sets else None
-    from pipelines.config import BatchConfig
+    from pipelines.config import AnySource, BatchConfig, FileSource
 
     batch_cfg = cfg.batch if cfg else BatchConfig()
     uri = cfg.tracking_uri if cfg and not tracking_uri else _tracking_uri(tracking_uri)
@@ -278,7 +278,7 @@ def predict(
 
         from pipelines.serving_engine import load_model
         from pipelines.stages.batch import count_parquet_rows, run_batch_inference
-        from pipelines.stages.ingest import read_files, read_source, resolve_paths
+        from pipelines.stages.ingest import read_files, read_source, resolve_paths, source_errors
 
         mlflow.set_tracking_uri(uri)
         try:
@@ -289,18 +289,21 @@ def predict(
         rows_in = None
         if input is not None:
             fmt = _format_of(input, format)
+            source: AnySource = FileSource.model_validate({"path": input, "format": fmt})
             ds = read_files(input, fmt)
             if fmt == "parquet" and "://" not in input:
                 rows_in = count_parquet_rows(resolve_paths(input))
         else:
             assert batch_cfg.input is not None
-            ds = read_source(batch_cfg.input, cfg.work_dir if cfg else Path("."))
+            source = batch_cfg.input
+            ds = read_source(source, cfg.work_dir if cfg else Path("."))
         loaded.pipeline.check_columns(ds.columns())
         if output.exists():
             shutil.rmtree(output)
         # Pinned to the version just checked, whatever the alias does meanwhile.
-        return run_batch_inference(ds, model_uri=loaded.ref.uri, tracking_uri=uri, cfg=batch_cfg,
-                                   output_dir=str(output), rows_in=rows_in)
+        with source_errors(source):  # a lazy read that fails names its file or page
+            return run_batch_inference(ds, model_uri=loaded.ref.uri, tracking_uri=uri,
+                                       cfg=batch_cfg, output_dir=str(output), rows_in=rows_in)
 
     with console.status("predicting"):
         result = _guarded(_do, verbose)

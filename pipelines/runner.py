@@ -28,7 +28,13 @@ from pipelines.model import ModelSpec, conform_input
 from pipelines.stages.batch import predict_dataset
 from pipelines.stages.clean import drop_duplicates
 from pipelines.stages.evaluate import Evaluation, evaluate_predictions
-from pipelines.stages.ingest import read_files, read_source, source_fingerprint
+from pipelines.stages.ingest import (
+    read_files,
+    read_source,
+    rows_read,
+    source_errors,
+    source_fingerprint,
+)
 from pipelines.stages.split import split_dataset
 from pipelines.stages.train import featurize, tune_models
 from pipelines.stages.validate import validate
@@ -255,17 +261,27 @@ def _run_stages(run: _Run, stages: list[str], counts: dict[str, int], run_id: st
                          best_params={})
 
     with stage("ingest") as note:
-        data_uri, fingerprint = source_fingerprint(cfg.source, cfg.work_dir)
-        mlflow.set_tag("raypipe.data_fingerprint", fingerprint)
-        note["detail"] = f"fingerprint {fingerprint[:12]}"
+        raw = read_source(cfg.source, cfg.work_dir)  # lazy, except for an HTTP snapshot
+        data_uri, fingerprint = source_fingerprint(cfg.source, cfg.work_dir, raw)
+        read_count = rows_read(cfg.source, raw, cfg.work_dir)
+        if read_count is not None:
+            counts["rows_read"] = read_count
+        mlflow.set_tags({"raypipe.data_fingerprint": fingerprint,
+                         "raypipe.source_kind": cfg.source.kind})
+        rows_note = "" if read_count is None else f"{read_count} rows, "
+        note["detail"] = f"{cfg.source.kind}: {rows_note}fingerprint {fingerprint[:12]}"
     if stages[-1] == "ingest":
         return summary
 
     with stage("validate") as note:
         rec = run.resolve("validate", stage_key(
             "validate", code_version(), fingerprint, cfg.source.model_dump(mode="json"),
-            cfg.schema_.model_dump(mode="json"), cfg.target), _compute_validate(cfg))
+            cfg.schema_.model_dump(mode="json"), cfg.target), _compute_validate(cfg, raw))
         counts |= rec["counts"]
+        if read_count is not None and read_count != counts["rows_in"]:
+            logger.warning("the source reported %d rows, validation received %d (a live table "
+                           "changed between the count and the read?)", read_count,
+                           counts["rows_in"])
         tracking.log_dataset(data_uri, fingerprint, cfg.name, counts["rows_in"])
         if counts["rows_quarantined"]:
             summary.outputs["quarantine"] = str(run.path("validate", "quarantine").resolve())
@@ -374,12 +390,13 @@ TRIALS_FILE = "tune_trials.json"
 PREDICTIONS_DIR = "test_predictions"
 
 
-def _compute_validate(cfg: PipelineConfig) -> Callable[[CacheEntry], dict[str, Any]]:
+def _compute_validate(cfg: PipelineConfig, raw: Any) -> Callable[[CacheEntry], dict[str, Any]]:
     def compute(entry: CacheEntry) -> dict[str, Any]:
-        checked = validate(read_source(cfg.source, cfg.work_dir), cfg.schema_, cfg.target)
-        rows_valid = _write(checked.valid, entry.path / "valid")
-        rows_quarantined = (_write(checked.quarantined, entry.path / "quarantine")
-                            if checked.rows_quarantined else 0)
+        with source_errors(cfg.source):  # lazy reads fail here; name the file or page
+            checked = validate(raw, cfg.schema_, cfg.target)
+            rows_valid = _write(checked.valid, entry.path / "valid")
+            rows_quarantined = (_write(checked.quarantined, entry.path / "quarantine")
+                                if checked.rows_quarantined else 0)
         if (rows_valid, rows_quarantined) != (checked.rows_valid, checked.rows_quarantined):
             raise RuntimeError(f"validation wrote {rows_valid} valid and {rows_quarantined} "
                                f"quarantined rows, expected {checked.rows_valid} and "

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
-from pipelines.config import ConfigError, DemoSource, FileSource, PipelineConfig
+from pipelines.config import ConfigError, DemoSource, FileSource, PipelineConfig, SqlSource
 
 __all__ = [
     "SHARED_DIRS_ENV",
@@ -89,6 +89,9 @@ def pipeline_locations(cfg: PipelineConfig) -> list[Location]:
         locations.append(Location(work, str(cfg.work_dir / "data"), "the generated demo data"))
     elif isinstance(cfg.source, FileSource):
         locations.append(Location("source.path", cfg.source.path))
+    elif isinstance(cfg.source, SqlSource) and cfg.source.url.startswith("sqlite:"):
+        # Read tasks open the SQLite file on whichever node they run.
+        locations.append(Location("source.url", cfg.source.url))
     return locations
 
 

@@ -205,10 +205,16 @@ def log_dataset(path: str, fingerprint: str, name: str, rows: int) -> None:
     import mlflow
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.exceptions import MlflowException
 
     with warnings.catch_warnings():  # "can be interpreted in multiple ways": same class twice
         warnings.simplefilter("ignore", UserWarning)
-        source = resolve_dataset_source(path)
+        try:
+            source = resolve_dataset_source(path)
+        except MlflowException:  # no MLflow source type for sqlite:// or postgresql:// URLs
+            from mlflow.data.code_dataset_source import CodeDatasetSource
+
+            source = CodeDatasetSource(tags={"uri": path})
     dataset = MetaDataset(source=source, name=name, digest=fingerprint[:36])  # type: ignore[abstract]
     mlflow.log_input(dataset, context="training", tags={"rows": str(rows)})
 

@@ -19,6 +19,11 @@ def test_bad_config_returns_2(tmp_path: Path) -> None:
     assert batch_predict.main([str(bad), "--input", "x", "--output", str(tmp_path / "o")]) == 2
 
 
+def test_no_input_anywhere_returns_2(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    assert batch_predict.main(["--output", str(tmp_path / "o")]) == 2
+    assert "give --input, or batch.input" in caplog.text
+
+
 def test_batch_job_predicts_every_row_with_the_champion(
     trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -108,3 +108,14 @@ def test_shared_dirs_come_from_the_environment(tmp_path: Path, monkeypatch: pyte
                    driver_node_id="head")
     with pytest.raises(SharedStorageError, match="--output"):
         require_shared([Location("--output", str(tmp_path / "c"))], nodes=TWO_NODES, driver_node_id="head")
+
+
+def test_sqlite_sources_are_checked_and_postgres_passes(tmp_path: Path) -> None:
+    base = [f"runtime.work_dir={tmp_path}", "runtime.storage_path=s3://b/ray",
+            "tracking.uri=http://mlflow:5000", "batch.output_dir=s3://b/out"]
+    sqlite = load_config(None, [*base, "source={kind: sql, url: 'sqlite:////local/x.db', "
+                                       "table: t}"])
+    with pytest.raises(SharedStorageError, match=r"source.url: sqlite:////local/x.db"):
+        check_shared_storage(sqlite, nodes=TWO_NODES, driver_node_id="head", shared_dirs=[])
+    pg = load_config(None, [*base, "source={kind: sql, url: 'postgresql://u@db/x', table: t}"])
+    check_shared_storage(pg, nodes=TWO_NODES, driver_node_id="head", shared_dirs=[])

@@ -1,0 +1,236 @@
+"""Files source: Parquet, CSV or JSON Lines from a file, folder or glob on any pyarrow filesystem."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipelines.config import FileSource
+from pipelines.lineage import fingerprint_files
+from pipelines.sources._errors import InputError
+
+if TYPE_CHECKING:
+    from ray.data import Dataset
+
+__all__ = ["file_fingerprint", "find_unreadable_file", "parquet_rows", "read_file_source",
+           "read_files", "resolve_paths"]
+
+logger = logging.getLogger(__name__)
+
+_GLOB_CHARS = "*?["
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
+
+
+def _visible(name: str) -> bool:
+    # Spark/Hive markers (_SUCCESS, _committed_*) and hidden files are not data.
+    return not name.startswith((".", "_"))
+
+
+def _files_under(folder: Path) -> list[str]:
+    return sorted(str(p) for p in folder.rglob("*")
+                  if p.is_file() and _visible(p.name)
+                  and all(_visible(part) for part in p.relative_to(folder).parts))
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """``glob`` semantics for remote paths: ``*`` and ``?`` stay within one folder, ``**`` not."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]*/)*")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 2:]:
+            end = pattern.index("]", i + 2)
+            body = pattern[i + 1:end]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def _resolve_remote_glob(uri: str) -> list[str]:
+    import pyarrow.fs as pafs
+
+    first = min(uri.index(c) for c in _GLOB_CHARS if c in uri)
+    cut = uri.rindex("/", 0, first)
+    base_uri, pattern = uri[:cut], uri[cut + 1:]
+    try:
+        fs, base = pafs.FileSystem.from_uri(base_uri)
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True))
+    except Exception as err:  # pyarrow raises OSError or ArrowInvalid, by filesystem
+        raise InputError(f"cannot list {base_uri!r} for the glob {uri!r}: {err}") from err
+    regex = _glob_regex(pattern)
+    matches = sorted(
+        f"{base_uri}/{info.path[len(base):].lstrip('/')}" for info in infos
+        if info.type == pafs.FileType.File and _visible(info.base_name)
+        and regex.match(info.path[len(base):].lstrip("/"))
+    )
+    if not matches:
+        raise InputError(f"no input file matches {uri!r}")
+    return matches
+
+
+def resolve_paths(path: str) -> list[str]:
+    """The files behind a file, folder or glob, local or remote (folders only listed locally).
+
+    Globs are expanded here because Ray's readers take them only as explicit file lists.
+    Remote folders are handed to Ray as they are; it lists them itself.
+    """
+    if not _is_local(path):
+        return _resolve_remote_glob(path) if any(c in path for c in _GLOB_CHARS) else [path]
+    local = path.removeprefix("file://")
+    if any(c in local for c in _GLOB_CHARS):
+        found: list[str] = []
+        for match in sorted(glob.glob(local, recursive=True)):
+            found.extend(_files_under(Path(match)) if Path(match).is_dir() else [match])
+        if not found:
+            raise InputError(f"no input file matches {path!r}")
+        return found
+    p = Path(local)
+    if p.is_dir():
+        files = _files_under(p)
+        if not files:
+            raise InputError(f"input folder {path!r} holds no data files")
+        return files
+    if not p.exists():
+        raise InputError(f"input path does not exist: {path!r}")
+    return [local]
+
+
+def parquet_rows(paths: list[str]) -> int:
+    """Rows of local Parquet files from their footers; a file without one is named.
+
+    Reading every footer up front costs milliseconds a file and turns a truncated or
+    mislabelled file into an error that names it, instead of a failure deep in a read task.
+    """
+    import pyarrow.parquet as pq
+
+    total = 0
+    for p in paths:
+        try:
+            total += pq.read_metadata(p).num_rows
+        except Exception as err:  # ArrowInvalid, OSError: both mean the file is unusable
+            raise InputError(f"cannot read Parquet file {p!r} (truncated or not Parquet?): "
+                             f"{err}") from err
+    return total
+
+
+def _csv_args(source: FileSource) -> dict[str, Any]:
+    import pyarrow.csv as pacsv
+
+    names = source.column_names
+    read = pacsv.ReadOptions(
+        column_names=names,
+        skip_rows=1 if (names and source.header) else 0,
+        autogenerate_column_names=not source.header and not names,
+    )
+    import pyarrow as pa
+
+    types = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
+    convert = pacsv.ConvertOptions(
+        column_types={name: types[kind] for name, kind in source.column_types.items()},
+        **({"null_values": source.null_values, "strings_can_be_null": True}
+           if source.null_values is not None else {}),
+    )
+    return {"parse_options": pacsv.ParseOptions(delimiter=source.delimiter),
+            "read_options": read, "convert_options": convert}
+
+
+def read_file_source(source: FileSource) -> Dataset:
+    """Read the files of ``source`` into a Dataset (lazily; local Parquet footers are checked).
+
+    Raises:
+        InputError: the path matches nothing, or a Parquet file is unreadable; the message
+            names the path.
+    """
+    import ray.data
+    from ray.data.datasource import Partitioning, PartitionStyle
+
+    paths = resolve_paths(source.path)
+    if source.format == "parquet" and all(_is_local(p) for p in paths):
+        parquet_rows(paths)
+    # Ray types the argument as Partitioning but reads None as "no partition columns".
+    part: Any = Partitioning(PartitionStyle.HIVE) if source.partitioning == "hive" else None
+    try:
+        if source.format == "parquet":
+            return ray.data.read_parquet(paths, partitioning=part)
+        if source.format == "csv":
+            return ray.data.read_csv(paths, partitioning=part, **_csv_args(source))
+        return ray.data.read_json(paths, partitioning=part)
+    except Exception as err:  # Ray wraps reader errors; say which input it was.
+        raise InputError(f"cannot read {source.format} input {source.path!r}: {err}") from err
+
+
+def read_files(path: str, fmt: str) -> Dataset:
+    """Read Parquet, CSV or JSON Lines from a file, folder or glob with default options."""
+    return read_file_source(FileSource.model_validate({"path": path, "format": fmt}))
+
+
+def file_fingerprint(source: FileSource) -> tuple[str, str]:
+    """``(path, sha256)`` over the names and bytes of the local files (names only, remote)."""
+    return source.path, fingerprint_files(resolve_paths(source.path))
+
+
+def _open(path: str) -> Any:
+    import pyarrow.fs as pafs
+
+    if _is_local(path):
+        return pafs.LocalFileSystem().open_input_stream(
+            str(Path(path.removeprefix("file://")).resolve()))
+    fs, inner = pafs.FileSystem.from_uri(path)
+    return fs.open_input_stream(inner)
+
+
+def _read_whole(path: str, source: FileSource) -> None:
+    import pyarrow.csv as pacsv
+    import pyarrow.json as pajson
+    import pyarrow.parquet as pq
+
+    with _open(path) as f:
+        if source.format == "csv":
+            for _ in pacsv.open_csv(f, **_csv_args(source)):
+                pass
+        elif source.format == "json":
+            pajson.read_json(f)
+        else:
+            for _ in pq.ParquetFile(f).iter_batches():
+                pass
+
+
+def find_unreadable_file(source: FileSource, first: str | None = None) -> tuple[str, str] | None:
+    """The first file of ``source`` that pyarrow cannot read, with the reader's reason.
+
+    Ray's readers fail inside a task, and its message names the file for CSV only, without
+    the reason (column, row, value), which does not survive the trip from the worker. Reading
+    the files again here, on the error path only, names both; ``first`` (a file the error
+    already named) is tried before the rest.
+    """
+    import pyarrow as pa
+
+    paths = resolve_paths(source.path)
+    if first is not None:
+        paths = [first, *(p for p in paths if p != first)]
+    for path in paths:
+        try:
+            _read_whole(path, source)
+        except (pa.ArrowException, OSError, ValueError) as err:
+            return path, " ".join(str(err).split())
+    return None

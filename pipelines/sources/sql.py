@@ -1,0 +1,184 @@
+"""SQL source: a table or query of SQLite or PostgreSQL, read with Ray Data's ``read_sql``."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from contextlib import closing
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipelines.config import SqlSource
+from pipelines.sources._errors import InputError
+
+if TYPE_CHECKING:
+    from ray.data import Dataset
+
+__all__ = ["SqlConnect", "connect_factory", "read_sql_source", "sql_fingerprint", "sql_rows",
+           "sql_text", "sql_uri"]
+
+logger = logging.getLogger(__name__)
+
+
+def _dialect(url: str) -> str:
+    scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
+    return "postgresql" if scheme in ("postgresql", "postgres") else "sqlite"
+
+
+class SqlConnect:
+    """A picklable DB-API connection factory; Ray's read tasks call it on the workers.
+
+    SQLite files are opened read-only (a missing file is an error, not a new empty database)
+    and by absolute path, since a worker's working directory is not the driver's.
+    """
+
+    def __init__(self, url: str, password: str | None = None) -> None:
+        self.dialect = _dialect(url)
+        if self.dialect == "sqlite":
+            path = url.split("://", 1)[1]
+            # sqlite:///rel.db -> "/rel.db" after the scheme; sqlite:////abs.db -> "//abs.db".
+            path = path[1:] if path.startswith("/") else path
+            self.target = str(Path(path).resolve())
+        else:
+            self.target = "postgresql://" + url.split("://", 1)[1]
+        self._password = password
+
+    def __call__(self) -> Any:
+        if self.dialect == "sqlite":
+            import sqlite3
+
+            if not Path(self.target).is_file():
+                raise InputError(f"SQLite database file does not exist: {self.target}")
+            return sqlite3.connect(f"file:{self.target}?mode=ro", uri=True)
+        import psycopg
+
+        if self._password is None:
+            return psycopg.connect(self.target)
+        return psycopg.connect(self.target, password=self._password)
+
+    def __repr__(self) -> str:  # never show the password in logs or errors
+        return f"SqlConnect({self.target!r})"
+
+
+def connect_factory(source: SqlSource) -> SqlConnect:
+    """The connection factory of ``source``, with the password read from its variable."""
+    password = None
+    if source.password_env:
+        password = os.environ.get(source.password_env)
+        if password is None:
+            raise InputError(f"source.password_env: environment variable {source.password_env} "
+                             "is not set")
+    return SqlConnect(source.url, password)
+
+
+def sql_text(source: SqlSource) -> str:
+    """The SELECT statement the source reads (a table becomes ``SELECT * FROM table``)."""
+    if source.table is not None:
+        return f"SELECT * FROM {source.table}"  # the name is checked to be a plain identifier
+    assert source.query is not None
+    return source.query.strip().rstrip(";").strip()
+
+
+def sql_uri(source: SqlSource) -> str:
+    """What the run records as the data's location: the URL and the table or query."""
+    what = f"table={source.table}" if source.table else \
+        f"query={hashlib.sha256(sql_text(source).encode()).hexdigest()[:16]}"
+    return f"{source.url}#{what}"
+
+
+def _what(source: SqlSource) -> str:
+    return f"table {source.table!r}" if source.table else f"query {sql_text(source)!r}"
+
+
+def _run(connect: SqlConnect, source: SqlSource, statement: str) -> list[tuple[Any, ...]]:
+    try:
+        with closing(connect()) as conn:
+            cursor = conn.cursor()
+            cursor.execute(statement)
+            return list(cursor.fetchall())
+    except InputError:
+        raise
+    except Exception as err:  # each driver has its own error classes
+        raise InputError(f"cannot read {_what(source)} from {source.url}: "
+                         f"{type(err).__name__}: {err}".strip()) from err
+
+
+def _shard_expression(source: SqlSource, parts: int) -> str:
+    return f"MOD(ABS({source.shard_hash_fn or ''}({source.shard_key})), {parts})"
+
+
+def read_sql_source(source: SqlSource) -> Dataset:
+    """Read ``source`` with ``ray.data.read_sql``: sharded on ``shard_key``, else one task.
+
+    The query is tried first (no rows fetched) so that a wrong table, column or password fails
+    here with the table named, instead of inside a read task; with a shard key, the sharding
+    expression is tried too, since Ray would otherwise fall back to one task without a word.
+    """
+    import ray
+    import ray.data
+
+    connect = connect_factory(source)
+    sql = sql_text(source)
+    _run(connect, source, f"SELECT * FROM ({sql}) AS raypipe_probe WHERE 1 = 0")
+    if source.shard_key is None:
+        return ray.data.read_sql(sql, connect)
+    parts = source.parallelism or max(2, int(ray.cluster_resources().get("CPU", 2)))
+    try:
+        _run(connect, source,
+             f"SELECT {_shard_expression(source, parts)} FROM ({sql}) AS raypipe_probe LIMIT 1")
+    except InputError as err:
+        raise InputError(f"source.shard_key {source.shard_key!r} cannot shard {_what(source)}: "
+                         f"{err.__cause__}. Use an integer column, or set shard_hash_fn to a "
+                         "function of your database that maps the key to an integer") from err
+    logger.info("reading %s in %d shards on %s", _what(source), parts, source.shard_key)
+    return ray.data.read_sql(sql, connect, shard_keys=[source.shard_key],
+                             shard_hash_fn=source.shard_hash_fn or "", override_num_blocks=parts)
+
+
+def sql_rows(source: SqlSource) -> int:
+    """Rows the query returns, counted by the database (no rows travel)."""
+    rows = _run(connect_factory(source), source,
+                f"SELECT COUNT(*) FROM ({sql_text(source)}) AS raypipe_count")
+    return int(rows[0][0])
+
+
+def _postgres_digest(connect: SqlConnect, source: SqlSource) -> str:
+    # Order-independent digest computed by the server: the sum of each row's md5 (first 60
+    # bits), plus the row count. One streaming scan, no sort, and no rows leave the database.
+    rows = _run(connect, source,
+                "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)"
+                f"::bigint::numeric), 0) FROM ({sql_text(source)}) AS t")
+    return f"{rows[0][0]}:{rows[0][1]}"
+
+
+def _streamed_digest(connect: SqlConnect, source: SqlSource) -> str:
+    # SQLite has no hash function; its file is local, so stream the rows through the driver
+    # in chunks (bounded memory) and sum per-row hashes, order-independent like PostgreSQL's.
+    total, count = 0, 0
+    try:
+        with closing(connect()) as conn:
+            cursor = conn.cursor()
+            cursor.execute(sql_text(source))
+            while chunk := cursor.fetchmany(10_000):
+                for row in chunk:
+                    total += int.from_bytes(hashlib.sha256(repr(row).encode()).digest()[:16], "big")
+                count += len(chunk)
+    except InputError:
+        raise
+    except Exception as err:
+        raise InputError(f"cannot read {_what(source)} from {source.url}: {err}") from err
+    return f"{count}:{total % (1 << 128)}"
+
+
+def sql_fingerprint(source: SqlSource) -> tuple[str, str]:
+    """``(uri, sha256)`` of the query result's content (plus the query text itself).
+
+    PostgreSQL computes a content digest server-side; SQLite rows are hashed on the driver.
+    Both are independent of row order, which SQL does not promise without ORDER BY.
+    """
+    connect = connect_factory(source)
+    digest = (_postgres_digest if connect.dialect == "postgresql" else _streamed_digest)(
+        connect, source)
+    h = hashlib.sha256(f"{sql_text(source)}\n{digest}".encode())
+    return sql_uri(source), h.hexdigest()

@@ -1,0 +1,58 @@
+"""File resolution, remote glob matching and footer checks of the files source (no Ray)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines.sources import InputError
+from pipelines.sources.files import _glob_regex, parquet_rows, resolve_paths
+
+
+def _tree(root: Path) -> None:
+    for rel in ("a/x=1/p.parquet", "a/x=2/p.parquet", "a/_SUCCESS", "a/.p.crc", "b.csv"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("")
+
+
+def test_folders_and_globs_list_data_files_only(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    assert resolve_paths(str(tmp_path / "a")) == [str(tmp_path / "a/x=1/p.parquet"),
+                                                  str(tmp_path / "a/x=2/p.parquet")]
+    assert resolve_paths(str(tmp_path / "a/*/p.parquet")) == resolve_paths(str(tmp_path / "a"))
+    assert resolve_paths(f"file://{tmp_path}/b.csv") == [str(tmp_path / "b.csv")]
+
+
+def test_missing_inputs_are_named(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no input file matches"):
+        resolve_paths(str(tmp_path / "*.parquet"))
+    with pytest.raises(InputError, match="does not exist"):
+        resolve_paths(str(tmp_path / "none.parquet"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="holds no data files"):
+        resolve_paths(str(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize(("pattern", "path", "hit"), [
+    ("*.parquet", "a.parquet", True),
+    ("*.parquet", "d/a.parquet", False),           # * stays within one folder
+    ("**/*.parquet", "d/e/a.parquet", True),
+    ("**/*.parquet", "a.parquet", True),
+    ("year=202[34]/*.csv", "year=2024/x.csv", True),
+    ("year=202[!34]/*.csv", "year=2024/x.csv", False),
+    ("part-?.json", "part-1.json", True),
+    ("part-?.json", "part-10.json", False),
+])
+def test_remote_glob_semantics_match_local_glob(pattern: str, path: str, hit: bool) -> None:
+    assert bool(_glob_regex(pattern).match(path)) is hit
+
+
+def test_parquet_footers_count_rows_and_name_a_truncated_file(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.parquet", tmp_path / "bad.parquet"
+    pd.DataFrame({"a": range(10)}).to_parquet(good)
+    assert parquet_rows([str(good), str(good)]) == 20
+    bad.write_bytes(good.read_bytes()[:50])
+    with pytest.raises(InputError, match=r"cannot read Parquet file '.*bad.parquet' \(truncated"):
+        parquet_rows([str(good), str(bad)])

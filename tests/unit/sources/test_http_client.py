@@ -1,0 +1,133 @@
+"""Retries, backoff, Retry-After and the rate limit of the http source, on a fake clock."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+import httpx
+import pytest
+
+from pipelines.sources import InputError
+from pipelines.sources.http_client import JsonFetcher, RateLimiter, RetryPolicy, parse_retry_after
+
+
+class FakeClock:
+    """Time that moves only when slept; records every sleep."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.t = start
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.t
+
+    def wall(self) -> float:
+        return 1_700_000_000.0 + self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += seconds
+
+
+def _fetcher(answers: list[httpx.Response | Exception], clock: FakeClock, retries: int = 5,
+             rate: float | None = None) -> tuple[JsonFetcher, list[float]]:
+    """A fetcher over a transport that plays ``answers`` in order; returns request times too."""
+    times: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        times.append(clock.now())
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    fetcher = JsonFetcher(client, RetryPolicy(retries, 0.5, 8.0), RateLimiter(rate, clock), clock)
+    return fetcher, times
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    policy = RetryPolicy(max_retries=10, backoff_s=0.5, backoff_max_s=3.0)
+    assert [policy.delay(a) for a in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert policy.delay(0, retry_after=2.5) == 2.5
+    assert policy.delay(0, retry_after=99) == 3.0  # capped: a hostile header cannot stall the run
+
+
+def test_retry_after_seconds_and_http_date() -> None:
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC).timestamp()
+    later = format_datetime(datetime(2026, 1, 1, 12, 0, 7, tzinfo=UTC), usegmt=True)
+    assert parse_retry_after("3", now) == 3.0
+    assert parse_retry_after(later, now) == pytest.approx(7.0)
+    assert parse_retry_after(None, now) is None
+    assert parse_retry_after("soon", now) is None
+
+
+def test_retries_5xx_and_429_with_backoff_then_succeeds() -> None:
+    clock = FakeClock()
+    fetcher, _ = _fetcher([httpx.Response(503, text="busy"), httpx.Response(429),
+                           httpx.Response(502), httpx.Response(200, json={"ok": 1})], clock)
+    assert fetcher.get("http://api/x", {}, "page 1") == {"ok": 1}
+    assert clock.sleeps == [0.5, 1.0, 2.0]
+    assert fetcher.requests == 4
+
+
+def test_retry_after_header_is_honoured() -> None:
+    clock = FakeClock()
+    fetcher, _ = _fetcher([httpx.Response(429, headers={"Retry-After": "4"}),
+                           httpx.Response(200, json=[])], clock)
+    assert fetcher.get("http://api/x", {}, "page 1") == []
+    assert clock.sleeps == [4.0]
+
+
+def test_connection_errors_and_timeouts_are_retried() -> None:
+    clock = FakeClock()
+    fetcher, _ = _fetcher([httpx.ConnectError("refused"), httpx.ReadTimeout("slow"),
+                           httpx.Response(200, json=[1])], clock)
+    assert fetcher.get("http://api/x", {}, "page 1") == [1]
+    assert clock.sleeps == [0.5, 1.0]
+
+
+def test_gives_up_after_max_retries_naming_the_page() -> None:
+    clock = FakeClock()
+    fetcher, _ = _fetcher([httpx.Response(500, text="boom")] * 3, clock, retries=2)
+    with pytest.raises(InputError, match=r"page 7: HTTP 500: boom \(gave up after 3 attempts\)"):
+        fetcher.get("http://api/x", {}, "page 7")
+    assert clock.sleeps == [0.5, 1.0]
+
+
+def test_other_4xx_and_non_json_fail_at_once() -> None:
+    clock = FakeClock()
+    fetcher, _ = _fetcher([httpx.Response(404, text="no such page")], clock)
+    with pytest.raises(InputError, match="page 2: HTTP 404 Not Found: no such page"):
+        fetcher.get("http://api/x", {}, "page 2")
+    fetcher, _ = _fetcher([httpx.Response(200, text="<html>")], clock)
+    with pytest.raises(InputError, match="page 3: the response is not JSON: <html>"):
+        fetcher.get("http://api/x", {}, "page 3")
+    assert clock.sleeps == []
+
+
+def test_rate_limit_spaces_requests_evenly() -> None:
+    clock = FakeClock()
+    fetcher, times = _fetcher([httpx.Response(200, json=[])] * 4, clock, rate=2.0)
+    for _ in range(4):
+        fetcher.get("http://api/x", {}, "p")
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps == [pytest.approx(0.5)] * 3
+
+
+def test_rate_limit_counts_retries_too() -> None:
+    clock = FakeClock()
+    fetcher, times = _fetcher([httpx.Response(503), httpx.Response(200, json=[])], clock,
+                              rate=0.5)
+    fetcher.get("http://api/x", {}, "p")
+    assert times[1] - times[0] == pytest.approx(2.0)  # backoff 0.5 s, then the limiter's 2 s
+
+
+def test_no_rate_limit_never_sleeps() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(None, clock)
+    for _ in range(100):
+        limiter.wait()
+    assert clock.sleeps == []
