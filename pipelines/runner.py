@@ -19,13 +19,13 @@ from pipelines.config import PipelineConfig
 from pipelines.features import FeaturePipeline, fit_feature_pipeline, infer_task
 from pipelines.lineage import git_sha
 from pipelines.model import ModelSpec, conform_input
+from pipelines.quality import validate_and_report
 from pipelines.stages.batch import predict_dataset
 from pipelines.stages.clean import drop_duplicates
 from pipelines.stages.evaluate import Evaluation, evaluate_predictions
 from pipelines.stages.ingest import read_files, read_source, source_fingerprint
 from pipelines.stages.split import split_dataset
 from pipelines.stages.train import featurize, tune_models
-from pipelines.stages.validate import validate
 from pipelines.storage import check_shared_storage
 
 __all__ = ["STAGES", "RunSummary", "StageCallback", "run_pipeline"]
@@ -160,10 +160,8 @@ def run_pipeline(cfg: PipelineConfig, on_stage: StageCallback | None = None,
             note["detail"] = f"fingerprint {fingerprint[:12]}"
 
         with stage("validate") as note:
-            checked = validate(raw, cfg.schema_, cfg.target)
             quarantine_path = out_dir / "quarantine"
-            if checked.rows_quarantined:
-                checked.quarantined.write_parquet(str(quarantine_path))
+            checked = validate_and_report(raw, cfg, quarantine_path, out_dir / "quality")
             counts |= {"rows_in": checked.rows_in, "rows_valid": checked.rows_valid,
                        "rows_quarantined": checked.rows_quarantined}
             tracking.log_dataset(data_path, fingerprint, cfg.name, checked.rows_in)
