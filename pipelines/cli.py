@@ -224,8 +224,10 @@ def profile(
 
     def _do() -> Any:
         from pipelines.quality import profile_to_files
-        from pipelines.stages.ingest import read_files, read_source
+        from pipelines.stages.ingest import read_files, read_source, resolve_paths
 
+        if cfg is None:
+            resolve_paths(source)  # a missing input fails here, before Ray starts
         _init_ray(cfg.runtime if cfg else RuntimeConfig(), verbose)
         if cfg is not None:
             ds, label = read_source(cfg.source, cfg.work_dir), f"{source} (source {cfg.source.kind})"
