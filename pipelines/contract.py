@@ -94,9 +94,11 @@ def find_unique_key(ds: Dataset, profile: DataProfile) -> tuple[list[str], dict[
     The distinct counts of the profile are estimates, so each candidate is checked with a
     Ray Data group-by (a shuffle; no key set is ever held in one place).
     """
+    from pipelines.stages.validate import key_partitions
+
     repeats: dict[str, int] = {}
     for name in key_candidates(profile)[:3]:
-        counts = ds.select_columns([name]).groupby(name).count()
+        counts = ds.select_columns([name]).groupby(name, num_partitions=key_partitions()).count()
         repeated = counts.filter(lambda row: row["count()"] > 1).count()
         if repeated == 0:
             return [name], repeats

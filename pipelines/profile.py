@@ -136,6 +136,8 @@ class _Kmv:
         self._keep(np.concatenate([self.hashes, other.hashes]))
 
     def _keep(self, hashes: np.ndarray) -> None:
+        if len(self.hashes) >= self.k:  # full: only hashes below the k-th smallest can enter
+            hashes = hashes[hashes <= self.hashes[-1]]
         self.hashes = np.unique(hashes)[: self.k]  # np.unique sorts
 
     @property
@@ -210,9 +212,14 @@ class _ColumnAcc:
         if kind == "string":
             self.numbers_as_text += int(pc.sum(pc.match_substring_regex(valid, _NUMBER_TEXT)).as_py()
                                         or 0)
-        self.kmv.update(self._hashable(valid, kind))
-        if kind != "float":
-            self._update_top(valid)
+        if kind == "float":
+            distinct = pc.unique(valid)
+        else:
+            # one hash pass gives both the distinct values and the counts for the top values
+            counts = pc.value_counts(valid)
+            self._update_top(counts)
+            distinct = counts.field("values")
+        self.kmv.update(self._hashable(distinct, kind))
 
     @staticmethod
     def _hashable(valid: pa.Array, kind: str) -> np.ndarray:
@@ -248,10 +255,9 @@ class _ColumnAcc:
         except TypeError:  # blocks of different types (int vs timestamp): keep the first
             pass
 
-    def _update_top(self, valid: pa.Array) -> None:
+    def _update_top(self, counts: pa.StructArray) -> None:
         import pyarrow.compute as pc
 
-        counts = pc.value_counts(valid)
         if len(counts) > _TOP_PER_BLOCK:
             # Many distinct values: feed only this block's most frequent ones; the
             # frequent values of the whole data set are frequent in some block.

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["COLUMN_COLUMN", "QUARANTINE_COLUMNS", "REASON_COLUMN", "RULE_COLUMN", "ContractError",
            "ReasonCount", "ValidationResult", "check_batch", "check_threshold", "coerce_column",
-           "mark_duplicate_keys", "validate"]
+           "key_partitions", "mark_duplicate_keys", "validate"]
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def check_batch(df: pd.DataFrame, schema: SchemaConfig, target: str) -> pd.DataF
     return out
 
 
-def _key_partitions() -> int:
+def key_partitions() -> int:
     """Hash partitions for the unique-key pass: one per CPU of the cluster.
 
     Ray Data's default of 200 costs seconds of fixed overhead per shuffle on a small cluster,
@@ -174,24 +174,27 @@ def _key_partitions() -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-def mark_duplicate_keys(group: pd.DataFrame, key: list[str]) -> pd.DataFrame:
-    """Quarantine every row of one key group but the first that passed the row rules.
+def mark_duplicate_keys(block: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """Quarantine the rows of ``block`` that repeat a key already taken by an earlier valid row.
 
-    ``group`` holds all the rows (already checked by :func:`check_batch`) that share one value
-    of ``key``; rows with a missing key part are returned unchanged.
+    ``block`` holds every row of each key it contains (the caller hash-partitions on ``key``)
+    and was checked by :func:`check_batch`. Rows that broke another rule keep their reason and
+    take no key; rows with a missing key part are not checked, as in SQL.
     """
-    if len(group) < 2 or group[key].iloc[0].isna().any():
-        return group
-    passed = group[REASON_COLUMN].isna().to_numpy()
-    if passed.sum() < 2:
-        return group
-    out = group.copy()
-    later = passed.copy()
-    later[passed.argmax()] = False  # the first row that passed keeps the key
-    shown = ", ".join(f"{c}={group[c].iloc[0]!s}" for c in key)
-    out.loc[later, REASON_COLUMN] = f"{'+'.join(key)}: duplicate unique key ({shown})"
-    out.loc[later, COLUMN_COLUMN] = "+".join(key)
-    out.loc[later, RULE_COLUMN] = "unique_key"
+    candidates = block[REASON_COLUMN].isna() & block[key].notna().all(axis=1)
+    if candidates.sum() < 2:
+        return block
+    repeat = pd.Series(False, index=block.index)
+    repeat[candidates] = block.loc[candidates, key].duplicated(keep="first")
+    if not repeat.any():
+        return block
+    out = block.copy()
+    name = "+".join(key)
+    shown = block.loc[repeat, key].astype("string").apply(
+        lambda row: ", ".join(f"{c}={row[c]}" for c in key), axis=1)
+    out.loc[repeat, REASON_COLUMN] = f"{name}: duplicate unique key (" + shown + ")"
+    out.loc[repeat, COLUMN_COLUMN] = name
+    out.loc[repeat, RULE_COLUMN] = "unique_key"
     return out
 
 
@@ -267,9 +270,13 @@ def validate(ds: Dataset, schema: SchemaConfig, target: str, enforce: bool = Tru
         partial(check_batch, schema=schema, target=target), batch_format="pandas"
     )
     if schema.unique_key:
-        annotated = annotated.groupby(schema.unique_key, num_partitions=_key_partitions()).map_groups(
-            partial(mark_duplicate_keys, key=list(schema.unique_key)), batch_format="pandas"
-        )
+        # Hash-partition on the key: each partition is one block holding every row of its
+        # keys (the property Ray's own map_groups relies on), so a vectorised pass per block
+        # finds all repeats, with no per-group Python call and no central set of keys.
+        annotated = annotated.repartition(
+            key_partitions(), keys=list(schema.unique_key)
+        ).map_batches(partial(mark_duplicate_keys, key=list(schema.unique_key)),
+                      batch_format="pandas", batch_size=None)
     annotated = annotated.materialize()
     valid = annotated.map_batches(partial(_passed, schema=schema), batch_format="pandas").materialize()
     quarantined = annotated.map_batches(_failed, batch_format="pandas").materialize()

@@ -302,7 +302,7 @@ def test_missing_unique_key_column_raises_naming_it() -> None:
 # --------------------------------------------------------------------------- unique key
 
 
-def _group(ids: list[Any], reasons: list[Any]) -> pd.DataFrame:
+def _block(ids: list[Any], reasons: list[Any]) -> pd.DataFrame:
     return pd.DataFrame({"id": ids, "n": range(len(ids)), REASON_COLUMN: pd.array(reasons, "string"),
                          COLUMN_COLUMN: pd.array([None if r is None else "x" for r in reasons],
                                                  "string"),
@@ -311,27 +311,30 @@ def _group(ids: list[Any], reasons: list[Any]) -> pd.DataFrame:
 
 
 def test_duplicates_beyond_the_first_valid_row_are_quarantined() -> None:
-    out = mark_duplicate_keys(_group(["a", "a", "a", "a"], ["x: below min", None, None, None]),
-                              key=["id"])
-    assert out[RULE_COLUMN].fillna("-").tolist() == ["min", "-", "unique_key", "unique_key"]
-    assert out[REASON_COLUMN].iloc[2] == "id: duplicate unique key (id=a)"
-    assert out["n"].tolist() == [0, 1, 2, 3]  # every row is returned, none dropped
+    block = _block(["a", "b", "a", "a", "b", "c"], ["x: below min", None, None, None, None, None])
+    out = mark_duplicate_keys(block, key=["id"])
+    assert out[RULE_COLUMN].fillna("-").tolist() == ["min", "-", "-", "unique_key", "unique_key",
+                                                     "-"]
+    assert out[REASON_COLUMN].iloc[3] == "id: duplicate unique key (id=a)"
+    assert out[REASON_COLUMN].iloc[4] == "id: duplicate unique key (id=b)"
+    assert out["n"].tolist() == list(range(6))  # every row is returned, none dropped
 
 
-def test_a_single_row_or_a_missing_key_is_left_alone() -> None:
-    single = _group(["a"], [None])
-    pd.testing.assert_frame_equal(mark_duplicate_keys(single, ["id"]), single)
-    nulls = _group([None, None], [None, None])
+def test_unique_rows_or_missing_keys_are_left_alone() -> None:
+    unique = _block(["a", "b"], [None, None])
+    pd.testing.assert_frame_equal(mark_duplicate_keys(unique, ["id"]), unique)
+    nulls = _block([None, None, "a"], [None, None, None])
     assert mark_duplicate_keys(nulls, ["id"])[REASON_COLUMN].isna().all()
 
 
 def test_composite_key_is_named_in_the_reason() -> None:
-    g = pd.DataFrame({"a": [1, 1], "b": ["x", "x"], REASON_COLUMN: pd.array([None, None], "string"),
-                      COLUMN_COLUMN: pd.array([None, None], "string"),
-                      RULE_COLUMN: pd.array([None, None], "string")})
+    g = pd.DataFrame({"a": [1, 1, 1], "b": ["x", "y", "x"],
+                      REASON_COLUMN: pd.array([None] * 3, "string"),
+                      COLUMN_COLUMN: pd.array([None] * 3, "string"),
+                      RULE_COLUMN: pd.array([None] * 3, "string")})
     out = mark_duplicate_keys(g, ["a", "b"])
-    assert out[COLUMN_COLUMN].tolist()[1] == "a+b"
-    assert out[REASON_COLUMN].tolist()[1] == "a+b: duplicate unique key (a=1, b=x)"
+    assert out[COLUMN_COLUMN].fillna("-").tolist() == ["-", "-", "a+b"]
+    assert out[REASON_COLUMN].iloc[2] == "a+b: duplicate unique key (a=1, b=x)"
 
 
 # --------------------------------------------------------------------------- threshold
