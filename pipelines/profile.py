@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 QUANTILES = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99]
 ColumnKind = Literal["int", "float", "bool", "string", "datetime", "null", "other"]
-_KINDS: dict[str, ColumnKind] = {k: k for k in ("int", "float", "bool", "string", "datetime")}
+_KINDS: dict[str, ColumnKind] = {k: k for k in ("int", "float", "bool", "string", "datetime", "other")}
 
 _KMV_SIZE = 4096  # distinct-count sketch size: exact below it, ~1.6% relative error above
 _TOP_ITEMS_LG = 10  # frequent-items map of 2**10 slots: exact for up to 768 distinct values
@@ -192,6 +192,8 @@ class _ColumnAcc:
 
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
+        if pa.types.is_dictionary(arr.type):  # pandas categoricals: profile the values
+            arr = arr.dictionary_decode()
         kind = _kind_of(arr.type)
         self.rows += len(arr)
         self.arrow_types.add(str(arr.type))
@@ -201,7 +203,7 @@ class _ColumnAcc:
             arr = pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), arr)
         self.nulls += arr.null_count
         valid = arr.drop_null()
-        if len(valid) == 0:
+        if len(valid) == 0 or kind == "other":  # nested values: counted, not summarised
             return
         if kind in ("int", "float", "bool"):
             # a writable copy: the sketch refuses the read-only view Arrow hands out
@@ -227,8 +229,9 @@ class _ColumnAcc:
 
         if kind in ("int", "float", "bool"):
             return np.asarray(valid.cast(pa.float64()).to_numpy(zero_copy_only=False))
-        if kind == "datetime":
-            return np.asarray(valid.cast(pa.int64()).to_numpy(zero_copy_only=False))
+        if kind == "datetime":  # timestamps and dates alike, as microseconds
+            return np.asarray(valid.to_numpy(zero_copy_only=False)).astype("datetime64[us]") \
+                .astype(np.int64)
         return np.asarray(valid.cast(pa.string()).to_numpy(zero_copy_only=False), dtype=object)
 
     def _update_numbers(self, x: np.ndarray) -> None:

@@ -144,3 +144,18 @@ def test_kmv_is_exact_below_its_size() -> None:
     k.update(np.array(["a", "b", "a"], dtype=object))
     k.update(np.array(["c"], dtype=object))
     assert k.exact and k.estimate() == 3
+
+
+def test_dates_categoricals_and_nested_columns_are_profiled() -> None:
+    import datetime as dt
+
+    t = pa.table({
+        "d": pa.array([dt.date(2024, 1, 2), dt.date(2023, 1, 1), None], pa.date32()),
+        "cat": pa.array(["a", "b", "a"]).dictionary_encode(),
+        "nested": pa.array([[1, 2], None, [3]]),
+    })
+    p = profile_tables([t])
+    assert (p.columns["d"].kind, p.columns["d"].min, p.columns["d"].distinct) == \
+        ("datetime", "2023-01-01", 2)
+    assert p.columns["cat"].kind == "string" and p.columns["cat"].top_values[0].value == "a"
+    assert (p.columns["nested"].kind, p.columns["nested"].nulls) == ("other", 1)
