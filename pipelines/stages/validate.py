@@ -17,6 +17,7 @@ import pandas as pd
 from pipelines.config import ColumnContract, SchemaConfig
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from ray.data import Dataset
 
 __all__ = ["COLUMN_COLUMN", "QUARANTINE_COLUMNS", "REASON_COLUMN", "RULE_COLUMN", "ContractError",
@@ -198,6 +199,42 @@ def mark_duplicate_keys(block: pd.DataFrame, key: list[str]) -> pd.DataFrame:
     return out
 
 
+def _with_reasons(table: pa.Table, reasons: pd.DataFrame) -> pa.Table:
+    import pyarrow as pa
+
+    for name in QUARANTINE_COLUMNS:
+        values = pa.array(reasons[name].astype(object).where(reasons[name].notna(), None),
+                          pa.string())
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, values)
+        else:
+            table = table.append_column(name, values)
+    return table
+
+
+def _annotate_block(table: pa.Table, schema: SchemaConfig, target: str) -> pa.Table:
+    """:func:`check_batch` on an Arrow block, keeping the block's own columns untouched.
+
+    The rules run on a pandas view, but the reasons are attached to the Arrow table itself,
+    so a quarantined row is written with every input column exactly as it was read (a
+    pandas round trip would turn an int column with gaps into floats, for one).
+    """
+    checked = check_batch(table.to_pandas(), schema, target)
+    return _with_reasons(table, checked[QUARANTINE_COLUMNS])
+
+
+def _mark_block(table: pa.Table, key: list[str]) -> pa.Table:
+    """:func:`mark_duplicate_keys` on an Arrow block; only the key and reasons go to pandas."""
+    marked = mark_duplicate_keys(table.select([*key, *QUARANTINE_COLUMNS]).to_pandas(), key)
+    return _with_reasons(table, marked[QUARANTINE_COLUMNS])
+
+
+def _failed_block(table: pa.Table) -> pa.Table:
+    import pyarrow.compute as pc
+
+    return table.filter(pc.is_valid(table.column(REASON_COLUMN)))
+
+
 def _passed(df: pd.DataFrame, schema: SchemaConfig) -> pd.DataFrame:
     ok = df[df[REASON_COLUMN].isna()].drop(columns=QUARANTINE_COLUMNS)
     for col, contract in schema.columns.items():
@@ -205,10 +242,6 @@ def _passed(df: pd.DataFrame, schema: SchemaConfig) -> pd.DataFrame:
         # Passed rows hold whole numbers only, so int columns can keep an integer type.
         ok[col] = values.astype("Int64") if contract.type == "int" else values
     return ok
-
-
-def _failed(df: pd.DataFrame) -> pd.DataFrame:
-    return df[df[REASON_COLUMN].notna()]
 
 
 def _reason_counts(df: pd.DataFrame) -> pd.DataFrame:
@@ -267,7 +300,7 @@ def validate(ds: Dataset, schema: SchemaConfig, target: str, enforce: bool = Tru
     if missing:
         raise ContractError(f"input is missing contract column(s): {', '.join(missing)}")
     annotated = ds.map_batches(
-        partial(check_batch, schema=schema, target=target), batch_format="pandas"
+        partial(_annotate_block, schema=schema, target=target), batch_format="pyarrow"
     )
     if schema.unique_key:
         # Hash-partition on the key: each partition is one block holding every row of its
@@ -275,11 +308,11 @@ def validate(ds: Dataset, schema: SchemaConfig, target: str, enforce: bool = Tru
         # finds all repeats, with no per-group Python call and no central set of keys.
         annotated = annotated.repartition(
             key_partitions(), keys=list(schema.unique_key)
-        ).map_batches(partial(mark_duplicate_keys, key=list(schema.unique_key)),
-                      batch_format="pandas", batch_size=None)
+        ).map_batches(partial(_mark_block, key=list(schema.unique_key)),
+                      batch_format="pyarrow", batch_size=None)
     annotated = annotated.materialize()
     valid = annotated.map_batches(partial(_passed, schema=schema), batch_format="pandas").materialize()
-    quarantined = annotated.map_batches(_failed, batch_format="pandas").materialize()
+    quarantined = annotated.map_batches(_failed_block, batch_format="pyarrow").materialize()
     # With a unique key the rows went through a shuffle, so they are counted at the source too.
     rows_in = ds.count() if schema.unique_key else annotated.count()
     rows_valid, rows_bad = valid.count(), quarantined.count()

@@ -358,3 +358,24 @@ def test_threshold_allows_up_to_the_limit_and_refuses_no_rows() -> None:
     check_threshold(_result(100, 5, []), SchemaConfig(max_quarantine_fraction=0.05))
     with pytest.raises(ContractError, match="no rows"):
         check_threshold(_result(0, 0, []), SchemaConfig())
+
+
+# --------------------------------------------------------------------------- Arrow blocks
+
+
+def test_quarantined_rows_keep_the_input_types_exactly() -> None:
+    import pyarrow as pa
+
+    from pipelines.stages.validate import _annotate_block, _failed_block, _mark_block
+
+    table = pa.table({"id": pa.array([1, 1, None, 4], pa.int64()),  # gaps: pandas makes floats
+                      "when": pa.array([1, 2, 3, 4], pa.timestamp("ms", tz="UTC")),
+                      "amount": [5.0, 6.0, -1.0, 7.0], "y": [1, 0, 1, 0]})
+    schema = SchemaConfig(unique_key=["id"], columns={"amount": ColumnContract(type="float", min=0)})
+    annotated = _mark_block(_annotate_block(table, schema, "y"), ["id"])
+    bad = _failed_block(annotated)
+    assert bad.schema.field("id").type == pa.int64()
+    assert bad.schema.field("when").type == pa.timestamp("ms", tz="UTC")
+    assert bad.column("id").to_pylist() == [1, None]
+    assert bad.column(RULE_COLUMN).to_pylist() == ["unique_key", "min"]
+    assert annotated.num_rows == 4 and annotated.column_names[:4] == table.column_names
