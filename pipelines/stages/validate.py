@@ -58,6 +58,9 @@ class ValidationResult:
     rows_quarantined: int
     reasons: list[ReasonCount] = field(default_factory=list)
     """Quarantined rows per (column, rule), most frequent first."""
+    checked: Dataset | None = None
+    """Every input row as read, plus the quarantine columns (materialised): what the input
+    looked like, without reading the source again."""
 
     @property
     def quarantined_fraction(self) -> float:
@@ -320,7 +323,8 @@ def validate(ds: Dataset, schema: SchemaConfig, target: str, enforce: bool = Tru
         raise RuntimeError(f"validation lost rows: {rows_in} in, {rows_valid}+{rows_bad} out")
     logger.info("validation: %d rows in, %d passed, %d quarantined", rows_in, rows_valid, rows_bad)
     reasons = _count_reasons(quarantined) if rows_bad else []
-    result = ValidationResult(valid, quarantined, rows_in, rows_valid, rows_bad, reasons)
+    result = ValidationResult(valid, quarantined, rows_in, rows_valid, rows_bad, reasons,
+                              checked=annotated)
     if enforce:
         check_threshold(result, schema)
     return result
