@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -204,7 +204,8 @@ def validate_and_report(raw: Dataset, cfg: PipelineConfig, quarantine_path: Path
             mlflow.log_text(training.model_dump_json(indent=2), PROFILE_ARTIFACT)
             mlflow.set_tag("raypipe.training_profile", PROFILE_ARTIFACT)
     check_threshold(result, schema)
-    return result
+    # The runner keeps the result for the whole run: let go of the checked copy of the input.
+    return replace(result, checked=None)
 
 
 @dataclass(frozen=True)
