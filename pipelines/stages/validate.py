@@ -194,8 +194,10 @@ def mark_duplicate_keys(block: pd.DataFrame, key: list[str]) -> pd.DataFrame:
         return block
     out = block.copy()
     name = "+".join(key)
-    shown = block.loc[repeat, key].astype("string").apply(
-        lambda row: ", ".join(f"{c}={row[c]}" for c in key), axis=1)
+    parts = [f"{c}=" + block.loc[repeat, c].astype("string") for c in key]  # vectorised
+    shown = parts[0]
+    for part in parts[1:]:
+        shown = shown + ", " + part
     out.loc[repeat, REASON_COLUMN] = f"{name}: duplicate unique key (" + shown + ")"
     out.loc[repeat, COLUMN_COLUMN] = name
     out.loc[repeat, RULE_COLUMN] = "unique_key"
