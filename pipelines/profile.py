@@ -41,6 +41,7 @@ _TOP_ITEMS_LG = 10  # frequent-items map of 2**10 slots: exact for up to 768 dis
 _TOP_PER_BLOCK = 500  # values per block fed to the frequent-items sketch
 _NUMBER_TEXT = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 _OUTLIER_IQR = 3.0
+_RARE_NEGATIVE = 0.02  # below this share, negative values in a column are reported
 
 
 class TopValue(BaseModel):
@@ -53,7 +54,7 @@ class Anomaly(BaseModel):
 
     column: str | None
     kind: Literal["all_null", "constant", "high_null_rate", "mixed_types", "numbers_as_text",
-                  "outliers", "identifier", "empty"]
+                  "outliers", "rare_negatives", "identifier", "empty"]
     message: str
 
 
@@ -389,9 +390,13 @@ def _anomalies(col: ColumnProfile, settings: ProfileConfig) -> list[Anomaly]:
             share = kll.get_rank(lo, inclusive=False) + 1 - kll.get_rank(hi, inclusive=True)
             low, high = float(col.min or 0), float(col.max or 0)  # numeric: set with quantiles
             if share > 0 and (low < lo or high > hi):
-                add("outliers", f"about {share:.2%} of the values lie beyond {_OUTLIER_IQR:g} IQR "
-                                f"of the quartiles [{lo:.4g}, {hi:.4g}] (min {low:.4g}, "
-                                f"max {high:.4g})")
+                add("outliers", f"about {share:.2%} of the values lie outside [{lo:.4g}, "
+                                f"{hi:.4g}] (the quartiles ± {_OUTLIER_IQR:g} IQR); min "
+                                f"{low:.4g}, max {high:.4g}")
+            negative = kll.get_rank(0.0, inclusive=False)
+            if low < 0 and 0 < negative < _RARE_NEGATIVE:  # a sign error, or a sentinel like -1
+                add("rare_negatives", f"about {negative:.2%} of the values are negative "
+                                      f"(min {low:.4g}) in an otherwise non-negative column")
     return found
 
 

@@ -89,6 +89,7 @@ def test_anomalies_are_found() -> None:
         spiky=[1.0, 2.0, 3.0, 4.0] * 24 + [1e6] * 4,
         ident=[f"id{i}" for i in range(n)],
         fine=list(range(n)),
+        signs=[-1.0] + [float(i) for i in range(1, n)],
     )
     found = kinds(profile_tables([data], ProfileConfig(high_null_fraction=0.5)))
     assert found["empty"] == {"all_null"}
@@ -98,6 +99,7 @@ def test_anomalies_are_found() -> None:
     assert "numbers_as_text" in found["texty"]
     assert found["spiky"] == {"outliers"}
     assert found["ident"] == {"identifier"}
+    assert found["signs"] == {"rare_negatives"}
     assert "fine" not in found
 
 
