@@ -89,20 +89,28 @@ def key_candidates(profile: DataProfile) -> list[str]:
 
 
 def find_unique_key(ds: Dataset, profile: DataProfile) -> tuple[list[str], dict[str, int]]:
-    """The first candidate key that is exactly unique in ``ds``, and the repeats of the others.
+    """The first candidate key that is exactly unique in ``ds``; for the others, how many rows
+    repeat a value already seen.
 
-    The distinct counts of the profile are estimates, so each candidate is checked with a
-    Ray Data group-by (a shuffle; no key set is ever held in one place).
+    Where the profile counted a column's values exactly (below 4096 of them) that count
+    decides; above, the count is an estimate, so the candidate is checked with a Ray Data
+    group-by (a shuffle; no key set is ever held in one place).
     """
     from pipelines.stages.validate import key_partitions
 
     repeats: dict[str, int] = {}
     for name in key_candidates(profile)[:3]:
+        col = profile.columns[name]
+        if col.distinct_exact:  # the profile counted this column's values exactly: no shuffle
+            if col.distinct == col.count:
+                return [name], repeats
+            repeats[name] = col.count - col.distinct
+            continue
         counts = ds.select_columns([name]).groupby(name, num_partitions=key_partitions()).count()
-        repeated = counts.filter(lambda row: row["count()"] > 1).count()
-        if repeated == 0:
+        repeated = counts.filter(lambda row: row["count()"] > 1).materialize()
+        if repeated.count() == 0:
             return [name], repeats
-        repeats[name] = repeated
+        repeats[name] = int(repeated.sum("count()")) - repeated.count()
     return [], repeats
 
 
@@ -121,7 +129,7 @@ def contract_yaml(schema: SchemaConfig, profile: DataProfile, source: str,
     if schema.unique_key:
         notes.append(f"unique_key {schema.unique_key} was checked to be unique in this data.")
     for name, repeated in (key_repeats or {}).items():
-        notes.append(f"{name} looks like a key, but {repeated} of its values repeat: "
+        notes.append(f"{name} looks like a key, but {repeated} rows repeat one of its values: "
                      "no unique_key is set for it.")
     if profile.anomalies:
         notes.append("Anomalies found (see the quality report):")

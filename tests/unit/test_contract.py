@@ -10,7 +10,13 @@ import pytest
 import yaml
 
 from pipelines.config import ProfileConfig, parse_config
-from pipelines.contract import _round_out, contract_yaml, infer_contract, key_candidates
+from pipelines.contract import (
+    _round_out,
+    contract_yaml,
+    find_unique_key,
+    infer_contract,
+    key_candidates,
+)
 from pipelines.demo import generate_demo_frame
 from pipelines.profile import profile_tables
 from pipelines.quality import build_report, render_html, write_report
@@ -69,7 +75,7 @@ def test_yaml_has_review_notes_and_anomalies(demo: pd.DataFrame) -> None:
     text = contract_yaml(infer_contract(profile, unique_key=["customer_id"]), profile,  # type: ignore[arg-type]
                          "data/x.parquet", key_repeats={"order_id": 3})
     assert text.startswith("# Data contract inferred by `raypipe profile` from data/x.parquet")
-    assert "regex" in text and "order_id looks like a key, but 3 of its values repeat" in text
+    assert "regex" in text and "order_id looks like a key, but 3 rows repeat one of its values" in text
     assert "customer_id: (almost) every value is distinct" in text
     assert yaml.safe_load(text)["schema"]["unique_key"] == ["customer_id"]
 
@@ -98,3 +104,11 @@ def test_report_json_and_html(tmp_path: Path) -> None:
     assert "&lt;script&gt;" in page and "<script>" not in page  # values are escaped
     assert "a&lt;b" in page and "Anomalies" in page
     assert render_html(report) == page
+
+
+def test_an_exactly_counted_key_is_decided_without_a_shuffle() -> None:
+    p = profile_tables([pa.table({"order_id": [1, 2, 3, 3], "sku_id": ["a", "b", "c", "d"]})])
+    # ds is never touched: both candidates have fewer values than the exact limit
+    assert find_unique_key(None, p) == (["sku_id"], {})  # type: ignore[arg-type]
+    p = profile_tables([pa.table({"order_id": [*range(99), 5]})])
+    assert find_unique_key(None, p) == ([], {"order_id": 1})  # type: ignore[arg-type]
