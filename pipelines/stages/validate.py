@@ -156,15 +156,21 @@ def check_batch(df: pd.DataFrame, schema: SchemaConfig, target: str) -> pd.DataF
 
     Row rules only; the unique key spans blocks and is checked by :func:`mark_duplicate_keys`.
     """
+    reasons = _reasons_frame(df, schema, target)
+    out = df.copy()
+    for name in QUARANTINE_COLUMNS:
+        out[name] = reasons[name]
+    return out
+
+
+def _reasons_frame(df: pd.DataFrame, schema: SchemaConfig, target: str) -> pd.DataFrame:
+    """The quarantine columns of ``df`` alone (``df`` is not copied)."""
     missing = _missing_columns(set(df.columns), schema, target)
     if missing:
         raise ContractError(f"input is missing contract column(s): {', '.join(missing)}")
     found = _row_reasons(df, schema.columns, target)
-    out = df.copy()
-    out[REASON_COLUMN] = found.message
-    out[COLUMN_COLUMN] = found.column
-    out[RULE_COLUMN] = found.rule
-    return out
+    return pd.DataFrame({REASON_COLUMN: found.message, COLUMN_COLUMN: found.column,
+                         RULE_COLUMN: found.rule})
 
 
 def key_partitions() -> int:
@@ -224,8 +230,7 @@ def _annotate_block(table: pa.Table, schema: SchemaConfig, target: str) -> pa.Ta
     so a quarantined row is written with every input column exactly as it was read (a
     pandas round trip would turn an int column with gaps into floats, for one).
     """
-    checked = check_batch(table.to_pandas(), schema, target)
-    return _with_reasons(table, checked[QUARANTINE_COLUMNS])
+    return _with_reasons(table, _reasons_frame(table.to_pandas(), schema, target))
 
 
 def _mark_block(table: pa.Table, key: list[str]) -> pa.Table:
