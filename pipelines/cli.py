@@ -219,6 +219,60 @@ def validate(
                   f"(source {cfg.source.kind}, target {cfg.target!r})")
 
 
+def _profile_settings(overrides: list[str]) -> Any:
+    """Profile settings for a bare data path: only ``schema.profile.*`` overrides apply."""
+    from pipelines.config import parse_config
+
+    wrong = [o for o in overrides if not o.strip().startswith("schema.profile.")]
+    if wrong:
+        raise _fail(f"with a data path only schema.profile.* can be set, not {wrong[0]!r}", 2)
+    probe = {"name": "profile", "source": {"kind": "demo"}, "target": "_"}
+    try:
+        return parse_config(probe, overrides, origin="--set").schema_.profile
+    except ConfigError as err:
+        raise _fail(str(err), 2) from None
+
+
+@app.command()
+def profile(
+    source: Annotated[str, typer.Argument(
+        help="Data file, folder or glob (Parquet, CSV, JSON Lines), or a pipeline YAML.")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Folder for contract.yaml and quality_report.{json,html}.")] = Path(
+        "profile"),
+    format: Annotated[str | None, typer.Option(help="parquet | csv | json; default: by suffix.")] = None,
+    overrides: OverrideOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Profile data and infer a data contract to paste under the config's `schema:`."""
+    _setup_logging(verbose)
+    sets = list(overrides or [])
+    is_config = source.endswith((".yaml", ".yml"))
+    cfg = _load(Path(source), sets) if is_config else None
+    settings = cfg.schema_.profile if cfg else _profile_settings(sets)
+
+    def _do() -> Any:
+        from pipelines.quality import profile_to_files
+        from pipelines.stages.ingest import read_files, read_source, resolve_paths
+
+        if cfg is None:
+            resolve_paths(source)  # a missing input fails here, before Ray starts
+        _init_ray(cfg.runtime if cfg else RuntimeConfig(), verbose)
+        if cfg is not None:
+            ds, label = read_source(cfg.source, cfg.work_dir), f"{source} (source {cfg.source.kind})"
+        else:
+            ds, label = read_files(source, _format_of(source, format)), source
+        return profile_to_files(ds, settings, label, output)
+
+    done = _guarded(_do, verbose)
+    lines = [f"rows         {done.profile.rows}, {len(done.profile.columns)} columns",
+             f"contract     {done.contract_path}",
+             f"report       {done.html_path}",
+             f"unique key   {', '.join(done.unique_key) or 'none found'}"]
+    lines += [f"anomaly      {a.message}" for a in done.profile.anomalies]
+    console.print(Panel("\n".join(lines), title="raypipe profile", border_style="green"))
+
+
 def _tracking_uri(explicit: str | None) -> str:
     return explicit or os.environ.get("MLFLOW_TRACKING_URI") or (
         f"sqlite:///{(Path(RuntimeConfig().work_dir) / 'mlflow.db').resolve()}"

@@ -25,6 +25,7 @@ from pipelines.config import PipelineConfig
 from pipelines.features import FeaturePipeline, fit_feature_pipeline, infer_task
 from pipelines.lineage import git_sha
 from pipelines.model import ModelSpec, conform_input
+from pipelines.quality import log_quality_files, validate_and_report
 from pipelines.stages.batch import predict_dataset
 from pipelines.stages.clean import drop_duplicates
 from pipelines.stages.evaluate import Evaluation, evaluate_predictions
@@ -37,7 +38,6 @@ from pipelines.stages.ingest import (
 )
 from pipelines.stages.split import split_dataset
 from pipelines.stages.train import featurize, tune_models
-from pipelines.stages.validate import validate
 from pipelines.storage import check_shared_storage
 
 __all__ = ["STAGES", "MissingStageError", "RunSummary", "StageCallback", "plan_stages", "run_pipeline"]
@@ -278,6 +278,8 @@ def _run_stages(run: _Run, stages: list[str], counts: dict[str, int], run_id: st
             "validate", code_version(), fingerprint, cfg.source.model_dump(mode="json"),
             cfg.schema_.model_dump(mode="json"), cfg.target), _compute_validate(cfg, raw))
         counts |= rec["counts"]
+        if "validate" in run.reused:  # a new MLflow run: it gets the stage's reports too
+            log_quality_files(run.path("validate", QUALITY_DIR))
         if read_count is not None and read_count != counts["rows_in"]:
             logger.warning("the source reported %d rows, validation received %d (a live table "
                            "changed between the count and the read?)", read_count,
@@ -393,10 +395,12 @@ PREDICTIONS_DIR = "test_predictions"
 def _compute_validate(cfg: PipelineConfig, raw: Any) -> Callable[[CacheEntry], dict[str, Any]]:
     def compute(entry: CacheEntry) -> dict[str, Any]:
         with source_errors(cfg.source):  # lazy reads fail here; name the file or page
-            checked = validate(raw, cfg.schema_, cfg.target)
+            # Writes the quarantine and the quality report, logs them, enforces the threshold.
+            checked = validate_and_report(raw, cfg, entry.path / "quarantine",
+                                          entry.path / QUALITY_DIR)
             rows_valid = _write(checked.valid, entry.path / "valid")
-            rows_quarantined = (_write(checked.quarantined, entry.path / "quarantine")
-                                if checked.rows_quarantined else 0)
+        rows_quarantined = (_read(entry.path / "quarantine").count()
+                            if checked.rows_quarantined else 0)
         if (rows_valid, rows_quarantined) != (checked.rows_valid, checked.rows_quarantined):
             raise RuntimeError(f"validation wrote {rows_valid} valid and {rows_quarantined} "
                                f"quarantined rows, expected {checked.rows_valid} and "
@@ -404,6 +408,9 @@ def _compute_validate(cfg: PipelineConfig, raw: Any) -> Callable[[CacheEntry], d
         return {"counts": {"rows_in": checked.rows_in, "rows_valid": rows_valid,
                            "rows_quarantined": rows_quarantined}}
     return compute
+
+
+QUALITY_DIR = "quality"
 
 
 def _compute_split(run: _Run) -> Callable[[CacheEntry], dict[str, Any]]:

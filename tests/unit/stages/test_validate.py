@@ -9,7 +9,19 @@ import pandas as pd
 import pytest
 
 from pipelines.config import ColumnContract, SchemaConfig
-from pipelines.stages.validate import REASON_COLUMN, ContractError, check_batch, coerce_column
+from pipelines.stages.validate import (
+    COLUMN_COLUMN,
+    QUARANTINE_COLUMNS,
+    REASON_COLUMN,
+    RULE_COLUMN,
+    ContractError,
+    ReasonCount,
+    ValidationResult,
+    check_batch,
+    check_threshold,
+    coerce_column,
+    mark_duplicate_keys,
+)
 
 # --------------------------------------------------------------------------- coerce_column
 
@@ -136,9 +148,9 @@ def test_output_keeps_rows_index_and_columns() -> None:
     df = frame([good_row(), good_row(tenure=-5.0)], index=[7, 3])
     out = check_batch(df, SCHEMA, "y")
     assert out.index.tolist() == [7, 3]
-    assert list(out.columns) == [*df.columns, REASON_COLUMN]
+    assert list(out.columns) == [*df.columns, *QUARANTINE_COLUMNS]
     assert REASON_COLUMN not in df.columns  # the input is not modified
-    pd.testing.assert_frame_equal(out.drop(columns=[REASON_COLUMN]), df)
+    pd.testing.assert_frame_equal(out.drop(columns=QUARANTINE_COLUMNS), df)
 
 
 def test_null_target_is_flagged() -> None:
@@ -238,3 +250,132 @@ def test_empty_schema_only_checks_target() -> None:
     df = pd.DataFrame({"y": [1, None], "x": [-1, 5]})
     out = check_batch(df, SchemaConfig(), "y")
     assert out[REASON_COLUMN].isna().tolist() == [True, False]
+
+
+# --------------------------------------------------------------------------- rules named
+
+
+def test_every_failure_names_its_column_and_rule() -> None:
+    schema = SchemaConfig(columns={**SCHEMA.columns,
+                                   "code": ColumnContract(type="string", regex=r"[A-Z]{2}\d{2}")})
+    rows = [good_row(code="AB12"), good_row(code="ab12"), good_row(tenure=-1.0, code="AB12"),
+            good_row(tenure=101.0, code="AB12"), good_row(plan="gold", code="AB12"),
+            good_row(age=None, code="AB12"), good_row(age="x", code="AB12"),
+            good_row(y=None, code="AB12")]
+    out = check_batch(frame(rows).assign(code=[r["code"] for r in rows]), schema, "y")
+    got = [None if pd.isna(c) else (c, r) for c, r in zip(out[COLUMN_COLUMN], out[RULE_COLUMN],
+                                                           strict=True)]
+    assert got == [None, ("code", "regex"), ("tenure", "min"), ("tenure", "max"),
+                   ("plan", "allowed"), ("age", "nullable"), ("age", "type"), ("y", "target")]
+    assert out[REASON_COLUMN].iloc[1] == "code: does not match regex '[A-Z]{2}\\d{2}': ab12"
+
+
+@pytest.mark.parametrize(("value", "ok"), [("AB12", True), ("AB123", False), ("xAB12", False),
+                                           ("", False), (None, True)])
+def test_regex_must_match_the_whole_value(value: Any, ok: bool) -> None:
+    schema = SchemaConfig(columns={"code": ColumnContract(type="string", regex=r"[A-Z]{2}\d{2}")})
+    out = check_batch(pd.DataFrame({"code": [value], "y": [1]}), schema, "y")
+    assert out[REASON_COLUMN].isna().iloc[0] == ok
+
+
+def test_regex_config_is_checked() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="does not compile"):
+        ColumnContract(type="string", regex="[a-")
+    with pytest.raises(ValidationError, match="regex only applies to string"):
+        ColumnContract(type="int", regex=r"\d+")
+
+
+def test_unique_key_takes_one_column_or_several() -> None:
+    assert SchemaConfig(unique_key="id").unique_key == ["id"]  # type: ignore[arg-type]
+    assert SchemaConfig(unique_key=["a", "b"]).unique_key == ["a", "b"]
+    with pytest.raises(ValueError, match="repeats"):
+        SchemaConfig(unique_key=["a", "a"])
+
+
+def test_missing_unique_key_column_raises_naming_it() -> None:
+    with pytest.raises(ContractError, match="order_id"):
+        check_batch(pd.DataFrame({"y": [1]}), SchemaConfig(unique_key=["order_id"]), "y")
+
+
+# --------------------------------------------------------------------------- unique key
+
+
+def _block(ids: list[Any], reasons: list[Any]) -> pd.DataFrame:
+    return pd.DataFrame({"id": ids, "n": range(len(ids)), REASON_COLUMN: pd.array(reasons, "string"),
+                         COLUMN_COLUMN: pd.array([None if r is None else "x" for r in reasons],
+                                                 "string"),
+                         RULE_COLUMN: pd.array([None if r is None else "min" for r in reasons],
+                                               "string")})
+
+
+def test_duplicates_beyond_the_first_valid_row_are_quarantined() -> None:
+    block = _block(["a", "b", "a", "a", "b", "c"], ["x: below min", None, None, None, None, None])
+    out = mark_duplicate_keys(block, key=["id"])
+    assert out[RULE_COLUMN].fillna("-").tolist() == ["min", "-", "-", "unique_key", "unique_key",
+                                                     "-"]
+    assert out[REASON_COLUMN].iloc[3] == "id: duplicate unique key (id=a)"
+    assert out[REASON_COLUMN].iloc[4] == "id: duplicate unique key (id=b)"
+    assert out["n"].tolist() == list(range(6))  # every row is returned, none dropped
+
+
+def test_unique_rows_or_missing_keys_are_left_alone() -> None:
+    unique = _block(["a", "b"], [None, None])
+    pd.testing.assert_frame_equal(mark_duplicate_keys(unique, ["id"]), unique)
+    nulls = _block([None, None, "a"], [None, None, None])
+    assert mark_duplicate_keys(nulls, ["id"])[REASON_COLUMN].isna().all()
+
+
+def test_composite_key_is_named_in_the_reason() -> None:
+    g = pd.DataFrame({"a": [1, 1, 1], "b": ["x", "y", "x"],
+                      REASON_COLUMN: pd.array([None] * 3, "string"),
+                      COLUMN_COLUMN: pd.array([None] * 3, "string"),
+                      RULE_COLUMN: pd.array([None] * 3, "string")})
+    out = mark_duplicate_keys(g, ["a", "b"])
+    assert out[COLUMN_COLUMN].fillna("-").tolist() == ["-", "-", "a+b"]
+    assert out[REASON_COLUMN].iloc[2] == "a+b: duplicate unique key (a=1, b=x)"
+
+
+# --------------------------------------------------------------------------- threshold
+
+
+def _result(rows_in: int, bad: int, reasons: list[ReasonCount]) -> ValidationResult:
+    return ValidationResult(valid=None, quarantined=None, rows_in=rows_in,  # type: ignore[arg-type]
+                            rows_valid=rows_in - bad, rows_quarantined=bad, reasons=reasons)
+
+
+def test_threshold_message_gives_share_threshold_and_top_reasons() -> None:
+    result = _result(200, 30, [ReasonCount("tenure", "min", 20), ReasonCount("plan", "allowed", 10)])
+    with pytest.raises(ContractError) as info:
+        check_threshold(result, SchemaConfig(max_quarantine_fraction=0.05))
+    msg = str(info.value)
+    assert "30 of 200 rows (15.0%)" in msg and "max_quarantine_fraction=5.0%" in msg
+    assert "tenure [min]: 20 rows; plan [allowed]: 10 rows" in msg
+
+
+def test_threshold_allows_up_to_the_limit_and_refuses_no_rows() -> None:
+    check_threshold(_result(100, 5, []), SchemaConfig(max_quarantine_fraction=0.05))
+    with pytest.raises(ContractError, match="no rows"):
+        check_threshold(_result(0, 0, []), SchemaConfig())
+
+
+# --------------------------------------------------------------------------- Arrow blocks
+
+
+def test_quarantined_rows_keep_the_input_types_exactly() -> None:
+    import pyarrow as pa
+
+    from pipelines.stages.validate import _annotate_block, _failed_block, _mark_block
+
+    table = pa.table({"id": pa.array([1, 1, None, 4], pa.int64()),  # gaps: pandas makes floats
+                      "when": pa.array([1, 2, 3, 4], pa.timestamp("ms", tz="UTC")),
+                      "amount": [5.0, 6.0, -1.0, 7.0], "y": [1, 0, 1, 0]})
+    schema = SchemaConfig(unique_key=["id"], columns={"amount": ColumnContract(type="float", min=0)})
+    annotated = _mark_block(_annotate_block(table, schema, "y"), ["id"])
+    bad = _failed_block(annotated)
+    assert bad.schema.field("id").type == pa.int64()
+    assert bad.schema.field("when").type == pa.timestamp("ms", tz="UTC")
+    assert bad.column("id").to_pylist() == [1, None]
+    assert bad.column(RULE_COLUMN).to_pylist() == ["unique_key", "min"]
+    assert annotated.num_rows == 4 and annotated.column_names[:4] == table.column_names
