@@ -19,6 +19,7 @@ from pipelines.config import PipelineConfig
 from pipelines.features import FeaturePipeline, fit_feature_pipeline, infer_task
 from pipelines.lineage import git_sha
 from pipelines.model import ModelSpec, conform_input
+from pipelines.monitoring.reference import log_reference
 from pipelines.stages.batch import predict_dataset
 from pipelines.stages.clean import drop_duplicates
 from pipelines.stages.evaluate import Evaluation, evaluate_predictions
@@ -219,6 +220,7 @@ def run_pipeline(cfg: PipelineConfig, on_stage: StageCallback | None = None,
                              family=result.family)
             example = test_raw.drop_columns([cfg.target]).limit(5).to_pandas()
             info = tracking.log_pipeline_model(spec, result.model_dir, example)
+            log_reference(train_raw, spec, result.model_dir, cfg.monitor, seed=cfg.split.seed)
             note["detail"] = info.model_uri
 
         with stage("batch") as note:
