@@ -180,7 +180,11 @@ _MAX_REQUEST_ID = 128
 
 
 def request_id(given: str | None) -> str:
-    """The caller's X-Request-ID when it is a sane token, else a new one."""
+    """The caller's X-Request-ID when it is a sane token, else a new one.
+
+    Behind Serve's HTTP proxy every request carries one: the proxy keeps the caller's or
+    makes one, and returns it in the response's X-Request-ID header itself.
+    """
     if given and len(given) <= _MAX_REQUEST_ID and given.isprintable() and given.isascii():
         return given
     return uuid.uuid4().hex
@@ -258,7 +262,8 @@ class ModelServer:
     async def _answer(self, endpoint: str, request: Request,
                       handler: Callable[[], Awaitable[Response]]) -> Response:
         t0 = time.perf_counter()
-        rid = request_id(request.headers.get(REQUEST_ID_HEADER))
+        given = request.headers.get(REQUEST_ID_HEADER)
+        rid = request_id(given)
         # Read back by request logging; request.state lives exactly as long as the request.
         request.state.raypipe_request = (rid, time.time())
         try:
@@ -272,7 +277,8 @@ class ModelServer:
         except Exception:
             logger.exception("%s failed", endpoint)
             response = _json({"error": "internal error; see the replica log"}, 500)
-        response.headers[REQUEST_ID_HEADER] = rid
+        if rid != given:  # else the caller (or Serve's proxy, which echoes it) has it already
+            response.headers[REQUEST_ID_HEADER] = rid
         self.metrics.request(endpoint, response.status_code, time.perf_counter() - t0)
         return response
 
