@@ -399,6 +399,7 @@ def serve(
     uri = cfg.tracking_uri if cfg and not tracking_uri else _tracking_uri(tracking_uri)
     model_uri = _model_uri(model, cfg)
     runtime = cfg.runtime if cfg else RuntimeConfig()
+    request_log = _request_log_args(cfg, model_uri)
 
     def _start() -> None:
         from ray import serve as ray_serve
@@ -415,7 +416,8 @@ def serve(
         _init_ray(runtime, verbose)
         ray_serve.start(http_options={"host": bind_host, "port": bind_port})
         ray_serve.run(build_app({**scfg.model_dump(), "model_uri": model_uri,
-                                 "tracking_uri": uri, "host": bind_host, "port": bind_port}),
+                                 "tracking_uri": uri, "host": bind_host, "port": bind_port,
+                                 **request_log}),
                       name=SERVE_APP_NAME, route_prefix="/")
 
     # SIGTERM (a process manager, `kill`) stops the app as cleanly as Ctrl-C does.
@@ -432,6 +434,101 @@ def serve(
         console.print("stopping")
     finally:
         _stop_serve_app(SERVE_APP_NAME)
+
+
+def _request_log_args(cfg: PipelineConfig | None, model_uri: str) -> dict[str, Any]:
+    """Request logging settings for the Serve app: the config's, else the defaults, writing
+    under the default work dir in a folder named after the model."""
+    from pipelines.config import RequestLogConfig
+    from pipelines.serving_engine import parse_model_uri
+
+    if cfg is not None:
+        return {"request_log": cfg.monitor.request_log.model_dump(),
+                "request_log_path": cfg.request_log_path}
+    name = parse_model_uri(model_uri)[0] or "model"
+    path = (Path(RuntimeConfig().work_dir) / "request_logs" / name).resolve()
+    return {"request_log": RequestLogConfig().model_dump(), "request_log_path": str(path)}
+
+
+@app.command()
+def monitor(
+    window: Annotated[str | None, typer.Option(
+        help="Rows to check: request logs or batch predictions (file, folder, glob or URI; "
+             "default: the config's request log folder).")] = None,
+    config: Annotated[Path | None, typer.Option(
+        help="Pipeline YAML: monitor thresholds, tracking, model name (default: the demo).")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="Model URI whose training reference to compare with (default: the config's "
+             "name and alias).")] = None,
+    labels: Annotated[str | None, typer.Option(
+        help="Late labels: a table with monitor.id_column and the target column.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only requests at or after this time (ISO, UTC).")] = None,
+    until: Annotated[str | None, typer.Option(help="Only requests before this time (ISO, UTC).")] = None,
+    format: Annotated[str | None, typer.Option(help="parquet | csv | json; default: by suffix.")] = None,
+    overrides: OverrideOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Compare logged inputs and predictions with the model's training reference.
+
+    Writes an HTML report and a JSON summary (also logged to MLflow). Exit code 3 when a
+    threshold is crossed (drift, missing values, new categories or, with --labels, quality).
+    """
+    _setup_logging(verbose)
+    sets = list(overrides or [])
+    cfg = _load(config, sets)
+    window_path = window or cfg.request_log_path
+
+    def _do() -> Any:
+        from pipelines.monitoring import MonitorOptions
+        from pipelines.monitoring import monitor as run_monitor
+
+        _init_ray(cfg.runtime, verbose)
+        opts = MonitorOptions(window=window_path, model_uri=model, window_format=format,
+                              since=since, until=until, labels=labels,
+                              config_path=str(config) if config else None, overrides=sets)
+        try:
+            return run_monitor(cfg, opts)
+        except (ValueError, FileNotFoundError) as err:
+            raise UserError(str(err)) from None
+
+    with console.status("monitoring"):
+        result = _guarded(_do, verbose)
+    _monitor_summary(result.summary, result.report_path)
+    if result.flagged:
+        raise typer.Exit(MONITOR_FLAGGED_EXIT)
+
+
+MONITOR_FLAGGED_EXIT = 3
+"""`raypipe monitor` exit code when a threshold is crossed (1 and 2 are errors)."""
+
+
+def _monitor_summary(s: dict[str, Any], report: Path) -> None:
+    table = Table(title=f"drift: {s['window']['rows']} rows vs {s['reference_rows']} "
+                        f"training rows", show_header=True)
+    for col in ("column", "PSI", "test", "statistic", "p-value", "missing", "new cat.", "verdict"):
+        table.add_column(col)
+
+    def num(v: Any) -> str:
+        return "-" if v is None else f"{v:.3g}"
+
+    for d in [*s["features"], s["prediction"]]:
+        table.add_row(d["column"], num(d["psi"]), d["test"] or "-", num(d["statistic"]),
+                      num(d["p_value"]), num(d["missing_rate"]), num(d["new_category_rate"]),
+                      "[red]" + "; ".join(d["reasons"]) + "[/]" if d["flagged"] else "ok")
+    console.print(table)
+    lines = [f"model        {s['model']['uri']} (version {s['model']['version']})",
+             f"report       {report}", f"mlflow run   {s.get('mlflow_run_id')}"]
+    if s.get("quality"):
+        lines.append(f"quality      {s['quality']['rows']} labelled rows: {s['quality']['verdict']}")
+    if s.get("webhook"):
+        lines.append(f"webhook      {s['webhook']}")
+    if s.get("retrain_job"):
+        lines.append(f"retraining   Ray job {s['retrain_job']}")
+    flagged = s["flagged"]
+    lines.append("verdict      " + ("THRESHOLD CROSSED: " + "; ".join(s["alerts"]) if flagged
+                                    else "no threshold crossed"))
+    console.print(Panel("\n".join(lines), title="raypipe monitor",
+                        border_style="red" if flagged else "green"))
 
 
 @app.command()

@@ -25,6 +25,7 @@ from pipelines.config import PipelineConfig
 from pipelines.features import FeaturePipeline, fit_feature_pipeline, infer_task
 from pipelines.lineage import git_sha
 from pipelines.model import ModelSpec, conform_input
+from pipelines.monitoring.reference import log_reference
 from pipelines.quality import log_quality_files, validate_and_report
 from pipelines.stages.batch import predict_dataset
 from pipelines.stages.clean import drop_duplicates
@@ -503,6 +504,9 @@ def _compute_register(run: _Run, spec: ModelSpec) -> Callable[[CacheEntry], dict
         test_raw = _read(run.path("split", "test"))
         example = test_raw.drop_columns([run.cfg.target]).limit(5).to_pandas()
         info = tracking.log_pipeline_model(spec, run.path("train", MODEL_DIR), example)
+        # The drift reference lives in the run that logged the model, found from its version.
+        log_reference(_read(_train_rows(run)), spec, run.path("train", MODEL_DIR),
+                      run.cfg.monitor, seed=run.cfg.split.seed)
         return {"model_uri": info.model_uri}
     return compute
 

@@ -26,6 +26,7 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from itertools import chain
@@ -36,7 +37,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 from ray import serve
 
-from pipelines.config import ServeConfig
+from pipelines.config import RequestLogConfig, ServeConfig
 from pipelines.serving_engine import LoadedModel, Outputs, output_names, predict_columns
 from pipelines.serving_fastpath import Columns
 from pipelines.serving_protocols import (
@@ -73,6 +74,10 @@ class ServeArgs(ServeConfig):
 
     model_uri: str
     tracking_uri: str | None = None
+    request_log: RequestLogConfig | None = None
+    """Request logging (the pipeline's ``monitor.request_log``); off when None."""
+    request_log_path: str | None = None
+    """Where request logs go (default with ``config=``: the pipeline's request log folder)."""
 
 
 def resolve_version(model_uri: str) -> tuple[str, str]:
@@ -170,6 +175,33 @@ def _document(app: FastAPI, served: _Served) -> None:
 _OPEN = frozenset({"healthz", "readyz", "ping", "v2_live", "v2_ready"})
 """Endpoints answered without a token: probes of load balancers and Kubernetes."""
 
+REQUEST_ID_HEADER = "X-Request-ID"
+_MAX_REQUEST_ID = 128
+
+
+def request_id(given: str | None) -> str:
+    """The caller's X-Request-ID when it is a sane token, else a new one.
+
+    Behind Serve's HTTP proxy every request carries one: the proxy keeps the caller's or
+    makes one, and returns it in the response's X-Request-ID header itself.
+    """
+    if given and len(given) <= _MAX_REQUEST_ID and given.isprintable() and given.isascii():
+        return given
+    return uuid.uuid4().hex
+
+
+def _request_logger(args: ServeArgs, metrics: Any) -> Any:
+    cfg = args.request_log
+    if cfg is None or not cfg.enabled or cfg.sample_rate <= 0:
+        return None
+    if not args.request_log_path:
+        logger.warning("request logging is on but no request_log_path is set: not logging")
+        return None
+    from pipelines.monitoring.request_log import RequestLogger
+
+    return RequestLogger(cfg, args.request_log_path, on_drop=metrics.log_dropped,
+                         on_write=metrics.log_written)
+
 api = FastAPI(
     title="raypipe model server", version="2",
     description="Predictions of a registered raypipe model: raypipe's /predict, MLflow's "
@@ -201,6 +233,7 @@ class ModelServer:
         self._predict_batch.set_batch_wait_timeout_s(  # type: ignore[attr-defined]
             self.args.batch_wait_timeout_s
         )
+        self.request_log = _request_logger(self.args, self.metrics)
         self.slot.start()
         logger.info("serving %s version %s (auth %s)", self.served.model.name,
                     self.served.model.version, "on" if self.token else "off")
@@ -220,12 +253,19 @@ class ModelServer:
         slot = getattr(self, "slot", None)
         if slot is not None:
             slot.stop()
+        request_log = getattr(self, "request_log", None)
+        if request_log is not None:  # Serve calls __del__ on shutdown: write the queue out
+            request_log.close()
 
     # ---------------------------------------------------------------- plumbing
 
     async def _answer(self, endpoint: str, request: Request,
                       handler: Callable[[], Awaitable[Response]]) -> Response:
         t0 = time.perf_counter()
+        given = request.headers.get(REQUEST_ID_HEADER)
+        rid = request_id(given)
+        # Read back by request logging; request.state lives exactly as long as the request.
+        request.state.raypipe_request = (rid, time.time())
         try:
             if endpoint not in _OPEN and not bearer_ok(request.headers.get("authorization"),
                                                        self.token):
@@ -237,6 +277,8 @@ class ModelServer:
         except Exception:
             logger.exception("%s failed", endpoint)
             response = _json({"error": "internal error; see the replica log"}, 500)
+        if rid != given:  # else the caller (or Serve's proxy, which echoes it) has it already
+            response.headers[REQUEST_ID_HEADER] = rid
         self.metrics.request(endpoint, response.status_code, time.perf_counter() - t0)
         return response
 
@@ -255,7 +297,8 @@ class ModelServer:
         check_size(raw, limit)
         return raw
 
-    async def _predict(self, model: LoadedModel, columns: Columns, n: int) -> Outputs:
+    async def _predict(self, model: LoadedModel, columns: Columns, n: int,
+                       request: Request) -> Outputs:
         if n > self.args.max_batch_size:
             # Big enough to be its own batch: skip the queue, keep the event loop free.
             outputs = await asyncio.to_thread(predict_columns, model, columns, n)
@@ -266,7 +309,21 @@ class ModelServer:
                 raise result
             outputs = result
         self.metrics.predicted(model, outputs)
+        if self.request_log is not None and self.request_log.sampled():
+            self._log_request(model, columns, outputs, n, request)
         return outputs
+
+    def _log_request(self, model: LoadedModel, columns: Columns, outputs: Outputs,
+                     n: int, request: Request) -> None:
+        from pipelines.monitoring.request_log import LogRecord
+
+        rid, arrived = getattr(request.state, "raypipe_request", (uuid.uuid4().hex, time.time()))
+        try:
+            self.request_log.log(LogRecord(
+                request_id=rid, timestamp=arrived, model_version=model.version,
+                schema=model.pipeline.input_schema, columns=columns, outputs=outputs, n=n))
+        except Exception:  # logging must never fail a request
+            logger.exception("cannot queue a request log record")
 
     @serve.batch(max_batch_size=256, batch_wait_timeout_s=0.0, batch_size_fn=_rows)
     async def _predict_batch(self, works: list[_Work]) -> list[Outputs | Exception]:
@@ -309,7 +366,7 @@ class ModelServer:
             served = self.served
             columns, n = parse_predict(raw, served.body, served.model.pipeline,
                                        self.args.max_request_rows)
-            outputs = await self._predict(served.model, columns, n)
+            outputs = await self._predict(served.model, columns, n, request)
             return _json(predict_response(outputs, served.model))
 
         return await self._answer("predict", request, handle)
@@ -384,7 +441,7 @@ class ModelServer:
             served = self.served
             columns, n = parse_invocations(raw, request.headers.get("content-type"),
                                            served.model, self.args.max_request_rows)
-            outputs = await self._predict(served.model, columns, n)
+            outputs = await self._predict(served.model, columns, n, request)
             return Response(invocations_response(outputs, served.model.spec),
                             media_type="application/json")
 
@@ -479,7 +536,7 @@ class ModelServer:
         raw = await self._body(request)
         parsed: V2Request = parse_v2_infer(raw, request.headers.get("inference-header-content-length"),
                                            served.model, self.args.max_request_rows)
-        outputs = await self._predict(served.model, parsed.columns, parsed.n)
+        outputs = await self._predict(served.model, parsed.columns, parsed.n, request)
         body, headers = v2_infer_response(outputs, served.model, parsed)
         return Response(body, headers=headers, media_type=headers["content-type"])
 
@@ -503,7 +560,9 @@ def build_app(args: dict[str, Any]) -> serve.Application:
 
         cfg = load_config(given.config, [])
         values = {**cfg.serve.model_dump(), "tracking_uri": cfg.tracking_uri,
-                  "model_uri": f"models:/{cfg.model_name}@{cfg.tracking.alias}", **values}
+                  "model_uri": f"models:/{cfg.model_name}@{cfg.tracking.alias}",
+                  "request_log": cfg.monitor.request_log.model_dump(),
+                  "request_log_path": cfg.request_log_path, **values}
     parsed = ServeArgs.model_validate(values)
     return ModelServer.options(  # type: ignore[attr-defined]
         **deployment_options(parsed)

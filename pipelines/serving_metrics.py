@@ -11,6 +11,7 @@ batching histograms (``ray_serve_*``); these add what only the app knows:
   counted in decade buckets in ``raypipe_prediction_value_total{model_version, bucket}``
 - ``raypipe_model_version_info{model, version}`` — 1 for the version being served, else 0
 - ``raypipe_model_swaps_total{outcome}`` — hot swaps done and failed
+- ``raypipe_request_log_rows_total{outcome}`` — request log rows written or dropped
 
 Serve adds the ``deployment``, ``replica`` and ``application`` tags.
 """
@@ -73,6 +74,11 @@ class ServingMetrics:
         self.swaps = metrics.Counter(
             "raypipe_model_swaps_total", description="Hot model swaps, by outcome.",
             tag_keys=_tags("outcome",))
+        self.log_rows = metrics.Counter(
+            "raypipe_request_log_rows_total",
+            description="Request log rows, by outcome: written to Parquet or dropped (queue "
+                        "full or storage failing).",
+            tag_keys=_tags("outcome",))
 
     def request(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests.inc(tags={"endpoint": endpoint, "status": str(status)})
@@ -107,6 +113,12 @@ class ServingMetrics:
             self.model_info.set(0, tags={"model": old.name, "version": old.version})
             self.swaps.inc(tags={"outcome": "loaded"})
         self.model_info.set(1, tags={"model": new.name, "version": new.version})
+
+    def log_written(self, rows: int) -> None:
+        self.log_rows.inc(float(rows), tags={"outcome": "written"})
+
+    def log_dropped(self, rows: int) -> None:
+        self.log_rows.inc(float(rows), tags={"outcome": "dropped"})
 
     def swap_failed(self) -> None:
         self.swaps.inc(tags={"outcome": "failed"})

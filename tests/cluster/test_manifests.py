@@ -271,19 +271,35 @@ def test_rayjob_runs_the_pipeline_and_cleans_up() -> None:
         assert re.search(rf"^COPY .*{copied} {copied}$", dockerfile, re.M), f"image lacks {copied}"
 
 
-def _cron_command() -> list[str]:
-    pod = _one("CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+def _cron(name: str) -> dict[str, Any]:
+    crons = [d for d in _of_kind("CronJob") if d["metadata"]["name"] == name]
+    assert len(crons) == 1, f"expected one CronJob {name} in cluster/kuberay, found {len(crons)}"
+    return crons[0]
+
+
+def _cron_command(name: str = "raypipe-retrain") -> list[str]:
+    pod = _cron(name)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     return list(pod["containers"][0]["command"])
 
 
-def test_cronjob_submits_the_same_job_to_the_long_running_cluster() -> None:
-    cron = _one("CronJob")
+@pytest.mark.parametrize(("name", "entry"), [("raypipe-retrain", "ray_jobs/run_pipeline.py"),
+                                             ("raypipe-monitor", "ray_jobs/monitor.py")])
+def test_cronjob_submits_the_same_job_to_the_long_running_cluster(name: str, entry: str) -> None:
+    cron = _cron(name)
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
-    command = _cron_command()
+    command = _cron_command(name)
     cluster_name = _one("RayCluster")["metadata"]["name"]
     assert command[:3] == ["ray", "job", "submit"]
     assert f"--address=http://{cluster_name}-head-svc:8265" in command
-    assert command[command.index("--") + 1:][:2] == ["python", "ray_jobs/run_pipeline.py"]
+    argv = command[command.index("--") + 1:]
+    assert argv[:2] == ["python", entry]
+    assert (REPO / entry).is_file()
+    if entry == "ray_jobs/monitor.py":  # the same config file, only storage overridden
+        config, sets = _overrides([a.replace(entry, "ray_jobs/run_pipeline.py") for a in argv])
+        assert config == PIPELINE_CONFIG
+        assert {s.split("=", 1)[0] for s in sets} <= STORAGE_AND_SCALE
+        load_config_ok = __import__("pipelines.config", fromlist=["load_config"]).load_config
+        load_config_ok(REPO / config, sets)
 
 
 def test_one_pipeline_config_for_laptop_job_submit_and_kuberay() -> None:
