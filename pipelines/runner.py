@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import PipelineConfig
-from pipelines.features import FeaturePipeline, fit_feature_pipeline, infer_task
+from pipelines.features import FeaturePipeline, infer_task
 from pipelines.lineage import git_sha
 from pipelines.model import ModelSpec, conform_input
 from pipelines.stages.batch import predict_dataset
-from pipelines.stages.clean import drop_duplicates
+from pipelines.stages.clean import clean_and_fit
 from pipelines.stages.evaluate import Evaluation, evaluate_predictions
 from pipelines.stages.ingest import read_files, read_source, source_fingerprint
 from pipelines.stages.split import split_dataset
@@ -143,6 +143,7 @@ def run_pipeline(cfg: PipelineConfig, on_stage: StageCallback | None = None,
     run_name = _run_name(cfg, resume)
     out_dir = cfg.output_dir / run_name
     counts: dict[str, int] = {}
+    outputs: dict[str, str] = {}
 
     with tracking.tracking_scope(cfg), mlflow.start_run(run_name=run_name) as run:
         mlflow.log_dict(cfg.model_dump(mode="json", by_alias=True), "config.yaml")
@@ -187,13 +188,16 @@ def run_pipeline(cfg: PipelineConfig, on_stage: StageCallback | None = None,
                               f"{counts['rows_test']}")
 
         with stage("features") as note:
-            if cfg.clean.dedupe:
-                train_raw = drop_duplicates(train_raw)
-                counts["rows_train_deduped"] = train_raw.count()
-            pipeline: FeaturePipeline = fit_feature_pipeline(
-                train_raw, target=cfg.target, task=task,  # type: ignore[arg-type]
-                clean=cfg.clean, features=cfg.features,
-            )
+            cleaned = clean_and_fit(train_raw, target=cfg.target, task=task,
+                                    clean=cfg.clean, features=cfg.features)
+            pipeline: FeaturePipeline = cleaned.pipeline
+            train_raw = cleaned.train
+            counts |= cleaned.counts
+            if cleaned.quarantined:
+                removed = cleaned.quarantined[0].union(*cleaned.quarantined[1:])
+                clean_quarantine = out_dir / "quarantine_clean"
+                removed.write_parquet(str(clean_quarantine))
+                outputs["quarantine_clean"] = str(clean_quarantine.resolve())
             train_feat = featurize(train_raw, pipeline)
             valid_feat = featurize(valid_raw, pipeline)
             mlflow.log_text(pipeline.model_dump_json(indent=2), "feature_pipeline.json")
@@ -204,7 +208,7 @@ def run_pipeline(cfg: PipelineConfig, on_stage: StageCallback | None = None,
             result = tune_models(
                 train_feat, valid_feat, cfg.train, task=task,
                 num_classes=len(pipeline.classes or []), storage_path=cfg.storage_path,
-                run_name=run_name, resume=resume,
+                run_name=run_name, resume=resume, prescaled=pipeline.scaling != "none",
             )
             mlflow.log_params({"family": result.family,
                                **{f"best.{k}": v for k, v in result.best_params.items()}})
@@ -284,7 +288,7 @@ def run_pipeline(cfg: PipelineConfig, on_stage: StageCallback | None = None,
                              "raypipe.gate.reason": decision.reason[:500]})
             note["detail"] = f"version {version} → @{decision.alias}: {decision.reason}"
 
-    outputs = {"test_predictions": str(pred_path.resolve())}
+    outputs["test_predictions"] = str(pred_path.resolve())
     if checked.rows_quarantined:
         outputs["quarantine"] = str(quarantine_path.resolve())
     return RunSummary(
