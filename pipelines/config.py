@@ -216,7 +216,8 @@ class DerivedFeature(_Section):
     The expression language: numbers, column names, ``+ - * / // % **``, comparisons
     (1.0 / 0.0), ``and or not``, ``x if cond else y`` and the functions ``abs log log1p exp
     sqrt floor ceil round min max clip where isnan``. Columns are the cleaned (imputed,
-    clipped) numeric and boolean columns and earlier derived features. Anything else (an
+    clipped) numeric and boolean columns, other features (ratios, datetime parts, ordinal
+    codes) and earlier derived features; a division by zero gives a missing value. Anything else (an
     attribute, a subscript, a call of another name) is refused with an error naming the
     feature; nothing is ever passed to ``eval``.
     """

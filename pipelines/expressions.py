@@ -68,11 +68,13 @@ def _parse(name: str, expr: str) -> ast.Expression:
         tree = ast.parse(expr, mode="eval")
     except SyntaxError as err:
         raise ExpressionError(f"derived feature {name!r}: cannot parse {expr!r}: {err.msg}") from None
-    for node in ast.walk(tree):
+    nodes = list(ast.walk(tree))
+    for node in nodes:  # every node type first, so the message names the real culprit
         if not isinstance(node, _ALLOWED):
             raise ExpressionError(
                 f"derived feature {name!r}: {type(node).__name__} is not allowed in {expr!r}"
             )
+    for node in nodes:
         if isinstance(node, ast.Constant) and (
             isinstance(node.value, bool) or not isinstance(node.value, int | float)
         ):
@@ -115,12 +117,15 @@ def check_expression(name: str, expr: str, columns: set[str]) -> None:
 def evaluate(name: str, expr: str, columns: Mapping[str, np.ndarray], n: int) -> np.ndarray:
     """Evaluate ``expr`` over float columns: a float64 array of ``n`` values.
 
-    Division by zero and invalid operations give NaN or inf, as NumPy does, without warnings.
+    Division by zero, overflow and invalid operations give a missing value (NaN), never inf:
+    the models treat NaN as missing but refuse infinite inputs.
     """
     tree = _parse(name, expr)
     with np.errstate(all="ignore"):
         out = np.asarray(_eval(tree.body, columns), dtype=np.float64)
-    return np.broadcast_to(out, (n,)).copy() if out.shape != (n,) else out
+    out = np.broadcast_to(out, (n,)).copy() if out.shape != (n,) else out.copy()
+    out[~np.isfinite(out)] = np.nan
+    return out
 
 
 def _eval(node: ast.AST, cols: Mapping[str, np.ndarray]) -> Any:

@@ -1,8 +1,9 @@
 """Fit the feature pipeline on the training split with Ray Data.
 
 One streaming pass prepares the columns (coercion, category normalisation and synonyms, as
-the fitted pipeline will apply them) and aggregates every statistic at once: quantiles, means,
-standard deviations, null counts and category counts. When scaling or feature selection is
+the fitted pipeline will apply them) and computes every statistic at once
+(:mod:`pipelines.feature_stats`): quantile sketches, means, standard deviations, null counts
+and category counts. When scaling or feature selection is
 configured, a second pass computes statistics of the features themselves
 (:mod:`pipelines.feature_select`). Only the statistics reach the driver, never the rows.
 
@@ -22,6 +23,7 @@ import pyarrow as pa
 from pipelines.config import CleanConfig, ColumnImpute, FeaturesConfig
 from pipelines.expressions import ExpressionError, check_expression
 from pipelines.feature_columns import ArrowColumns
+from pipelines.feature_stats import ColumnStats, StatsPlan, collect_stats
 from pipelines.features import (
     BIN_SUFFIX,
     BinStats,
@@ -148,8 +150,6 @@ def fit_feature_pipeline(
     features: FeaturesConfig,
 ) -> FeaturePipeline:
     """Fit every cleaning and feature statistic on ``train``; see the module doc."""
-    from ray.data.aggregate import ApproximateQuantile, Count, Mean, Std, ValueCounter
-
     schema = train.schema()
     if schema is None:
         raise ValueError("the training split is empty")
@@ -162,26 +162,10 @@ def fit_feature_pipeline(
     outlier_cols = set(numeric if clean.outlier_columns is None else clean.outlier_columns)
     if clean.outliers == "none":
         outlier_cols = set()
-    bins_of = {b.column: b for b in features.bins}
 
-    aggs: list[Any] = [Count(alias_name="rows")]
-    for c in numeric:
-        aggs.append(ApproximateQuantile(on=c, quantiles=[0.25, 0.5, 0.75], alias_name=f"q:{c}"))
-        aggs.append(Mean(on=c, ignore_nulls=True, alias_name=f"mean:{c}"))
-        aggs.append(Count(on=c, ignore_nulls=True, alias_name=f"n:{c}"))
-        if clean.outliers == "zscore" and c in outlier_cols:
-            aggs.append(Std(on=c, ddof=0, ignore_nulls=True, alias_name=f"std:{c}"))
-        if imputes[c].strategy == "most_frequent":
-            aggs.append(ValueCounter(on=c, alias_name=f"vc:{c}"))
-        b = bins_of.get(c)
-        if b is not None and b.method == "quantile":
-            qs = [i / b.n_bins for i in range(1, b.n_bins)]
-            aggs.append(ApproximateQuantile(on=c, quantiles=qs, alias_name=f"bq:{c}"))
-    for c in categorical:
-        aggs.append(ValueCounter(on=c, alias_name=f"vc:{c}"))
-        aggs.append(Count(on=c, ignore_nulls=True, alias_name=f"n:{c}"))
+    counted = [*categorical, *(c for c in numeric if imputes[c].strategy == "most_frequent")]
     if task != "regression":
-        aggs.append(ValueCounter(on=_TARGET, alias_name="vc:__target__"))
+        counted.append(_TARGET)
     synonyms = _normalized_synonyms(clean)
     prepared = train.map_batches(
         partial(_prepare, numeric=numeric, categorical=categorical,
@@ -189,21 +173,23 @@ def fit_feature_pipeline(
                 target=target if task != "regression" else None),
         batch_format="pyarrow", zero_copy_batch=True,
     )
-    stats = prepared.aggregate(*aggs)
-    rows = int(stats["rows"])
+    stats = collect_stats(prepared, StatsPlan(numeric=numeric, counted=counted))
+    rows = stats.rows
+    col = stats.columns
 
     def wants_indicator(c: str) -> bool:
         if isinstance(clean.missing_indicators, list):
             return c in clean.missing_indicators
-        return clean.missing_indicators and int(stats[f"n:{c}"]) < rows
+        present = col[c].n if c in numeric else sum(col[c].counts.values())
+        return clean.missing_indicators and present < rows
 
     numeric_stats = {
-        c: _numeric_stats(c, stats, imputes[c], clean, c in outlier_cols, wants_indicator(c))
+        c: _numeric_stats(c, col[c], imputes[c], clean, c in outlier_cols, wants_indicator(c))
         for c in numeric
     }
     cat_stats: dict[str, CategoricalStats] = {}
     for c in categorical:
-        top = _top_values(stats[f"vc:{c}"], features.max_categories)
+        top = _top_values(col[c].top(), features.max_categories)
         vocab = [v for v, _ in top]
         imp = imputes[c]
         if imp.strategy in ("most_frequent", "drop_row") and vocab:
@@ -221,13 +207,13 @@ def fit_feature_pipeline(
         if b.method == "fixed":
             edges = list(b.edges or [])
         else:
-            qs = [q for q in (stats[f"bq:{b.column}"] or []) if q is not None]
-            edges = sorted({float(q) for q in qs})  # ties collapse to fewer bins
+            qs = col[b.column].quantiles([i / b.n_bins for i in range(1, b.n_bins)]) or []
+            edges = sorted(set(qs))  # ties collapse to fewer bins
         bins.append(BinStats(column=b.column, edges=edges))
 
     classes: list[Label] | None = None
     if task != "regression":
-        counter = stats["vc:__target__"]
+        counter = col[_TARGET].top()
         classes = sorted((v for v in counter["values"] if v is not None), key=_label_key)
         classes = [v.item() if isinstance(v, np.generic) else v for v in classes]
 
@@ -261,14 +247,15 @@ def fit_feature_pipeline(
     return pipeline
 
 
-def _numeric_stats(c: str, stats: dict[str, Any], imp: ColumnImpute, clean: CleanConfig,
+def _numeric_stats(c: str, st: ColumnStats, imp: ColumnImpute, clean: CleanConfig,
                    bounded: bool, indicator: bool) -> NumericStats:
-    q1, med, q3 = (stats[f"q:{c}"] or [None, None, None])
-    mean = stats[f"mean:{c}"]
+    found = st.quantiles([0.25, 0.5, 0.75])
+    q1, med, q3 = (found[0], found[1], found[2]) if found else (None, None, None)
+    mean = st.mean()
     if med is None:
         logger.warning("numeric column %r is empty in the training split", c)
     if imp.strategy == "most_frequent":
-        top = _top_values(stats[f"vc:{c}"], 1)
+        top = _top_values(st.top(), 1)
         fill: Any = float(top[0][0]) if top else None
     elif imp.strategy == "constant":
         fill = clean.fill_value_numeric if imp.value is None else _as_number(c, imp.value)
@@ -281,7 +268,7 @@ def _numeric_stats(c: str, stats: dict[str, Any], imp: ColumnImpute, clean: Clea
         iqr = q3 - q1
         lower, upper = q1 - clean.iqr_factor * iqr, q3 + clean.iqr_factor * iqr
     elif bounded and clean.outliers == "zscore" and mean is not None:
-        std = stats.get(f"std:{c}") or 0.0
+        std = st.std() or 0.0
         lower, upper = mean - clean.zscore_threshold * std, mean + clean.zscore_threshold * std
     return NumericStats(
         fill=float(fill if fill is not None else clean.fill_value_numeric),

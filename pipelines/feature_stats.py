@@ -1,0 +1,140 @@
+"""Column statistics of a Dataset in one streaming pass: per-batch partials, merged on the driver.
+
+Each batch yields a small, mergeable summary per column — count, sum, sum of squares, a KLL
+quantile sketch (Apache DataSketches, doubles), value counts where asked — and the driver adds
+them up as they stream in. This replaces ``Dataset.aggregate``, whose hash-shuffle operators
+and aggregator actors cost more than the statistics themselves on a small machine; the pass
+fuses with the read and the preparation into one task per block, and only summaries (never
+rows) reach the driver, so its memory stays bounded by the number of distinct categories.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    from ray.data import Dataset
+
+__all__ = ["ColumnStats", "StatsPlan", "TableStats", "collect_stats"]
+
+_KLL_K = 800  # sketch size: rank error about 0.3% (Ray's ApproximateQuantile default)
+
+
+@dataclass(frozen=True)
+class StatsPlan:
+    """Which statistics to compute: numeric columns get moments and a quantile sketch;
+    ``counted`` columns get value counts."""
+
+    numeric: list[str]
+    counted: list[str]
+
+
+@dataclass
+class ColumnStats:
+    n: int = 0
+    total: float = 0.0
+    sumsq: float = 0.0
+    sketch: Any = None
+    counts: Counter[Any] = field(default_factory=Counter)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # DataSketches objects do not pickle; their own serialised form travels instead.
+        state = dict(self.__dict__)
+        state["sketch"] = None if self.sketch is None else self.sketch.serialize()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if state["sketch"] is not None:
+            from datasketches import kll_doubles_sketch
+
+            state["sketch"] = kll_doubles_sketch.deserialize(state["sketch"])
+        self.__dict__.update(state)
+
+    def mean(self) -> float | None:
+        return self.total / self.n if self.n else None
+
+    def std(self) -> float | None:
+        """Population standard deviation of the present values."""
+        if not self.n:
+            return None
+        mean = self.total / self.n
+        return float(np.sqrt(max(self.sumsq / self.n - mean * mean, 0.0)))
+
+    def quantiles(self, qs: list[float]) -> list[float] | None:
+        if self.sketch is None or self.sketch.is_empty():
+            return None
+        return [float(v) for v in self.sketch.get_quantiles(qs)]
+
+    def top(self) -> dict[str, list[Any]]:
+        """Value counts in the shape of Ray's ValueCounter result."""
+        return {"values": list(self.counts), "counts": list(self.counts.values())}
+
+
+@dataclass
+class TableStats:
+    rows: int = 0
+    columns: dict[str, ColumnStats] = field(default_factory=dict)
+
+    def merge(self, other: TableStats) -> TableStats:
+        self.rows += other.rows
+        for name, theirs in other.columns.items():
+            mine = self.columns.setdefault(name, ColumnStats())
+            mine.n += theirs.n
+            mine.total += theirs.total
+            mine.sumsq += theirs.sumsq
+            mine.counts.update(theirs.counts)
+            if theirs.sketch is not None:
+                if mine.sketch is None:
+                    mine.sketch = theirs.sketch
+                else:
+                    mine.sketch.merge(theirs.sketch)
+        return self
+
+
+def _new_sketch() -> Any:
+    from datasketches import kll_doubles_sketch
+
+    return kll_doubles_sketch(_KLL_K)
+
+
+def table_stats(table: pa.Table, plan: StatsPlan) -> TableStats:
+    """The statistics of one batch (missing values — null or NaN — are not counted)."""
+    out = TableStats(rows=table.num_rows)
+    for c in plan.numeric:
+        v = pc.cast(table.column(c), pa.float64()).to_numpy()
+        v = v[~np.isnan(v)]
+        st = out.columns.setdefault(c, ColumnStats())
+        st.n, st.total, st.sumsq = len(v), float(v.sum()), float(np.dot(v, v))
+        if len(v):
+            st.sketch = _new_sketch()
+            st.sketch.update(np.ascontiguousarray(v))
+    for c in plan.counted:
+        counts = pc.value_counts(table.column(c))
+        st = out.columns.setdefault(c, ColumnStats())
+        for value, n in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(),
+                            strict=True):
+            if value is not None and not (isinstance(value, float) and np.isnan(value)):
+                st.counts[value] += n
+    return out
+
+
+def _batch(table: pa.Table, plan: StatsPlan) -> dict[str, Any]:
+    return {"stats": np.array([table_stats(table, plan)], dtype=object)}
+
+
+def collect_stats(ds: Dataset, plan: StatsPlan) -> TableStats:
+    """Statistics of the whole Dataset: one pass, merged on the driver as batches finish."""
+    from functools import partial
+
+    total = TableStats()
+    parts = ds.map_batches(partial(_batch, plan=plan), batch_format="pyarrow",
+                           zero_copy_batch=True)
+    for row in parts.iter_rows():
+        total.merge(row["stats"])
+    return total
