@@ -52,6 +52,15 @@ def to_float(s: pd.Series) -> pd.Series:
 def _strings_from_pandas(s: pd.Series) -> pa.Array:
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         return _numbers_as_text(s.astype("float64"))
+    if s.dtype == object:
+        # Mixed Python values (MLflow / Serve inputs): numbers get the numeric spelling too.
+        numbers = s.map(lambda v: isinstance(v, int | float | np.number)
+                        and not isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
+        if numbers.any():
+            text = s.astype("string").to_numpy(dtype=object, na_value=None)
+            spelled = _numbers_as_text(pd.Series(s[numbers], dtype="float64"))
+            text[numbers] = spelled.to_numpy(zero_copy_only=False)
+            return pa.array(text, type=pa.string())
     return pa.array(s.astype("string"), type=pa.string())
 
 

@@ -205,6 +205,8 @@ def test_numeric_codes_as_categories_spell_the_same_with_or_without_nulls() -> N
     want = [1.0, 0.0, 0.0, 2.0]  # "2", "1", missing -> "1", unseen "3"
     assert pipe.transform_table(with_null).column("city").to_pylist() == want
     assert pipe.transform(as_float)["city"].tolist() == want
+    as_objects = frame().assign(city=pd.Series([2, 1.0, None, "3"], dtype=object))  # Serve, pyfunc
+    assert pipe.transform(as_objects)["city"].tolist() == want
 
 
 def test_compiled_fast_path_equals_the_pandas_pipeline_with_every_step() -> None:
