@@ -111,3 +111,14 @@ def test_config_checks_name_the_field() -> None:
     with pytest.raises(ValidationError, match="synonyms apply to categorical"):
         CleanConfig(synonyms={"a": {"x": "y"}}, coerce={"a": "float"})
     assert CleanConfig().outlier_action == "clip" and FeaturesConfig().scaling == "none"
+
+
+def test_families_do_not_scale_features_the_pipeline_scaled() -> None:
+    from pipelines.families.base import Standardizer
+
+    X = np.array([[1.0, 10.0], [np.nan, 30.0], [3.0, 20.0]])
+    own = Standardizer.fit(X)
+    assert own.std != [1.0, 1.0]
+    pre = Standardizer.fit(X, scale=False)
+    assert pre.mean == [0.0, 0.0] and pre.std == [1.0, 1.0]
+    np.testing.assert_array_equal(pre.apply(X), [[1.0, 10.0], [2.0, 30.0], [3.0, 20.0]])
