@@ -170,8 +170,9 @@ def run_ray(data: Path, out: Path, cpus: int, niceness: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     src = ray.data.read_parquet(str(data))
     train = src.map_batches(_train_rows, batch_format="pyarrow", zero_copy_batch=True)
-    pipeline = fit_feature_pipeline(train, target="y", task="binary",
-                                    clean=CleanConfig(**CLEAN), features=FeaturesConfig(**FEATURES))
+    # _train_rows only filters rows, so the source's schema (Parquet metadata) is the split's.
+    pipeline = fit_feature_pipeline(train, target="y", task="binary", clean=CleanConfig(**CLEAN),
+                                    features=FeaturesConfig(**FEATURES), schema=src.schema())
     fitted = time.perf_counter() - t0
     src.map_batches(_quarantined, batch_format="pyarrow", zero_copy_batch=True).write_parquet(
         str(out / "quarantine"))

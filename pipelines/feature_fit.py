@@ -148,9 +148,15 @@ def fit_feature_pipeline(
     task: Task,
     clean: CleanConfig,
     features: FeaturesConfig,
+    schema: Any | None = None,
 ) -> FeaturePipeline:
-    """Fit every cleaning and feature statistic on ``train``; see the module doc."""
-    schema = train.schema()
+    """Fit every cleaning and feature statistic on ``train``; see the module doc.
+
+    ``schema``: the training split's Arrow schema when the caller knows it (e.g. the source's,
+    when only rows are filtered); otherwise Ray Data runs the first block of a lazy Dataset to
+    find it.
+    """
+    schema = schema if schema is not None else train.schema()
     if schema is None:
         raise ValueError("the training split is empty")
     kinds = input_kinds(schema, target, clean)
