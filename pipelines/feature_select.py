@@ -38,7 +38,7 @@ class Moments:
     def __init__(self, k: int, pairs: bool) -> None:
         self.n = np.zeros(k)
         self.sum = np.zeros(k)
-        self.sumsq = np.zeros(k)
+        self.m2 = np.zeros(k)  # squared deviations from the mean (stable, see merge)
         self.min = np.full(k, np.inf)
         self.max = np.full(k, -np.inf)
         # Pairwise-complete sums (rows where both features are present), for correlations.
@@ -53,9 +53,13 @@ class Moments:
         present = ~np.isnan(X)
         X0 = np.where(present, X, 0.0)
         m = present.astype(np.float64)
-        self.n += m.sum(axis=0)
-        self.sum += X0.sum(axis=0)
-        self.sumsq += (X0 * X0).sum(axis=0)
+        batch = Moments(X.shape[1], pairs=False)
+        batch.n = m.sum(axis=0)
+        batch.sum = X0.sum(axis=0)
+        with np.errstate(all="ignore"):
+            dev = np.where(present, X - batch.sum / np.maximum(batch.n, 1), 0.0)
+        batch.m2 = (dev * dev).sum(axis=0)
+        self._merge_moments(batch)
         if len(X):
             with np.errstate(all="ignore"):
                 self.min = np.fmin(self.min, np.nanmin(np.where(present, X, np.inf), axis=0))
@@ -67,9 +71,15 @@ class Moments:
             self.sxy += X0.T @ X0
         return self
 
+    def _merge_moments(self, other: Moments) -> None:
+        # Chan et al.'s parallel variance update.
+        n = self.n + other.n
+        delta = other.sum / np.maximum(other.n, 1) - self.sum / np.maximum(self.n, 1)
+        self.m2 = self.m2 + other.m2 + delta * delta * self.n * other.n / np.maximum(n, 1)
+        self.n, self.sum = n, self.sum + other.sum
+
     def merge(self, other: Moments) -> Moments:
-        for name in ("n", "sum", "sumsq"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self._merge_moments(other)
         self.min, self.max = np.fmin(self.min, other.min), np.fmax(self.max, other.max)
         if self.pairs:
             for name in ("nn", "sx", "sxx", "sxy"):
@@ -81,7 +91,7 @@ class Moments:
 
     def variance(self) -> np.ndarray:
         """Population variance of the present values."""
-        return np.maximum(self.sumsq / np.maximum(self.n, 1) - self.mean() ** 2, 0.0)
+        return np.maximum(self.m2 / np.maximum(self.n, 1), 0.0)
 
     def correlation(self) -> np.ndarray:
         nn, sx, sxx, sxy = self.nn, self.sx, self.sxx, self.sxy

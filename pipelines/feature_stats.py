@@ -39,7 +39,9 @@ class StatsPlan:
 class ColumnStats:
     n: int = 0
     total: float = 0.0
-    sumsq: float = 0.0
+    m2: float = 0.0
+    """Sum of squared deviations from the mean, merged with Chan et al.'s parallel update:
+    ``sumsq / n - mean**2`` cancels catastrophically when the mean dwarfs the spread."""
     sketch: Any = None
     counts: Counter[Any] = field(default_factory=Counter)
 
@@ -63,8 +65,7 @@ class ColumnStats:
         """Population standard deviation of the present values."""
         if not self.n:
             return None
-        mean = self.total / self.n
-        return float(np.sqrt(max(self.sumsq / self.n - mean * mean, 0.0)))
+        return float(np.sqrt(max(self.m2 / self.n, 0.0)))
 
     def quantiles(self, qs: list[float]) -> list[float] | None:
         if self.sketch is None or self.sketch.is_empty():
@@ -85,9 +86,12 @@ class TableStats:
         self.rows += other.rows
         for name, theirs in other.columns.items():
             mine = self.columns.setdefault(name, ColumnStats())
-            mine.n += theirs.n
-            mine.total += theirs.total
-            mine.sumsq += theirs.sumsq
+            if theirs.n:
+                n = mine.n + theirs.n
+                delta = theirs.total / theirs.n - (mine.total / mine.n if mine.n else 0.0)
+                mine.m2 += theirs.m2 + delta * delta * mine.n * theirs.n / n
+                mine.n = n
+                mine.total += theirs.total
             mine.counts.update(theirs.counts)
             if theirs.sketch is not None:
                 if mine.sketch is None:
@@ -110,8 +114,10 @@ def table_stats(table: pa.Table, plan: StatsPlan) -> TableStats:
         v = pc.cast(table.column(c), pa.float64()).to_numpy()
         v = v[~np.isnan(v)]
         st = out.columns.setdefault(c, ColumnStats())
-        st.n, st.total, st.sumsq = len(v), float(v.sum()), float(np.dot(v, v))
+        st.n, st.total = len(v), float(v.sum())
         if len(v):
+            d = v - v.mean()
+            st.m2 = float(np.dot(d, d))
             st.sketch = _new_sketch()
             st.sketch.update(np.ascontiguousarray(v))
     for c in plan.counted:

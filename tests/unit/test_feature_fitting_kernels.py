@@ -122,3 +122,16 @@ def test_families_do_not_scale_features_the_pipeline_scaled() -> None:
     pre = Standardizer.fit(X, scale=False)
     assert pre.mean == [0.0, 0.0] and pre.std == [1.0, 1.0]
     np.testing.assert_array_equal(pre.apply(X), [[1.0, 10.0], [2.0, 30.0], [3.0, 20.0]])
+
+
+def test_variance_is_exact_when_the_mean_dwarfs_the_spread() -> None:
+    rng = np.random.default_rng(1)
+    x = 1e9 + rng.normal(0, 0.01, 3000)
+    m = Moments(1, pairs=False)
+    for part in np.array_split(x, 7):
+        m.merge(Moments(1, pairs=False).add(part[:, None]))
+    assert m.variance()[0] == pytest.approx(x.var(), rel=1e-6)
+    merged = TableStats()
+    for part in np.array_split(x, 7):
+        merged.merge(table_stats(pa.table({"x": part}), StatsPlan(["x"], [])))
+    assert merged.columns["x"].std() == pytest.approx(x.std(), rel=1e-6)
