@@ -137,7 +137,10 @@ class FeaturePipeline(_Frozen):
         """:meth:`transform` for an Arrow batch: float64 feature columns, no pandas round trip."""
         self.check_columns(table.column_names)
         cols = self._compute(ArrowColumns(table), self.feature_names)
-        return pa.table({n: pa.array(cols[n], type=pa.float64()) for n in self.feature_names})
+        # Missing features become nulls, as pandas frames converted by Ray Data do: Ray Data's
+        # aggregations (Mean, Std with ignore_nulls) skip nulls but not NaN values.
+        return pa.table({n: pa.array(cols[n], type=pa.float64(), from_pandas=True)
+                         for n in self.feature_names})
 
     def _all_features(self, df: pd.DataFrame) -> pd.DataFrame:
         """Every feature, before selection (fitting and tests use it)."""

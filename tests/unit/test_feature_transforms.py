@@ -288,3 +288,11 @@ def test_missing_input_column_is_named_by_both_paths() -> None:
         pipe.transform(df)
     with pytest.raises(ValueError, match="city"):
         pipe.transform_table(pa.Table.from_pandas(df))
+
+
+def test_missing_features_are_arrow_nulls_that_ray_aggregations_skip() -> None:
+    table = build().transform_table(pa.Table.from_pandas(frame()))
+    ratio = table.column("x_per_z")  # z == 0 in row 1, the datetime of row 2 is missing
+    assert ratio.null_count == 1 and ratio.to_pylist()[1] is None
+    assert table.column("when_quarter").null_count == 1
+    assert table.column("x").null_count == 0
