@@ -209,6 +209,7 @@ def test_a_run_with_every_cleaning_option_quarantines_and_predicts_the_same_ever
     import mlflow
 
     from pipelines.runner import run_pipeline
+    from pipelines.tracking import tracking_scope
     from tests.conftest import small_config
 
     cfg = small_config(
@@ -230,8 +231,8 @@ def test_a_run_with_every_cleaning_option_quarantines_and_predicts_the_same_ever
     assert len(removed) == (counts["rows_train_dropped_missing"]
                             + counts["rows_train_outliers_quarantined"])
     assert removed[REASON_COLUMN].str.startswith("clean: ").all()
-    mlflow.set_tracking_uri(cfg.tracking_uri)
-    model = mlflow.pyfunc.load_model(summary.model_uri)
+    with tracking_scope(cfg):  # leaves no MLFLOW_TRACKING_URI behind for later tests
+        model = mlflow.pyfunc.load_model(summary.model_uri)
     batch = pd.read_parquet(summary.outputs["test_predictions"])
     raw = batch.drop(columns=[c for c in batch.columns
                               if c.startswith(("prediction", "probability"))
