@@ -1,9 +1,16 @@
 """The fitted feature pipeline: cleaning and feature engineering, frozen into one object.
 
-Fitting runs on Ray Data (one aggregation pass over the training split); the fitted state is a
-frozen pydantic model, stored as JSON next to the model. :meth:`FeaturePipeline.transform`
-is plain pandas, so batch inference, the Serve app and the MLflow pyfunc model all apply the
-very same code and statistics to raw rows.
+Fitting runs on Ray Data (see :mod:`pipelines.feature_fit`: one aggregation pass over the
+training split, plus one more when scaling or selection needs feature statistics); the fitted
+state is a frozen pydantic model, stored as JSON inside the MLflow model. One transform kernel
+(NumPy and pyarrow.compute over raw columns, :mod:`pipelines.feature_columns`) applies it to
+Arrow batches (:meth:`FeaturePipeline.transform_table`, used on Ray Data) and pandas frames
+(:meth:`FeaturePipeline.transform`, used by the MLflow pyfunc model and the Serve app), so
+batch and online inference apply the very same code and statistics to raw rows.
+
+Order of the steps, per row: type coercion (``input_schema``), numeric imputation and outlier
+clipping, missing-value indicators, category normalisation and synonyms, encoding, datetime
+parts, ratios, derived expressions, bins, then scaling and the frozen feature selection.
 
 This module is imported by the MLflow model at load time: it must not import Ray at module
 level.
@@ -12,25 +19,29 @@ level.
 from __future__ import annotations
 
 import logging
-from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
-from pipelines.config import CleanConfig, FeaturesConfig, RatioFeature
-
-if TYPE_CHECKING:
-    from ray.data import Dataset
+from pipelines.config import DerivedFeature, RatioFeature
+from pipelines.expressions import evaluate
+from pipelines.feature_columns import ArrowColumns, ColumnSource, PandasColumns, to_float
 
 __all__ = [
+    "BinStats",
     "CategoricalStats",
     "ColumnKind",
     "FeaturePipeline",
     "MissingColumnsError",
     "NumericStats",
-    "fit_feature_pipeline",
+    "ScaleStats",
+    "clean_strings",
+    "encode_codes",
+    "hash_buckets",
     "infer_task",
 ]
 
@@ -39,6 +50,10 @@ logger = logging.getLogger(__name__)
 ColumnKind = Literal["float", "bool", "string", "datetime"]
 Task = Literal["binary", "multiclass", "regression"]
 Label = int | float | str | bool
+Encoding = Literal["ordinal", "onehot", "hashed"]
+
+MISSING_SUFFIX = "_missing"
+BIN_SUFFIX = "_bin"
 
 
 class MissingColumnsError(ValueError):
@@ -53,17 +68,33 @@ class NumericStats(_Frozen):
     fill: float
     lower: float | None = None
     upper: float | None = None
+    indicator: bool = False
 
 
 class CategoricalStats(_Frozen):
     fill: str
     vocab: list[str]
+    encoding: Encoding | None = None
+    """None: the pipeline's default encoding."""
+    synonyms: dict[str, str] = {}
+    indicator: bool = False
+
+
+class BinStats(_Frozen):
+    column: str
+    edges: list[float]
+    """Inner edges, ascending: value v falls in bin ``searchsorted(edges, v, 'right')``."""
+
+
+class ScaleStats(_Frozen):
+    shift: float
+    divisor: float
 
 
 class FeaturePipeline(_Frozen):
     """Every statistic fitted on the training split, and the code that applies them."""
 
-    format_version: int = 1
+    format_version: int = 2
     target: str
     task: Task
     classes: list[Label] | None = None
@@ -75,8 +106,15 @@ class FeaturePipeline(_Frozen):
     datetime: list[str]
     datetime_parts: list[str]
     ratios: list[RatioFeature]
-    encoding: Literal["ordinal", "onehot"]
+    derived: list[DerivedFeature] = []
+    bins: list[BinStats] = []
+    encoding: Encoding
+    hash_buckets: int = 16
     normalize_categories: bool
+    scaling: Literal["none", "standard", "minmax"] = "none"
+    scale: dict[str, ScaleStats] = {}
+    dropped_features: dict[str, str] = {}
+    """Features computed but left out by feature selection, with the reason."""
     feature_names: list[str]
 
     # ---------------------------------------------------------------- inference
@@ -91,48 +129,84 @@ class FeaturePipeline(_Frozen):
     def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         """Turn raw rows into the model's numeric feature frame (same index, same row count)."""
         self.check_columns(df.columns)
-        return self._all_features(df)[self.feature_names]
+        cols = self._compute(PandasColumns(df), self.feature_names)
+        return pd.DataFrame({n: cols[n] for n in self.feature_names}, index=df.index,
+                            columns=self.feature_names, dtype="float64")
+
+    def transform_table(self, table: pa.Table) -> pa.Table:
+        """:meth:`transform` for an Arrow batch: float64 feature columns, no pandas round trip."""
+        self.check_columns(table.column_names)
+        cols = self._compute(ArrowColumns(table), self.feature_names)
+        # Missing features become nulls, as pandas frames converted by Ray Data do: Ray Data's
+        # aggregations (Mean, Std with ignore_nulls) skip nulls but not NaN values.
+        return pa.table({n: pa.array(cols[n], type=pa.float64(), from_pandas=True)
+                         for n in self.feature_names})
 
     def _all_features(self, df: pd.DataFrame) -> pd.DataFrame:
-        cols: dict[str, pd.Series] = {}
-        for c, st in self.numeric.items():
-            v = _to_float(df[c]).fillna(st.fill)
-            if st.lower is not None and st.upper is not None:
-                v = v.clip(st.lower, st.upper)
-            cols[c] = v
-        for c in self.boolean:
-            cols[c] = _to_float(df[c])
-        for c, cst in self.categorical.items():
-            v = self._clean_category(df[c]).fillna(cst.fill)
-            codes = pd.Series(
-                pd.Categorical(v, categories=cst.vocab).codes, index=df.index, dtype="float64"
-            )
-            if self.encoding == "ordinal":
-                # Unseen categories share the code after the vocabulary.
-                cols[c] = codes.where(codes >= 0, float(len(cst.vocab)))
-            else:
-                for i, cat in enumerate(cst.vocab):
-                    cols[f"{c}={cat}"] = (codes == i).astype("float64")
-                cols[f"{c}=__other__"] = (codes < 0).astype("float64")
-        for c in self.datetime:
-            t = pd.to_datetime(df[c], errors="coerce", format="mixed")
-            for part in self.datetime_parts:
-                cols[f"{c}_{part}"] = getattr(t.dt, part).astype("float64")
-        for r in self.ratios:
-            num = cols[r.numerator] if r.numerator in cols else _to_float(df[r.numerator])
-            den = cols[r.denominator] if r.denominator in cols else _to_float(df[r.denominator])
-            cols[r.name] = num / den.where(den != 0)
-        out = pd.DataFrame(cols, index=df.index).astype("float64")
-        return out.rename(columns=_feature_name)
+        """Every feature, before selection (fitting and tests use it)."""
+        cols = self._compute(PandasColumns(df), None)
+        return pd.DataFrame(cols, index=df.index, dtype="float64")
 
-    def _clean_category(self, s: pd.Series) -> pd.Series:
-        v = s.astype("string")
-        return v.str.strip().str.lower() if self.normalize_categories else v
+    def _compute(self, src: ColumnSource, wanted: list[str] | None) -> dict[str, np.ndarray]:
+        """Features by (XGBoost-safe) name; all of them, or at least those in ``wanted``."""
+        n = src.n
+        cols: dict[str, np.ndarray] = {}
+        for c, st in self.numeric.items():
+            v = src.floats(c)
+            missing = np.isnan(v)
+            v[missing] = st.fill
+            if st.lower is not None and st.upper is not None:
+                np.clip(v, st.lower, st.upper, out=v)
+            cols[c] = v
+            if st.indicator:
+                cols[c + MISSING_SUFFIX] = missing.astype(np.float64)
+        for c in self.boolean:
+            cols[c] = src.floats(c)
+        for c, cst in self.categorical.items():
+            self._encode(cols, c, cst, src.strings(c), n)
+        for c in self.datetime:
+            t = src.datetimes(c)
+            for part in self.datetime_parts:
+                cols[f"{c}_{part}"] = _datetime_part(t, part)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            for r in self.ratios:
+                num = cols[r.numerator] if r.numerator in cols else src.floats(r.numerator)
+                den = cols[r.denominator] if r.denominator in cols else src.floats(r.denominator)
+                cols[r.name] = num / np.where(den != 0, den, np.nan)
+        for d in self.derived:
+            cols[d.name] = evaluate(d.name, d.expr, cols, n)
+        for b in self.bins:
+            v = cols[b.column] if b.column in cols else src.floats(b.column)
+            idx = np.searchsorted(np.asarray(b.edges, dtype=np.float64), v, side="right")
+            cols[b.column + BIN_SUFFIX] = np.where(np.isnan(v), np.nan, idx.astype(np.float64))
+        named = {_feature_name(k): v for k, v in cols.items()}
+        for name, sc in self.scale.items():
+            if wanted is None or name in wanted:
+                named[name] = (named[name] - sc.shift) / sc.divisor
+        return named
+
+    def _encode(self, cols: dict[str, np.ndarray], c: str, cst: CategoricalStats,
+                raw: pa.Array | pa.ChunkedArray, n: int) -> None:
+        v = clean_strings(raw, self.normalize_categories, cst.synonyms)
+        if cst.indicator:
+            missing = pc.is_null(v).to_numpy(zero_copy_only=False)
+        v = pc.fill_null(v, cst.fill)
+        encoding = cst.encoding or self.encoding
+        if encoding == "hashed":
+            buckets = hash_buckets(v, self.hash_buckets)
+            for i in range(self.hash_buckets):
+                cols[f"{c}__hash{i}"] = (buckets == i).astype(np.float64)
+        else:
+            codes = pc.fill_null(pc.index_in(v, value_set=pa.array(cst.vocab, type=v.type)), -1)
+            codes_np = np.asarray(codes.to_numpy(zero_copy_only=False), dtype=np.float64)
+            encode_codes(cols, c, codes_np, cst.vocab, encoding)
+        if cst.indicator:
+            cols[c + MISSING_SUFFIX] = np.asarray(missing, dtype=np.float64)
 
     def encode_target(self, s: pd.Series) -> np.ndarray:
         """Labels to model targets: class indices for classification, floats for regression."""
         if self.task == "regression" or self.classes is None:
-            return _to_float(s).to_numpy()
+            return to_float(s).to_numpy()
         index = {_label_key(c): i for i, c in enumerate(self.classes)}
         codes = s.map(lambda v: index.get(_label_key(v), -1)).to_numpy()
         if (codes < 0).any():
@@ -145,6 +219,54 @@ class FeaturePipeline(_Frozen):
         return [self.classes[int(i)] for i in codes]
 
 
+def encode_codes(cols: dict[str, np.ndarray], c: str, codes: np.ndarray, vocab: list[str],
+                 encoding: str) -> None:
+    """Vocabulary codes (-1: unseen) as one ordinal column or one-hot columns."""
+    if encoding == "ordinal":
+        # Unseen categories share the code after the vocabulary.
+        cols[c] = np.where(codes >= 0, codes, float(len(vocab)))
+    else:
+        for i, cat in enumerate(vocab):
+            cols[f"{c}={cat}"] = (codes == i).astype(np.float64)
+        cols[f"{c}=__other__"] = (codes < 0).astype(np.float64)
+
+
+def clean_strings(raw: pa.Array | pa.ChunkedArray, normalize: bool,
+                  synonyms: dict[str, str]) -> pa.Array | pa.ChunkedArray:
+    """Category normalisation: trim and lower-case (optional), then map synonyms."""
+    v = pc.utf8_lower(pc.utf8_trim_whitespace(raw)) if normalize else raw
+    if synonyms:
+        keys = pa.array(list(synonyms), type=v.type)
+        idx = pc.index_in(v, value_set=keys)
+        mapped = pc.take(pa.array(list(synonyms.values()), type=v.type), idx)
+        v = pc.if_else(pc.is_null(idx), v, mapped)
+    return v
+
+
+def hash_buckets(values: pa.Array | pa.ChunkedArray, buckets: int) -> np.ndarray:
+    """Bucket of each (non-null) text value: a stable 64-bit hash (pandas' SipHash with its
+    fixed key, the same in every process) modulo ``buckets``; each distinct value once."""
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    encoded = pc.dictionary_encode(arr)
+    distinct = np.asarray(encoded.dictionary.to_numpy(zero_copy_only=False), dtype=object)
+    per_value = pd.util.hash_array(distinct, categorize=False) % np.uint64(buckets)
+    return per_value[encoded.indices.to_numpy(zero_copy_only=False)].astype(np.int64)
+
+
+def _datetime_part(t: pa.Array | pa.ChunkedArray, part: str) -> np.ndarray:
+    weekend = part == "is_weekend"
+    values = pc.greater_equal(pc.day_of_week(t), 5) if weekend else _DATETIME_PARTS[part](t)
+    return np.asarray(pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False),
+                      dtype=np.float64)
+
+
+_DATETIME_PARTS: dict[str, Any] = {
+    "year": pc.year, "quarter": pc.quarter, "month": pc.month, "day": pc.day,
+    "dayofweek": pc.day_of_week, "dayofyear": pc.day_of_year, "hour": pc.hour,
+    "minute": pc.minute,
+}
+
+
 # ---------------------------------------------------------------- helpers
 
 
@@ -154,12 +276,6 @@ _XGB_FORBIDDEN = str.maketrans({"[": "(", "]": ")", "<": "lt"})
 def _feature_name(name: str) -> str:
     """XGBoost rejects feature names with '[', ']' or '<' (e.g. a category '<18')."""
     return name.translate(_XGB_FORBIDDEN)
-
-
-def _to_float(s: pd.Series) -> pd.Series:
-    if pd.api.types.is_bool_dtype(s):
-        return s.astype("float64")
-    return pd.to_numeric(s, errors="coerce").astype("float64")
 
 
 def _label_key(v: Any) -> str:
@@ -208,128 +324,7 @@ def _top_values(counter: dict[str, list[Any]], limit: int) -> list[tuple[str, in
     return pairs[:limit]
 
 
-# ---------------------------------------------------------------- fitting
-
-
-def fit_feature_pipeline(
-    train: Dataset,
-    *,
-    target: str,
-    task: Task,
-    clean: CleanConfig,
-    features: FeaturesConfig,
-) -> FeaturePipeline:
-    """Fit every cleaning and feature statistic on ``train`` in one Ray Data aggregation pass."""
-    from ray.data.aggregate import ApproximateQuantile, Mean, ValueCounter
-
-    schema = train.schema()
-    if schema is None:
-        raise ValueError("the training split is empty")
-    input_schema: dict[str, ColumnKind] = {}
-    for name, typ in zip(schema.names, schema.types, strict=True):
-        if name == target:
-            continue
-        kind = _column_kind(typ)
-        if kind is None:
-            logger.warning("column %r has unsupported type %s; it is not used", name, typ)
-            continue
-        input_schema[name] = kind
-    used = {c: k for c, k in input_schema.items() if c not in features.drop}
-    numeric = [c for c, k in used.items() if k == "float"]
-    categorical = [c for c, k in used.items() if k == "string"]
-
-    aggs: list[Any] = []
-    for c in numeric:
-        aggs.append(ApproximateQuantile(on=c, quantiles=[0.25, 0.5, 0.75], alias_name=f"q:{c}"))
-        aggs.append(Mean(on=c, ignore_nulls=True, alias_name=f"mean:{c}"))
-    for c in categorical:
-        aggs.append(ValueCounter(on=c, alias_name=f"vc:{c}"))
-    if task != "regression":
-        aggs.append(ValueCounter(on=target, alias_name="vc:__target__"))
-    source = train
-    if categorical and clean.normalize_categories:
-        keep = [*numeric, *categorical] + ([target] if task != "regression" else [])
-        source = train.map_batches(
-            partial(_normalize_with_passthrough, normalize=categorical, keep=keep),
-            batch_format="pandas",
-        )
-    stats = source.aggregate(*aggs) if aggs else {}
-
-    numeric_stats: dict[str, NumericStats] = {}
-    for c in numeric:
-        q1, med, q3 = (stats[f"q:{c}"] or [None, None, None])
-        mean = stats[f"mean:{c}"]
-        if med is None:
-            logger.warning("numeric column %r is empty in the training split", c)
-        fill = {
-            "median": med, "mean": mean, "constant": clean.fill_value_numeric,
-        }[clean.impute_numeric]
-        lower = upper = None
-        if clean.outliers == "iqr" and q1 is not None and q3 is not None:
-            iqr = q3 - q1
-            lower, upper = q1 - clean.iqr_factor * iqr, q3 + clean.iqr_factor * iqr
-        numeric_stats[c] = NumericStats(
-            fill=float(fill if fill is not None else clean.fill_value_numeric),
-            lower=lower, upper=upper,
-        )
-
-    cat_stats: dict[str, CategoricalStats] = {}
-    for c in categorical:
-        top = _top_values(stats[f"vc:{c}"], features.max_categories)
-        vocab = [v for v, _ in top]
-        if clean.impute_categorical == "most_frequent" and vocab:
-            fill = vocab[0]
-        else:
-            fill = clean.fill_value_categorical
-            if fill not in vocab:
-                vocab.append(fill)
-        cat_stats[c] = CategoricalStats(fill=fill, vocab=vocab)
-
-    classes: list[Label] | None = None
-    if task != "regression":
-        counter = stats["vc:__target__"]
-        classes = sorted((v for v in counter["values"] if v is not None), key=_label_key)
-        classes = [v.item() if isinstance(v, np.generic) else v for v in classes]
-
-    for r in features.ratios:
-        for part in (r.numerator, r.denominator):
-            if used.get(part) != "float":
-                raise ValueError(f"features.ratios.{r.name}: {part!r} is not a numeric column")
-
-    pipeline = FeaturePipeline(
-        target=target,
-        task=task,
-        classes=classes,
-        input_schema=input_schema,
-        optional_columns=[c for c in input_schema if c not in used],
-        numeric=numeric_stats,
-        boolean=[c for c, k in used.items() if k == "bool"],
-        categorical=cat_stats,
-        datetime=[c for c, k in used.items() if k == "datetime"],
-        datetime_parts=list(features.datetime_parts),
-        ratios=list(features.ratios),
-        encoding=features.categorical_encoding,
-        normalize_categories=clean.normalize_categories,
-        feature_names=[],
-    )
-    empty = _empty_frame(input_schema)
-    names = list(pipeline._all_features(empty).columns)
-    base = set(pipeline.model_copy(update={"ratios": []})._all_features(empty).columns)
-    clashes = sorted({r.name for r in features.ratios} & (base | set(input_schema)))
-    if clashes or len(set(names)) != len(names):
-        raise ValueError(
-            f"features.ratios: name(s) already used by a column or feature: {', '.join(clashes)}"
-        )
-    return pipeline.model_copy(update={"feature_names": names})
-
-
-def _normalize_with_passthrough(
-    df: pd.DataFrame, normalize: list[str], keep: list[str]
-) -> pd.DataFrame:
-    out = df[keep].copy()
-    for c in normalize:
-        out[c] = out[c].astype("string").str.strip().str.lower()
-    return out
+# ---------------------------------------------------------------- fitting (pipelines.feature_fit)
 
 
 def _empty_frame(schema: dict[str, ColumnKind]) -> pd.DataFrame:

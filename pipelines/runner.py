@@ -22,13 +22,13 @@ from typing import Any
 
 from pipelines.cache import CacheEntry, StageCache, code_version, stage_key
 from pipelines.config import PipelineConfig
-from pipelines.features import FeaturePipeline, fit_feature_pipeline, infer_task
+from pipelines.features import FeaturePipeline, infer_task
 from pipelines.lineage import git_sha
 from pipelines.model import ModelSpec, conform_input
 from pipelines.monitoring.reference import log_reference
 from pipelines.quality import log_quality_files, validate_and_report
 from pipelines.stages.batch import predict_dataset
-from pipelines.stages.clean import drop_duplicates
+from pipelines.stages.clean import clean_and_fit
 from pipelines.stages.evaluate import Evaluation, evaluate_predictions
 from pipelines.stages.ingest import (
     read_files,
@@ -314,6 +314,9 @@ def _run_stages(run: _Run, stages: list[str], counts: dict[str, int], run_id: st
         pipeline = FeaturePipeline.model_validate_json(
             run.path("features", PIPELINE_FILE).read_text())
         mlflow.log_text(pipeline.model_dump_json(indent=2), "feature_pipeline.json")
+        if run.path("features", CLEAN_QUARANTINE).exists():
+            summary.outputs[CLEAN_QUARANTINE] = str(
+                run.path("features", CLEAN_QUARANTINE).resolve())
         note["detail"] = _reused(run, "features", f"{len(pipeline.feature_names)} features")
     if stages[-1] == "features":
         return summary
@@ -436,24 +439,27 @@ SPLITS = ("train", "valid", "test")
 
 
 def _train_rows(run: _Run) -> Path:
-    """The training split as features were fitted on it (deduplicated when configured)."""
-    deduped = run.path("features", "train")
-    return deduped if deduped.exists() else run.path("split", "train")
+    """The training split as the features were fitted on it (after row cleaning)."""
+    return run.path("features", "train")
 
 
 def _compute_features(run: _Run, task: str) -> Callable[[CacheEntry], dict[str, Any]]:
     def compute(entry: CacheEntry) -> dict[str, Any]:
         cfg = run.cfg
-        train_raw = _read(run.path("split", "train"))
-        counts: dict[str, int] = {}
-        if cfg.clean.dedupe:
-            counts["rows_train_deduped"] = _write(drop_duplicates(train_raw), entry.path / "train")
-            train_raw = _read(entry.path / "train")
-        pipeline = fit_feature_pipeline(train_raw, target=cfg.target, task=task,  # type: ignore[arg-type]
-                                        clean=cfg.clean, features=cfg.features)
-        (entry.path / PIPELINE_FILE).write_text(pipeline.model_dump_json(indent=2))
-        return {"counts": counts, "features": len(pipeline.feature_names)}
+        cleaned = clean_and_fit(_read(run.path("split", "train")), target=cfg.target, task=task,
+                                clean=cfg.clean, features=cfg.features)
+        # The training rows as cleaned (deduplicated, rows dropped), so that training and the
+        # drift reference read exactly the rows the pipeline was fitted on.
+        _write(cleaned.train, entry.path / "train")
+        if cleaned.quarantined:
+            removed = cleaned.quarantined[0].union(*cleaned.quarantined[1:])
+            _write(removed, entry.path / CLEAN_QUARANTINE)
+        (entry.path / PIPELINE_FILE).write_text(cleaned.pipeline.model_dump_json(indent=2))
+        return {"counts": cleaned.counts, "features": len(cleaned.pipeline.feature_names)}
     return compute
+
+
+CLEAN_QUARANTINE = "quarantine_clean"
 
 
 def _compute_train(run: _Run, task: str,
@@ -470,7 +476,7 @@ def _compute_train(run: _Run, task: str,
             featurize(_read(_train_rows(run)), pipeline),
             featurize(_read(run.path("split", "valid")), pipeline), cfg.train, task=task,
             num_classes=len(pipeline.classes or []), storage_path=cfg.storage_path,
-            run_name=sweep, resume=run.resume,
+            run_name=sweep, resume=run.resume, prescaled=pipeline.scaling != "none",
         )
         shutil.copytree(result.model_dir, entry.path / MODEL_DIR)
         (entry.path / TRIALS_FILE).write_text(json.dumps(result.trials, indent=2, default=str))

@@ -23,8 +23,16 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from pipelines.features import FeaturePipeline
+from pipelines.expressions import evaluate
+from pipelines.features import (
+    BIN_SUFFIX,
+    MISSING_SUFFIX,
+    CategoricalStats,
+    FeaturePipeline,
+    encode_codes,
+)
 
 __all__ = ["Columns", "CompiledPipeline"]
 
@@ -39,6 +47,10 @@ _DATETIME_PART = {
     "day": lambda t: t.day,
     "dayofweek": lambda t: t.weekday(),
     "hour": lambda t: t.hour,
+    "quarter": lambda t: (t.month - 1) // 3 + 1,
+    "dayofyear": lambda t: t.timetuple().tm_yday,
+    "minute": lambda t: t.minute,
+    "is_weekend": lambda t: t.weekday() >= 5,
 }
 
 
@@ -57,6 +69,7 @@ class CompiledPipeline:
             c: {v: i for i, v in enumerate(st.vocab)} for c, st in pipeline.categorical.items()
         }
         self.order = list(pipeline.feature_names)
+        self.hashes: dict[str, int] = {}
 
     # ---------------------------------------------------------------- eligibility
 
@@ -92,26 +105,17 @@ class CompiledPipeline:
         cols: dict[str, np.ndarray] = {}
         for c, st in pipe.numeric.items():
             v = _floats(columns[c], n)
-            v = np.where(np.isnan(v), st.fill, v)
+            missing = np.isnan(v)
+            v = np.where(missing, st.fill, v)
             if st.lower is not None and st.upper is not None:
                 v = np.clip(v, st.lower, st.upper)
             cols[c] = v
+            if st.indicator:
+                cols[c + MISSING_SUFFIX] = missing.astype(np.float64)
         for c in pipe.boolean:
             cols[c] = _floats(columns[c], n)
         for c, cst in pipe.categorical.items():
-            index = self.vocab_index[c]
-            clean = pipe.normalize_categories
-            codes = np.fromiter(
-                (index.get(cst.fill if v is None else (v.strip().lower() if clean else v), -1)
-                 for v in columns[c]),
-                dtype=np.float64, count=n,
-            )
-            if pipe.encoding == "ordinal":
-                cols[c] = np.where(codes >= 0, codes, float(len(cst.vocab)))
-            else:
-                for i, cat in enumerate(cst.vocab):
-                    cols[f"{c}={cat}"] = (codes == i).astype(np.float64)
-                cols[f"{c}=__other__"] = (codes < 0).astype(np.float64)
+            self._encode(cols, c, cst, columns[c], n)
         for c in pipe.datetime:
             values = columns[c]
             for part in pipe.datetime_parts:
@@ -126,11 +130,55 @@ class CompiledPipeline:
                 den = cols[r.denominator] if r.denominator in cols else _floats(
                     columns[r.denominator], n)
                 cols[r.name] = num / np.where(den != 0, den, np.nan)
+        for d in pipe.derived:
+            cols[d.name] = evaluate(d.name, d.expr, cols, n)
+        for b in pipe.bins:
+            v = cols[b.column] if b.column in cols else _floats(columns[b.column], n)
+            idx = np.searchsorted(np.asarray(b.edges, dtype=np.float64), v, side="right")
+            cols[b.column + BIN_SUFFIX] = np.where(np.isnan(v), np.nan, idx.astype(np.float64))
         named = {_feature_name(k): v for k, v in cols.items()}
+        for name, sc in pipe.scale.items():
+            if name in self.order:
+                named[name] = (named[name] - sc.shift) / sc.divisor
         out = np.empty((n, len(self.order)), dtype=np.float64)
         for j, name in enumerate(self.order):
             out[:, j] = named[name]
         return out
+
+
+    def _encode(self, cols: dict[str, np.ndarray], c: str, cst: CategoricalStats,
+                values: list[Any], n: int) -> None:
+        pipe = self.pipeline
+        norm = pipe.normalize_categories
+
+        def clean(v: str | None) -> str | None:
+            if v is None:
+                return None
+            k = v.strip().lower() if norm else v
+            return cst.synonyms.get(k, k)
+
+        cleaned = [clean(v) for v in values]
+        filled = [cst.fill if v is None else v for v in cleaned]
+        encoding = cst.encoding or pipe.encoding
+        if encoding == "hashed":
+            buckets = np.fromiter((self._bucket(v) for v in filled), dtype=np.int64, count=n)
+            for i in range(pipe.hash_buckets):
+                cols[f"{c}__hash{i}"] = (buckets == i).astype(np.float64)
+        else:
+            index = self.vocab_index[c]
+            codes = np.fromiter((index.get(v, -1) for v in filled), dtype=np.float64, count=n)
+            encode_codes(cols, c, codes, cst.vocab, encoding)
+        if cst.indicator:
+            cols[c + MISSING_SUFFIX] = np.fromiter((v is None for v in cleaned),
+                                                   dtype=np.float64, count=n)
+
+    def _bucket(self, v: str) -> int:
+        # The same stable hash as pipelines.features.hash_buckets, cached per value.
+        b = self.hashes.get(v)
+        if b is None:
+            h = pd.util.hash_array(np.array([v], dtype=object), categorize=False)[0]
+            b = self.hashes[v] = int(h % np.uint64(self.pipeline.hash_buckets))
+        return b
 
 
 def _floats(values: Sequence[Any], n: int) -> np.ndarray:

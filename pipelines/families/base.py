@@ -131,13 +131,16 @@ class Standardizer:
     std: list[float]
 
     @classmethod
-    def fit(cls, X: np.ndarray) -> Standardizer:
+    def fit(cls, X: np.ndarray, scale: bool = True) -> Standardizer:
+        """``scale=False``: fill only (the feature pipeline has scaled the features already)."""
         with np.errstate(all="ignore"):
             fill = np.nanmedian(X, axis=0) if len(X) else np.zeros(X.shape[1])
         fill = np.where(np.isfinite(fill), fill, 0.0)
         filled = np.where(np.isnan(X), fill, X)
         mean, std = filled.mean(axis=0), filled.std(axis=0)
         std = np.where(std > 1e-12, std, 1.0)
+        if not scale:
+            mean, std = np.zeros_like(mean), np.ones_like(std)
         return cls(fill.tolist(), mean.tolist(), std.tolist())
 
     def apply(self, X: np.ndarray) -> np.ndarray:

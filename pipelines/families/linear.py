@@ -42,7 +42,7 @@ class LinearFamily:
             ctx: FitContext) -> FitResult:
         from sklearn.linear_model import LogisticRegression, Ridge
 
-        scaler = Standardizer.fit(train.X)
+        scaler = Standardizer.fit(train.X, scale=not ctx.settings.get("prescaled"))
         X = scaler.apply(train.X)
         c = float(params.get("C", 1.0))
         if ctx.task == "regression":

@@ -138,7 +138,7 @@ class MLPFamily:
             "num_layers": int(params.get("num_layers", settings["num_layers"])),
             "dropout": float(params.get("dropout", 0.1)),
         }
-        scaler = Standardizer.fit(train.X)
+        scaler = Standardizer.fit(train.X, scale=not ctx.settings.get("prescaled"))
         y_mean = float(train.y.mean()) if ctx.task == "regression" else 0.0
         y_std = float(train.y.std() or 1.0) if ctx.task == "regression" else 1.0
         model = build_mlp(**arch).to(device)
@@ -205,7 +205,7 @@ class MLPFamily:
         return {n: float(w) for n, w in zip(feature_names, weight, strict=True)}
 
 
-def standardizer_from_dataset(ds: Any, label_column: str) -> Standardizer:
+def standardizer_from_dataset(ds: Any, label_column: str, scale: bool = True) -> Standardizer:
     """Fill values and scales of every feature column, from one Ray Data aggregation pass.
 
     Used by data-parallel trials so that every worker scales with the same, global
@@ -228,6 +228,8 @@ def standardizer_from_dataset(ds: Any, label_column: str) -> Standardizer:
     fill = [_num((stats[f"q:{c}"] or [None])[0], 0.0) for c in columns]
     mean = [_num(stats[f"m:{c}"], 0.0) for c in columns]
     std = [_num(stats[f"s:{c}"], 1.0) or 1.0 for c in columns]
+    if not scale:  # the feature pipeline has scaled the features already
+        mean, std = [0.0] * len(columns), [1.0] * len(columns)
     return Standardizer(fill, mean, [s if s > 1e-12 else 1.0 for s in std])
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pipelines.config import Choice, LogUniform, RandInt, SearchDim, TrainConfig, Uniform
 from pipelines.families import FitContext, TrainData, get_family
@@ -74,15 +75,19 @@ def resolve_parallelism(cfg: TrainConfig) -> Parallelism:
     return "data_parallel" if cfg.num_workers > 1 else "in_process"
 
 
-def _featurize_batch(df: pd.DataFrame, pipeline: FeaturePipeline) -> pd.DataFrame:
-    out = pipeline.transform(df)
-    out[LABEL_COLUMN] = pipeline.encode_target(df[pipeline.target])
-    return out
+def _featurize_batch(table: pa.Table, pipeline: FeaturePipeline) -> pa.Table:
+    out = pipeline.transform_table(table)
+    label = pipeline.encode_target(table.column(pipeline.target).to_pandas())
+    return out.append_column(LABEL_COLUMN, pa.array(label, type=pa.float64()))
 
 
 def featurize(ds: Dataset, pipeline: FeaturePipeline) -> Dataset:
-    """Apply the fitted pipeline to a labelled split: features plus an encoded label column."""
-    return ds.map_batches(partial(_featurize_batch, pipeline=pipeline), batch_format="pandas").materialize()
+    """Apply the fitted pipeline to a labelled split: features plus an encoded label column.
+
+    Arrow batches in and out: the transform reads Arrow columns directly (no pandas frame).
+    """
+    return ds.map_batches(partial(_featurize_batch, pipeline=pipeline), batch_format="pyarrow",
+                          zero_copy_batch=True).materialize()
 
 
 def canonical_order(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -281,7 +286,8 @@ def _data_parallel_trial(config: dict[str, Any], *, train_ds: Any, valid_ds: Any
 
         from pipelines.families.mlp import standardizer_from_dataset
 
-        loop_config["scaler"] = standardizer_from_dataset(train_ds, LABEL_COLUMN)
+        loop_config["scaler"] = standardizer_from_dataset(
+            train_ds, LABEL_COLUMN, scale=not static["settings"]["mlp"].get("prescaled"))
         trainer = TorchTrainer(_torch_worker, train_loop_config=loop_config, **common)
     result = trainer.fit()
     if result.checkpoint is None:
@@ -364,6 +370,7 @@ def tune_models(
     storage_path: str,
     run_name: str,
     resume: bool = False,
+    prescaled: bool = False,
 ) -> TrainResult:
     """Sweep the configured families with Ray Tune and return the best trial's model.
 
@@ -389,7 +396,8 @@ def tune_models(
         "num_workers": cfg.num_workers, "cpus_per_worker": cfg.cpus_per_worker,
         "storage_path": storage_path, "run_name": run_name, "max_failures": cfg.max_failures,
         "fixed": {f: dict(getattr(cfg, f).params) for f in cfg.families},
-        "settings": {f: _settings(cfg, f) for f in cfg.families},
+        # prescaled: the feature pipeline scaled the features; mlp/linear must not scale again.
+        "settings": {f: {**_settings(cfg, f), "prescaled": prescaled} for f in cfg.families},
     }
     total_cpus = float(ray.cluster_resources().get("CPU", 1))
     if parallelism == "in_process":
