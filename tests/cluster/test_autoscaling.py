@@ -18,7 +18,7 @@ import pytest
 
 from tests.cluster.local_cluster import REPO, isolated_env, kill_leftovers
 
-pytestmark = [pytest.mark.cluster, pytest.mark.timeout(360)]
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(660)]
 
 
 def test_sweep_scales_the_cluster_up_and_back_down() -> None:
@@ -27,7 +27,7 @@ def test_sweep_scales_the_cluster_up_and_back_down() -> None:
     try:
         out = subprocess.run(
             [sys.executable, "-m", "tests.cluster.autoscaling_sweep", str(root)],
-            cwd=REPO, env=isolated_env(root), capture_output=True, text=True, timeout=330,
+            cwd=REPO, env=isolated_env(root), capture_output=True, text=True, timeout=600,
             check=False)
         lines = [line for line in out.stdout.splitlines() if line.startswith("REPORT ")]
         assert lines, f"no report (exit {out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"

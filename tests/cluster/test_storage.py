@@ -86,10 +86,12 @@ def test_declared_shared_dirs_and_remote_storage_pass(tmp_path: Path) -> None:
                          shared_dirs=[tmp_path.resolve()])
     remote = cfg(tmp_path / "local", "runtime.storage_path=s3://bucket/ray", "tracking.uri=http://mlflow:5000",
                  "batch.output_dir=s3://bucket/out")
-    with pytest.raises(SharedStorageError) as err:  # only the generated demo data is still local
+    with pytest.raises(SharedStorageError) as err:  # the stage cache and the demo data stay local
         check_shared_storage(remote, nodes=TWO_NODES, driver_node_id="head", shared_dirs=[])
     problems = [line for line in str(err.value).splitlines() if line.startswith("  ")]
-    assert len(problems) == 1 and problems[0].startswith("  runtime.work_dir:"), problems
+    assert len(problems) == 2, problems
+    assert all(p.startswith("  runtime.work_dir:") for p in problems), problems
+    assert any("stage cache" in p for p in problems) and any("demo data" in p for p in problems)
 
 
 def test_file_sources_are_checked_under_their_field(tmp_path: Path) -> None:
@@ -118,4 +120,6 @@ def test_sqlite_sources_are_checked_and_postgres_passes(tmp_path: Path) -> None:
     with pytest.raises(SharedStorageError, match=r"source.url: sqlite:////local/x.db"):
         check_shared_storage(sqlite, nodes=TWO_NODES, driver_node_id="head", shared_dirs=[])
     pg = load_config(None, [*base, "source={kind: sql, url: 'postgresql://u@db/x', table: t}"])
-    check_shared_storage(pg, nodes=TWO_NODES, driver_node_id="head", shared_dirs=[])
+    # The work dir (stage cache) is declared shared; the database is reached over the network.
+    check_shared_storage(pg, nodes=TWO_NODES, driver_node_id="head",
+                         shared_dirs=[tmp_path.resolve()])

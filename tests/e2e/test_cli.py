@@ -138,7 +138,8 @@ def test_run_end_to_end_through_the_cli(ray_address: str, tmp_path: Path) -> Non
     for text in ("raypipe run finished", "models:/raypipe-demo@champion", "roc_auc",
                  "test_predictions", "wall time"):
         assert text in r.stderr
-    preds = list((tmp_path / "outputs" / "raypipe-demo").glob("*/test_predictions/*.parquet"))
+    # Stage outputs live in the stage cache, under the batch stage's key.
+    preds = list((tmp_path / "cache" / "raypipe-demo").glob("batch/*/test_predictions/*.parquet"))
     assert preds
 
 
