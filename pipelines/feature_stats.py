@@ -101,7 +101,7 @@ class ColumnStats:
 
     def quantiles(self, qs: list[float]) -> list[float] | None:
         if self.sketch is None and self.values:
-            exact = np.quantile(np.concatenate(self.values), qs, method="inverted_cdf")
+            exact = np.quantile(np.concatenate(self.values), qs)  # numpy/pandas default: linear
             return [float(v) for v in exact]
         if self.sketch is None or self.sketch.is_empty():
             return None
