@@ -757,6 +757,17 @@ class TrainConfig(_Section):
         "epochs early stopping chose (in-process sweeps only). The validation score reported "
         "stays the sweep's.",
     )
+    cv_folds: int = Field(
+        5, ge=1, description="Small data sets: each in-process trial is scored by k-fold "
+        "cross-validation over train + valid (stratified for classification) and the winner "
+        "refitted on train + valid, since a validation split of a few hundred rows ranks trials "
+        "mostly by noise. Needs refit; never used with the time split (folds would train on "
+        "the future). 1 turns it off.",
+    )
+    cv_max_rows: int = Field(
+        20_000, ge=0, description="Cross-validate only while train + valid hold at most this "
+        "many rows; above it, the validation split alone ranks trials.",
+    )
     seed: int = 0
 
     @field_validator("families")

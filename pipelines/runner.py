@@ -477,6 +477,7 @@ def _compute_train(run: _Run, task: str,
             featurize(_read(run.path("split", "valid")), pipeline), cfg.train, task=task,
             num_classes=len(pipeline.classes or []), storage_path=cfg.storage_path,
             run_name=sweep, resume=run.resume, prescaled=pipeline.scaling != "none",
+            time_ordered=cfg.split.strategy == "time",
         )
         shutil.copytree(result.model_dir, entry.path / MODEL_DIR)
         (entry.path / TRIALS_FILE).write_text(json.dumps(result.trials, indent=2, default=str))

@@ -35,6 +35,7 @@ from pipelines.families import FitContext, TrainData, get_family
 from pipelines.families.base import check_metric, default_metric, higher_is_better
 from pipelines.families.registry import write_family_marker
 from pipelines.features import FeaturePipeline
+from pipelines.stages.cv import cross_validated_fit, use_cross_validation
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -188,14 +189,21 @@ def _in_process_trial(config: dict[str, Any], *, train_ds: Any, valid_ds: Any,
     params = {**static["fixed"][family], **config[family]}
     fam = get_family(family)
     train, valid = _split_arrays(train_ds), _split_arrays(valid_ds)
+    ctx = _context(static, family, ray.tune.report)
     start = time.perf_counter()
-    result = fam.fit(params, train, valid, _context(static, family, ray.tune.report))
+    folds = (static["cv_folds"]
+             if use_cross_validation(static["cv_folds"], static["cv_max_rows"], train, valid)
+             else 1)
+    if folds > 1:
+        result = cross_validated_fit(fam, params, train, valid, ctx, folds)
+    else:
+        result = fam.fit(params, train, valid, ctx)
     fit_seconds = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         fam.save(result.model, Path(tmp))
         write_family_marker(Path(tmp), family)
-        ray.tune.report(_final_report(static, family, result.score, result.iterations, params,
-                                      fit_seconds),
+        ray.tune.report({**_final_report(static, family, result.score, result.iterations,
+                                         params, fit_seconds), "cv_folds": folds},
                         checkpoint=ray.tune.Checkpoint.from_directory(tmp))
 
 
@@ -371,12 +379,14 @@ def tune_models(
     run_name: str,
     resume: bool = False,
     prescaled: bool = False,
+    time_ordered: bool = False,
 ) -> TrainResult:
     """Sweep the configured families with Ray Tune and return the best trial's model.
 
     ``train_ds`` and ``valid_ds`` are featurised splits (see :func:`featurize`). With
     ``resume``, an interrupted experiment of the same ``run_name`` continues where it stopped
-    (finished trials are kept, unfinished and errored ones run again).
+    (finished trials are kept, unfinished and errored ones run again). Small sweeps score
+    trials by cross-validation (``cfg.cv_folds``) unless the rows are ``time_ordered``.
     """
     import ray
     import ray.tune
@@ -398,6 +408,11 @@ def tune_models(
         "fixed": {f: dict(getattr(cfg, f).params) for f in cfg.families},
         # prescaled: the feature pipeline scaled the features; mlp/linear must not scale again.
         "settings": {f: {**_settings(cfg, f), "prescaled": prescaled} for f in cfg.families},
+        # Cross-validation needs the refit (its folds' models never saw every row) and must not
+        # train on later rows than it scores (time split).
+        "cv_folds": (cfg.cv_folds if cfg.refit and parallelism == "in_process" and not time_ordered
+                     else 1),
+        "cv_max_rows": cfg.cv_max_rows,
     }
     total_cpus = float(ray.cluster_resources().get("CPU", 1))
     if parallelism == "in_process":
@@ -481,6 +496,8 @@ def tune_models(
          metric: (r.metrics or {}).get(metric),
          "iterations": (r.metrics or {}).get("iterations"),
          "fit_seconds": (r.metrics or {}).get("fit_seconds"),
+         # > 1: the metric is the mean over this many folds of train + valid.
+         "cv_folds": (r.metrics or {}).get("cv_folds", 1),
          "status": "error" if r.error else ("finished" if (r.metrics or {}).get("final")
                                             else "stopped early"),
          "error": str(r.error) if r.error else None}
