@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 
-from pipelines.config import ConfigError, load_config
+from pipelines.job_args import add_set_argument, job_config
 
 logger = logging.getLogger("ray_jobs.batch_predict")
 
@@ -27,14 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="folder for the Parquet predictions")
     parser.add_argument("--format", choices=["parquet", "csv", "json"], default="parquet")
     parser.add_argument("--model", help="model URI (default: models:/<name>@<alias> of the config)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        help="override a field: section.field=value (repeatable)")
+    add_set_argument(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as err:
-        logger.error("%s", err)
+    cfg = job_config(args)
+    if cfg is None:
         return 2
 
     import ray

@@ -12,7 +12,7 @@ import logging
 import sys
 from dataclasses import asdict
 
-from pipelines.config import ConfigError, load_config
+from pipelines.job_args import add_set_argument, job_config
 
 logger = logging.getLogger("ray_jobs.run_pipeline")
 
@@ -20,8 +20,7 @@ logger = logging.getLogger("ray_jobs.run_pipeline")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", nargs="?", help="pipeline YAML (default: the bundled demo)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        help="override a field: section.field=value (repeatable)")
+    add_set_argument(parser)
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run (finished stages, sweep, MLflow run)")
     parser.add_argument("--from", dest="from_stage", metavar="STAGE",
@@ -29,11 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", metavar="STAGE", help="run only this stage on cached inputs")
     parser.add_argument("--no-cache", action="store_true", help="recompute every stage")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as err:
-        logger.error("%s", err)
+    cfg = job_config(args)
+    if cfg is None:
         return 2
 
     import ray

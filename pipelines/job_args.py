@@ -1,0 +1,33 @@
+"""What every ``ray_jobs/`` entrypoint shares: the ``--set`` option, logging and the config.
+
+The entrypoints run as plain scripts (``python ray_jobs/x.py`` under ``ray job submit``), so
+their common part lives in the installed package rather than in ``ray_jobs/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from pipelines.config import ConfigError, PipelineConfig, load_config
+
+__all__ = ["add_set_argument", "job_config"]
+
+logger = logging.getLogger("ray_jobs")
+
+
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="override a field: section.field=value (repeatable)")
+
+
+def job_config(args: argparse.Namespace) -> PipelineConfig | None:
+    """Set up logging and load ``args.config`` with ``args.overrides``; None (logged, naming
+    the field) when the config is invalid, so the job exits 2 without a traceback."""
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        return load_config(args.config, args.overrides)
+    except ConfigError as err:
+        logger.error("%s", err)
+        return None
