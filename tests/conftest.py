@@ -26,6 +26,22 @@ def small_config(work_dir: Path, *extra: str) -> PipelineConfig:
     return load_config(None, [*SMALL_RUN, f"runtime.work_dir={work_dir}", *extra])
 
 
+@pytest.fixture(autouse=True)
+def _tracking_uri_stays_put() -> Iterator[None]:
+    """Undo the ``MLFLOW_TRACKING_URI`` a test leaves behind.
+
+    ``mlflow.set_tracking_uri`` exports the variable, and a config without ``tracking.uri``
+    defaults to it: left set, every later test's pipeline would register its models in the
+    store of whichever test ran before (moving that store's ``@champion``).
+    """
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 @pytest.fixture(scope="session")
 def ray_address() -> Iterator[str]:
     """Start (or join, when RAY_ADDRESS is set by .ci/run) the one Ray instance of this run.
