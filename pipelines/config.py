@@ -908,6 +908,10 @@ class ServeConfig(_Section):
         10.0, ge=0, description="How often replicas check where the registry alias points and "
         "load a new version without dropping requests (hot swap). 0: never.",
     )
+    model_retry_interval_s: float = Field(
+        5.0, gt=0, description="While the model store cannot be reached at start, how often a "
+        "replica retries the first load (it reports not-ready and answers 503 meanwhile).",
+    )
     auth_token_env: str | None = Field(
         None, description="Require `Authorization: Bearer <token>`, the token read from this "
         "environment variable of the replicas. Default: no auth (localhost demos).",
@@ -1180,7 +1184,10 @@ def _format_error(err: ValidationError, origin: str) -> str:
                     or (i >= 2 and parts[i - 2] == "search_space"
                         and p in ("uniform", "loguniform", "randint", "choice")))
         ]
-        loc = ".".join(parts)
+        if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            # Pydantic places a bad or missing tag at the union; the user wrote the tag field.
+            parts.append(str(e.get("ctx", {}).get("discriminator", "")).strip("'\""))
+        loc = ".".join(p for p in parts if p)
         lines.append(f"  {loc or '<root>'}: {e['msg']}")
     return "\n".join(lines)
 
