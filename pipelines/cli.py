@@ -49,6 +49,10 @@ def _quiet_libraries(verbose: bool) -> None:
     for noisy in ("ray", "ray.data", "ray.tune", "ray.train", "ray.serve", "mlflow", "alembic",
                   "urllib3"):
         logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.ERROR)
+    if not verbose:
+        # Ray Data logs a failed task's traceback at ERROR before the error reaches the CLI,
+        # which reports it in one line; the full trace stays in Ray Data's log file.
+        logging.getLogger("ray.data").setLevel(logging.CRITICAL)
 
 
 def _init_ray(runtime: RuntimeConfig, verbose: bool) -> None:
@@ -195,11 +199,13 @@ def _guarded(fn: Any, verbose: bool) -> Any:
     from pipelines.features import MissingColumnsError
     from pipelines.runner import MissingStageError
     from pipelines.stages.ingest import InputError
+    from pipelines.stages.split import SplitError
     from pipelines.stages.validate import ContractError
 
     try:
         return fn()
-    except (InputError, ContractError, MissingColumnsError, MissingStageError, UserError) as err:
+    except (InputError, ContractError, MissingColumnsError, MissingStageError, SplitError,
+            UserError) as err:
         raise _fail(str(err)) from None
     except Exception as err:
         if verbose:

@@ -103,16 +103,31 @@ class FileSource(_Section):
         "guessing from the first block. `string` keeps a column whose values are mostly but "
         "not all numbers, so that the data contract quarantines the odd rows.",
     )
+    encoding: str = Field(
+        "utf-8", description="CSV: the files' text encoding (e.g. latin-1, cp1252); they are "
+        "read as UTF-8 otherwise, and text that is not is refused naming the file and column.",
+    )
     partitioning: Literal["hive", "none"] = Field(
         "hive", description="hive: key=value folder names become columns (all formats).",
     )
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        import codecs
+
+        try:
+            return codecs.lookup(v).name
+        except LookupError:
+            raise ValueError(f"unknown text encoding {v!r} (e.g. utf-8, latin-1, cp1252)") from None
 
     @model_validator(mode="after")
     def _check_csv(self) -> FileSource:
         csv_only = {"delimiter": self.delimiter != ",", "header": not self.header,
                     "column_names": self.column_names is not None,
                     "null_values": self.null_values is not None,
-                    "column_types": bool(self.column_types)}
+                    "column_types": bool(self.column_types),
+                    "encoding": self.encoding != "utf-8"}
         misplaced = [k for k, set_ in csv_only.items() if set_]
         if self.format != "csv" and misplaced:
             raise ValueError(f"{', '.join(misplaced)} only apply to format csv")

@@ -141,6 +141,7 @@ def _csv_args(source: FileSource) -> dict[str, Any]:
         column_names=names,
         skip_rows=1 if (names and source.header) else 0,
         autogenerate_column_names=not source.header and not names,
+        encoding=source.encoding,
     )
     import pyarrow as pa
 
@@ -200,13 +201,21 @@ def _open(path: str) -> Any:
 
 
 def _read_whole(path: str, source: FileSource) -> None:
+    import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.json as pajson
     import pyarrow.parquet as pq
 
     with _open(path) as f:
         if source.format == "csv":
-            for _ in pacsv.open_csv(f, **_csv_args(source)):
+            reader = pacsv.open_csv(f, **_csv_args(source))
+            # pyarrow reads text that is not valid in the encoding as bytes, which no stage
+            # can use; say which column, and how to read it.
+            binary = [fld.name for fld in reader.schema if pa.types.is_binary(fld.type)]
+            if binary:
+                raise ValueError(f"column {binary[0]!r} is not valid {source.encoding} text; "
+                                 "set source.encoding to the file's encoding (e.g. latin-1)")
+            for _ in reader:
                 pass
         elif source.format == "json":
             pajson.read_json(f)
