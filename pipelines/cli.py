@@ -396,12 +396,8 @@ def serve(
 
     scfg = cfg.serve if cfg else ServeConfig()
     bind_host, bind_port = host or scfg.host, port or scfg.port
-    if bind_host not in ("127.0.0.1", "localhost", "::1"):
-        console.print(f"[yellow]warning:[/] serving on {bind_host}: reachable beyond this machine")
-    if bind_host not in ("127.0.0.1", "localhost", "::1") and not (
-            scfg.auth_token_env or scfg.auth_token_file):
-        console.print("[yellow]warning:[/] no auth token configured (serve.auth_token_env or "
-                      "serve.auth_token_file): anyone who reaches the port can call the model")
+    for warning in bind_warnings(bind_host, scfg):
+        console.print(f"[yellow]warning:[/] {warning}")
     uri = cfg.tracking_uri if cfg and not tracking_uri else _tracking_uri(tracking_uri)
     model_uri = _model_uri(model, cfg)
     runtime = cfg.runtime if cfg else RuntimeConfig()
@@ -440,6 +436,21 @@ def serve(
         console.print("stopping")
     finally:
         _stop_serve_app(SERVE_APP_NAME)
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def bind_warnings(host: str, scfg: Any) -> list[str]:
+    """What to warn about before serving on ``host``: loopback is the default and is quiet;
+    any other address is an explicit choice that is said out loud, twice without auth."""
+    if host in LOOPBACK:
+        return []
+    out = [f"serving on {host}: reachable beyond this machine"]
+    if not (scfg.auth_token_env or scfg.auth_token_file):
+        out.append("no auth token configured (serve.auth_token_env or serve.auth_token_file): "
+                   "anyone who reaches the port can call the model")
+    return out
 
 
 def _request_log_args(cfg: PipelineConfig | None, model_uri: str) -> dict[str, Any]:
