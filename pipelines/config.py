@@ -916,6 +916,10 @@ class ServeConfig(_Section):
         "queued; requests still batch up while the model is busy, with no idle wait.",
     )
     max_request_rows: int = Field(10_000, ge=1, description="Larger requests get HTTP 413.")
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="A request still unanswered after this long (reading its body, "
+        "waiting for and running the model) gets HTTP 504, so no client waits without bound.",
+    )
     max_body_bytes: int = Field(
         10 * 1024 * 1024, ge=1, description="Larger bodies get HTTP 413."
     )

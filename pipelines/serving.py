@@ -37,6 +37,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipelines.config import RequestLogConfig, ServeConfig
 from pipelines.serving_engine import LoadedModel, Outputs, output_names, predict_columns
@@ -210,6 +211,12 @@ api = FastAPI(
 )
 
 
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    # Unrouted paths and methods (404, 405) answer in the app's error shape, as every other 4xx.
+    return _json({"error": str(exc.detail)}, exc.status_code, dict(exc.headers or {}) or None)
+
+
 @serve.deployment(max_ongoing_requests=64)
 @serve.ingress(api)
 class ModelServer:
@@ -292,7 +299,10 @@ class ModelServer:
                                                        self.token):
                 raise RequestError(401, "missing or invalid bearer token",
                                    headers={"WWW-Authenticate": "Bearer"})
-            response = await handler()
+            response = await asyncio.wait_for(handler(), self.args.request_timeout_s)
+        except TimeoutError:
+            response = _json({"error": f"request not answered within serve.request_timeout_s="
+                                       f"{self.args.request_timeout_s:g} s"}, 504)
         except RequestError as err:
             response = _error(err)
         except Exception:
