@@ -103,6 +103,12 @@ class FileSource(_Section):
         "guessing from the first block. `string` keeps a column whose values are mostly but "
         "not all numbers, so that the data contract quarantines the odd rows.",
     )
+    on_unreadable: Literal["fail", "skip"] = Field(
+        "fail", description="A file that cannot be read (truncated, corrupt, not in the "
+        "encoding). fail: the run stops naming it. skip: every file is checked first (one "
+        "parallel pass), unreadable ones are left out and named in a warning with the reason, "
+        "and the rows of the others are read.",
+    )
     encoding: str = Field(
         "utf-8", description="CSV: the files' text encoding (e.g. latin-1, cp1252); they are "
         "read as UTF-8 otherwise, and text that is not is refused naming the file and column.",

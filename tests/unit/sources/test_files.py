@@ -81,3 +81,18 @@ def test_encoding_is_checked_and_csv_only() -> None:
         FileSource(path="x.csv", format="csv", encoding="klingon")
     with pytest.raises(ValueError, match="encoding only apply to format csv"):
         FileSource(path="x.parquet", encoding="latin-1")
+
+
+def test_the_unreadable_parquet_file_is_found_among_good_ones(tmp_path: Path) -> None:
+    from pipelines.config import FileSource
+    from pipelines.sources.files import find_unreadable_file
+
+    pd.DataFrame({"a": range(10)}).to_parquet(tmp_path / "a.parquet")
+    whole = (tmp_path / "a.parquet").read_bytes()
+    (tmp_path / "b.parquet").write_bytes(whole[:40])
+    source = FileSource(path=str(tmp_path))
+    # The good file is read (Parquet needs a seekable file), the truncated one is named.
+    assert find_unreadable_file(source, first=str(tmp_path / "a.parquet")) == (
+        str(tmp_path / "b.parquet"),
+        "Parquet magic bytes not found in footer. Either the file is corrupted or this is not "
+        "a parquet file.")
