@@ -25,7 +25,7 @@ PATTERNS = {
 # Test fixtures that stand for secrets on purpose (a throwaway token, a fake URL); each is
 # matched exactly, so a real secret next to them is still found.
 ALLOWED = {
-    "tests/unit/sources/test_source_config.py": {"postgresql://app:secret@db/shop"},
+    "tests/unit/sources/test_source_config.py": {"postgresql://app:" + "secret@db/shop"},
 }
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*$")  # PASSWORD, USER_PASSWORD: documentation, not a value
 
@@ -66,11 +66,12 @@ def test_no_secret_is_committed() -> None:
     assert not findings, findings
 
 
+# Assembled at run time, so that this file holds no secret-shaped text for the scan above.
 @pytest.mark.parametrize("leak", [
-    "-----BEGIN RSA PRIVATE KEY-----",
-    "aws_key = AKIAABCDEFGHIJKLMNOP",
-    "url: postgresql://app:hunter2hunter2@db:5432/shop",
-    'password: "correct-horse-battery"',
+    "-----BEGIN RSA " + "PRIVATE KEY-----",
+    "aws_key = AKIA" + "ABCDEFGHIJKLMNOP",
+    "url: postgresql://app:" + "hunter2hunter2@db:5432/shop",
+    'password: "' + 'correct-horse-battery"',
     "TOKEN = 'ghp_" + "a" * 36 + "'",
 ])
 def test_the_scanner_finds_planted_secrets(leak: str) -> None:
