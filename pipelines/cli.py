@@ -49,6 +49,10 @@ def _quiet_libraries(verbose: bool) -> None:
     for noisy in ("ray", "ray.data", "ray.tune", "ray.train", "ray.serve", "mlflow", "alembic",
                   "urllib3"):
         logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.ERROR)
+    if not verbose:
+        # Ray Data logs a failed task's traceback at ERROR before the error reaches the CLI,
+        # which reports it in one line; the full trace stays in Ray Data's log file.
+        logging.getLogger("ray.data").setLevel(logging.CRITICAL)
 
 
 def _init_ray(runtime: RuntimeConfig, verbose: bool) -> None:
@@ -195,11 +199,13 @@ def _guarded(fn: Any, verbose: bool) -> Any:
     from pipelines.features import MissingColumnsError
     from pipelines.runner import MissingStageError
     from pipelines.stages.ingest import InputError
+    from pipelines.stages.split import SplitError
     from pipelines.stages.validate import ContractError
 
     try:
         return fn()
-    except (InputError, ContractError, MissingColumnsError, MissingStageError, UserError) as err:
+    except (InputError, ContractError, MissingColumnsError, MissingStageError, SplitError,
+            UserError) as err:
         raise _fail(str(err)) from None
     except Exception as err:
         if verbose:
@@ -390,12 +396,8 @@ def serve(
 
     scfg = cfg.serve if cfg else ServeConfig()
     bind_host, bind_port = host or scfg.host, port or scfg.port
-    if bind_host not in ("127.0.0.1", "localhost", "::1"):
-        console.print(f"[yellow]warning:[/] serving on {bind_host}: reachable beyond this machine")
-    if bind_host not in ("127.0.0.1", "localhost", "::1") and not (
-            scfg.auth_token_env or scfg.auth_token_file):
-        console.print("[yellow]warning:[/] no auth token configured (serve.auth_token_env or "
-                      "serve.auth_token_file): anyone who reaches the port can call the model")
+    for warning in bind_warnings(bind_host, scfg):
+        console.print(f"[yellow]warning:[/] {warning}")
     uri = cfg.tracking_uri if cfg and not tracking_uri else _tracking_uri(tracking_uri)
     model_uri = _model_uri(model, cfg)
     runtime = cfg.runtime if cfg else RuntimeConfig()
@@ -434,6 +436,21 @@ def serve(
         console.print("stopping")
     finally:
         _stop_serve_app(SERVE_APP_NAME)
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def bind_warnings(host: str, scfg: Any) -> list[str]:
+    """What to warn about before serving on ``host``: loopback is the default and is quiet;
+    any other address is an explicit choice that is said out loud, twice without auth."""
+    if host in LOOPBACK:
+        return []
+    out = [f"serving on {host}: reachable beyond this machine"]
+    if not (scfg.auth_token_env or scfg.auth_token_file):
+        out.append("no auth token configured (serve.auth_token_env or serve.auth_token_file): "
+                   "anyone who reaches the port can call the model")
+    return out
 
 
 def _request_log_args(cfg: PipelineConfig | None, model_uri: str) -> dict[str, Any]:

@@ -103,16 +103,37 @@ class FileSource(_Section):
         "guessing from the first block. `string` keeps a column whose values are mostly but "
         "not all numbers, so that the data contract quarantines the odd rows.",
     )
+    on_unreadable: Literal["fail", "skip"] = Field(
+        "fail", description="A file that cannot be read (truncated, corrupt, not in the "
+        "encoding). fail: the run stops naming it. skip: every file is checked first (one "
+        "parallel pass), unreadable ones are left out and named in a warning with the reason, "
+        "and the rows of the others are read.",
+    )
+    encoding: str = Field(
+        "utf-8", description="CSV: the files' text encoding (e.g. latin-1, cp1252); they are "
+        "read as UTF-8 otherwise, and text that is not is refused naming the file and column.",
+    )
     partitioning: Literal["hive", "none"] = Field(
         "hive", description="hive: key=value folder names become columns (all formats).",
     )
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        import codecs
+
+        try:
+            return codecs.lookup(v).name
+        except LookupError:
+            raise ValueError(f"unknown text encoding {v!r} (e.g. utf-8, latin-1, cp1252)") from None
 
     @model_validator(mode="after")
     def _check_csv(self) -> FileSource:
         csv_only = {"delimiter": self.delimiter != ",", "header": not self.header,
                     "column_names": self.column_names is not None,
                     "null_values": self.null_values is not None,
-                    "column_types": bool(self.column_types)}
+                    "column_types": bool(self.column_types),
+                    "encoding": self.encoding != "utf-8"}
         misplaced = [k for k, set_ in csv_only.items() if set_]
         if self.format != "csv" and misplaced:
             raise ValueError(f"{', '.join(misplaced)} only apply to format csv")
@@ -912,12 +933,20 @@ class ServeConfig(_Section):
         "queued; requests still batch up while the model is busy, with no idle wait.",
     )
     max_request_rows: int = Field(10_000, ge=1, description="Larger requests get HTTP 413.")
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="A request still unanswered after this long (reading its body, "
+        "waiting for and running the model) gets HTTP 504, so no client waits without bound.",
+    )
     max_body_bytes: int = Field(
         10 * 1024 * 1024, ge=1, description="Larger bodies get HTTP 413."
     )
     model_poll_interval_s: float = Field(
         10.0, ge=0, description="How often replicas check where the registry alias points and "
         "load a new version without dropping requests (hot swap). 0: never.",
+    )
+    model_retry_interval_s: float = Field(
+        5.0, gt=0, description="While the model store cannot be reached at start, how often a "
+        "replica retries the first load (it reports not-ready and answers 503 meanwhile).",
     )
     auth_token_env: str | None = Field(
         None, description="Require `Authorization: Bearer <token>`, the token read from this "
@@ -1191,7 +1220,10 @@ def _format_error(err: ValidationError, origin: str) -> str:
                     or (i >= 2 and parts[i - 2] == "search_space"
                         and p in ("uniform", "loguniform", "randint", "choice")))
         ]
-        loc = ".".join(parts)
+        if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            # Pydantic places a bad or missing tag at the union; the user wrote the tag field.
+            parts.append(str(e.get("ctx", {}).get("discriminator", "")).strip("'\""))
+        loc = ".".join(p for p in parts if p)
         lines.append(f"  {loc or '<root>'}: {e['msg']}")
     return "\n".join(lines)
 

@@ -25,6 +25,7 @@ versions in place (:mod:`pipelines.serving_swap`).
 import asyncio
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipelines.config import RequestLogConfig, ServeConfig
 from pipelines.serving_engine import LoadedModel, Outputs, output_names, predict_columns
@@ -209,6 +211,12 @@ api = FastAPI(
 )
 
 
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    # Unrouted paths and methods (404, 405) answer in the app's error shape, as every other 4xx.
+    return _json({"error": str(exc.detail)}, exc.status_code, dict(exc.headers or {}) or None)
+
+
 @serve.deployment(max_ongoing_requests=64)
 @serve.ingress(api)
 class ModelServer:
@@ -225,9 +233,11 @@ class ModelServer:
             mlflow.set_tracking_uri(self.args.tracking_uri)
         self.token = read_token(self.args.auth_token_env, self.args.auth_token_file)
         self.metrics = ServingMetrics()
-        self.served: _Served
+        self.served: _Served | None = None
+        self._store_timeouts()
         self.slot = ModelSlot(self.args.model_uri, poll_interval_s=self.args.model_poll_interval_s,
-                              on_swap=self._swapped, on_fail=self.metrics.swap_failed)
+                              on_swap=self._swapped, on_fail=self.metrics.swap_failed,
+                              retry_interval_s=self.args.model_retry_interval_s)
         # serve.batch wraps the method in an object that carries these setters.
         self._predict_batch.set_max_batch_size(self.args.max_batch_size)  # type: ignore[attr-defined]
         self._predict_batch.set_batch_wait_timeout_s(  # type: ignore[attr-defined]
@@ -235,8 +245,26 @@ class ModelServer:
         )
         self.request_log = _request_logger(self.args, self.metrics)
         self.slot.start()
-        logger.info("serving %s version %s (auth %s)", self.served.model.name,
-                    self.served.model.version, "on" if self.token else "off")
+        if self.served is not None:
+            logger.info("serving %s version %s (auth %s)", self.served.model.name,
+                        self.served.model.version, "on" if self.token else "off")
+
+    @staticmethod
+    def _store_timeouts() -> None:
+        # MLflow's REST client retries a dead tracking server 7 times with exponential backoff
+        # (minutes); a replica should notice an outage within seconds and report it, since its
+        # poll loop retries anyway. Settings given to the replica's environment win.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+    def _model(self) -> _Served:
+        """The served model, or a 503 (with Retry-After) while none could be loaded yet."""
+        served = self.served
+        if served is None:
+            raise RequestError(503, f"no model loaded yet: {self.slot.error}",
+                               headers={"Retry-After": str(max(1, round(
+                                   self.args.model_retry_interval_s)))})
+        return served
 
     def _swapped(self, old: LoadedModel | None, new: LoadedModel) -> None:
         self.served = _Served(new, self.args.max_request_rows)
@@ -271,7 +299,10 @@ class ModelServer:
                                                        self.token):
                 raise RequestError(401, "missing or invalid bearer token",
                                    headers={"WWW-Authenticate": "Bearer"})
-            response = await handler()
+            response = await asyncio.wait_for(handler(), self.args.request_timeout_s)
+        except TimeoutError:
+            response = _json({"error": f"request not answered within serve.request_timeout_s="
+                                       f"{self.args.request_timeout_s:g} s"}, 504)
         except RequestError as err:
             response = _error(err)
         except Exception:
@@ -363,7 +394,7 @@ class ModelServer:
         async def handle() -> Response:
             check_content_type(request.headers.get("content-type"))
             raw = await self._body(request)
-            served = self.served
+            served = self._model()
             columns, n = parse_predict(raw, served.body, served.model.pipeline,
                                        self.args.max_request_rows)
             outputs = await self._predict(served.model, columns, n, request)
@@ -374,6 +405,9 @@ class ModelServer:
     @api.get("/healthz", summary="Liveness: the replica answers")
     async def healthz(self, request: Request) -> Response:
         async def handle() -> Response:
+            # Alive even without a model: restarting the replica would not bring the store back.
+            if self.served is None:
+                return _json({"status": "ok", "model": None})
             model = self.served.model
             return _json({"status": "ok", "model": {"name": model.name,
                                                     "version": model.version}})
@@ -383,6 +417,9 @@ class ModelServer:
     @api.get("/readyz", summary="Readiness: a model is loaded (degraded: a newer one failed)")
     async def readyz(self, request: Request) -> Response:
         async def handle() -> Response:
+            if self.served is None:
+                return _json({"status": "not_ready", "model": None, "error": self.slot.error},
+                             503)
             model = self.served.model
             body: dict[str, Any] = {
                 "status": "degraded" if self.slot.degraded else "ready",
@@ -402,7 +439,7 @@ class ModelServer:
         return await self._answer("metadata", request, handle)
 
     def _metadata(self) -> dict[str, Any]:
-        model = self.served.model
+        model = self._model().model
         pipe = model.pipeline
         return {
             "name": model.name,
@@ -438,7 +475,7 @@ class ModelServer:
     async def invocations(self, request: Request) -> Response:
         async def handle() -> Response:
             raw = await self._body(request)
-            served = self.served
+            served = self._model()
             columns, n = parse_invocations(raw, request.headers.get("content-type"),
                                            served.model, self.args.max_request_rows)
             outputs = await self._predict(served.model, columns, n, request)
@@ -478,12 +515,13 @@ class ModelServer:
     @api.get("/v2/health/ready", summary="V2 readiness")
     async def v2_ready(self, request: Request) -> Response:
         async def handle() -> Response:
-            return _json({"ready": True})
+            ready = self.served is not None
+            return _json({"ready": ready}, 200 if ready else 503)
 
         return await self._answer("v2_ready", request, handle)
 
     def _v2_served(self, name: str, version: str | None) -> _Served:
-        served = self.served
+        served = self._model()
         if name != served.model.name or (version is not None and version != served.model.version):
             wanted = f"{name} version {version}" if version else name
             raise RequestError(404, f"model {wanted!r} is not served here; this server serves "

@@ -141,6 +141,7 @@ def _csv_args(source: FileSource) -> dict[str, Any]:
         column_names=names,
         skip_rows=1 if (names and source.header) else 0,
         autogenerate_column_names=not source.header and not names,
+        encoding=source.encoding,
     )
     import pyarrow as pa
 
@@ -165,6 +166,8 @@ def read_file_source(source: FileSource) -> Dataset:
     from ray.data.datasource import Partitioning, PartitionStyle
 
     paths = resolve_paths(source.path)
+    if source.on_unreadable == "skip":
+        paths = readable_files(source, paths)
     if source.format == "parquet" and all(_is_local(p) for p in paths):
         parquet_rows(paths)
     # Ray types the argument as Partitioning but reads None as "no partition columns".
@@ -189,30 +192,72 @@ def file_fingerprint(source: FileSource) -> tuple[str, str]:
     return source.path, fingerprint_files(resolve_paths(source.path))
 
 
-def _open(path: str) -> Any:
+def _open(path: str, seekable: bool = False) -> Any:
+    """A stream of ``path``; ``seekable`` for Parquet, whose footer is read first."""
     import pyarrow.fs as pafs
 
     if _is_local(path):
-        return pafs.LocalFileSystem().open_input_stream(
-            str(Path(path.removeprefix("file://")).resolve()))
-    fs, inner = pafs.FileSystem.from_uri(path)
-    return fs.open_input_stream(inner)
+        fs, inner = pafs.LocalFileSystem(), str(Path(path.removeprefix("file://")).resolve())
+    else:
+        fs, inner = pafs.FileSystem.from_uri(path)
+    return fs.open_input_file(inner) if seekable else fs.open_input_stream(inner)
 
 
 def _read_whole(path: str, source: FileSource) -> None:
+    import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.json as pajson
     import pyarrow.parquet as pq
 
-    with _open(path) as f:
+    with _open(path, seekable=source.format == "parquet") as f:
         if source.format == "csv":
-            for _ in pacsv.open_csv(f, **_csv_args(source)):
+            reader = pacsv.open_csv(f, **_csv_args(source))
+            # pyarrow reads text that is not valid in the encoding as bytes, which no stage
+            # can use; say which column, and how to read it.
+            binary = [fld.name for fld in reader.schema if pa.types.is_binary(fld.type)]
+            if binary:
+                raise ValueError(f"column {binary[0]!r} is not valid {source.encoding} text; "
+                                 "set source.encoding to the file's encoding (e.g. latin-1)")
+            for _ in reader:
                 pass
         elif source.format == "json":
             pajson.read_json(f)
         else:
             for _ in pq.ParquetFile(f).iter_batches():
                 pass
+
+
+def _unreadable_reason(path: str, source: FileSource) -> str | None:
+    import pyarrow as pa
+
+    try:
+        _read_whole(path, source)
+    except (pa.ArrowException, OSError, ValueError) as err:
+        return " ".join(str(err).split())
+    return None
+
+
+def readable_files(source: FileSource, paths: list[str]) -> list[str]:
+    """The files of ``paths`` that read whole, checked by parallel Ray tasks; the others are
+    logged by name with the reader's reason (``source.on_unreadable: skip``).
+
+    Raises:
+        InputError: no file can be read.
+    """
+    import ray
+
+    check = ray.remote(num_cpus=0.5)(_unreadable_reason)  # leave room for the reads after
+    reasons = ray.get([check.remote(p, source) for p in paths])
+    bad = [(p, r) for p, r in zip(paths, reasons, strict=True) if r is not None]
+    if len(bad) == len(paths):
+        raise InputError(f"no {source.format} file of {source.path!r} can be read; first: "
+                         f"{bad[0][0]}: {bad[0][1]}")
+    for path, reason in bad:
+        logger.warning("source.on_unreadable=skip: left out %s: %s", path, reason)
+    if bad:
+        logger.warning("source.on_unreadable=skip: read %d of %d files, left out %d",
+                       len(paths) - len(bad), len(paths), len(bad))
+    return [p for p, r in zip(paths, reasons, strict=True) if r is None]
 
 
 def find_unreadable_file(source: FileSource, first: str | None = None) -> tuple[str, str] | None:
@@ -223,14 +268,11 @@ def find_unreadable_file(source: FileSource, first: str | None = None) -> tuple[
     the files again here, on the error path only, names both; ``first`` (a file the error
     already named) is tried before the rest.
     """
-    import pyarrow as pa
-
     paths = resolve_paths(source.path)
     if first is not None:
         paths = [first, *(p for p in paths if p != first)]
     for path in paths:
-        try:
-            _read_whole(path, source)
-        except (pa.ArrowException, OSError, ValueError) as err:
-            return path, " ".join(str(err).split())
+        reason = _unreadable_reason(path, source)
+        if reason is not None:
+            return path, reason
     return None

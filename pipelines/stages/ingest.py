@@ -96,6 +96,8 @@ def rows_read(source: AnySource, dataset: Dataset, work_dir: Path) -> int | None
 
         return sql_rows(source)
     files = _demo_files(source, work_dir) if isinstance(source, DemoSource) else source
+    if files.on_unreadable == "skip":
+        return None  # some files may be left out: validation counts what was read
     paths = resolve_paths(files.path)
     if files.format == "parquet" and all("://" not in p for p in paths):
         return parquet_rows(paths)

@@ -81,6 +81,12 @@ def split_dataset(
     * time: rows ordered by ``time_column`` (key breaks ties): no training row is later than
       a validation row, and no validation row later than a test row.
     """
+    labels = sorted(ds.unique(target)) if classification else []
+    if classification and len(labels) < 2:
+        found = f"only {labels[0]!r}" if labels else "no value"
+        raise SplitError(f"target {target!r} holds {found} in the rows that passed validation: "
+                         "a classification model needs at least two classes (check the data, "
+                         "or set task: regression for a numeric target)")
     keyed = ds.map_batches(partial(split_key, seed=cfg.seed), batch_format="pandas")
     if cfg.strategy == "time":
         assert cfg.time_column is not None
@@ -91,7 +97,7 @@ def split_dataset(
         parts = [
             _cut(keyed.map_batches(partial(_rows_with_label, target=target, value=value),
                                    batch_format="pandas"), cfg, [SPLIT_KEY])
-            for value in sorted(ds.unique(target))
+            for value in labels
         ]
         train, valid, test = (
             parts[0][i].union(*[p[i] for p in parts[1:]]) if len(parts) > 1 else parts[0][i]

@@ -308,6 +308,8 @@ def validate(ds: Dataset, schema: SchemaConfig, target: str, enforce: bool = Tru
     """
     missing = _missing_columns(set(ds.columns() or []), schema, target)
     if missing:
+        if ds.count() == 0:  # an empty file has no columns either: say what is wrong with it
+            raise ContractError("the input has no rows")
         raise ContractError(f"input is missing contract column(s): {', '.join(missing)}")
     annotated = ds.map_batches(
         partial(_annotate_block, schema=schema, target=target), batch_format="pyarrow"

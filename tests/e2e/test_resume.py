@@ -54,6 +54,25 @@ def _predictions(work: Path) -> pd.DataFrame:
     return frame.sort_values("customer_id").reset_index(drop=True)
 
 
+def _stage_rows(work: Path) -> dict[str, int]:
+    """Rows of every Parquet output of every finished stage: ``stage/output`` -> rows."""
+    import pyarrow.parquet as pq
+
+    out = {}
+    for manifest in work.glob("cache/*/*/*/_raypipe_stage.json"):
+        for folder in sorted(p for p in manifest.parent.iterdir() if p.is_dir()):
+            files = list(folder.rglob("*.parquet"))
+            if files:
+                out[f"{manifest.parent.parent.name}/{folder.name}"] = sum(
+                    pq.ParquetFile(f).metadata.num_rows for f in files)
+    return out
+
+
+def _rows_of(work: Path, stage: str, output: str) -> pd.DataFrame:
+    (folder,) = work.glob(f"cache/*/{stage}/*/{output}")
+    return pd.read_parquet(folder)
+
+
 def _run(work: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pipelines", "run", *ARGS, "--set",
                            f"runtime.work_dir={work}", *extra], capture_output=True, text=True,
@@ -99,3 +118,18 @@ def test_killed_sweep_resumes_without_redoing_finished_trials(ray_address: str,
     uninterrupted = _run(tmp_path / "uninterrupted")
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
     pd.testing.assert_frame_equal(_predictions(tmp_path), _predictions(tmp_path / "uninterrupted"))
+
+    # No row lost or duplicated in any stage output: every output holds the rows the
+    # uninterrupted run's does, and the rows add up from stage to stage.
+    rows = _stage_rows(tmp_path)
+    print(f"\ndriver kill + --resume: rows per stage output {rows}")
+    assert rows == _stage_rows(tmp_path / "uninterrupted")
+    assert rows["validate/valid"] + rows.get("validate/quarantine", 0) == 3000
+    assert rows["split/train"] + rows["split/valid"] + rows["split/test"] == rows["validate/valid"]
+    assert rows["batch/test_predictions"] == rows["split/test"]
+    for output in ("train", "valid", "test"):
+        resumed, whole = (_rows_of(w, "split", output) for w in (tmp_path, tmp_path / "uninterrupted"))
+        key = sorted(resumed.columns)
+        pd.testing.assert_frame_equal(
+            resumed[key].sort_values(key).reset_index(drop=True),
+            whole[key].sort_values(key).reset_index(drop=True))

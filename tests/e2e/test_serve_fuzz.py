@@ -1,7 +1,9 @@
 """Property-based: at least 1,000 generated bad requests across every endpoint; never a 5xx.
 
 Malformed JSON, wrong types, missing and extra fields, NaN/Infinity, huge arrays, deep nesting,
-wrong content types and random bytes, sent to /predict, /invocations and /v2 infer; the
+wrong content types and random bytes, sent to /predict, /invocations and /v2 infer, and odd
+model names, versions and query strings to every GET endpoint (the served model can never be
+chosen by a request: other names are a 404); the
 server must answer each with a 4xx (or a 200 where the mutation happens to stay valid) and
 still serve normal requests afterwards.
 """
@@ -10,8 +12,10 @@ from __future__ import annotations
 
 import json
 import socket
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
@@ -22,6 +26,7 @@ pytestmark = pytest.mark.e2e
 
 MODEL = "raypipe-demo"
 SENT: list[int] = []
+BY_ENDPOINT: defaultdict[str, Counter[int]] = defaultdict(Counter)
 
 ROW: dict[str, Any] = {
     "customer_id": "c1", "signup_date": "2021-03-04T00:00:00",
@@ -145,12 +150,33 @@ def _v2_body(draw: st.DrawFn) -> bytes:
         {}, optional={"outputs": _json, "id": _json, "parameters": _json}))})
 
 
+_segment = st.one_of(st.just(MODEL), st.text(max_size=12).map(lambda t: quote(t, safe="")),
+                     st.sampled_from(["..%2F..%2Fetc%2Fpasswd", "%00", "models:%2F%2Fx@champion"]))
+_GETS = ["/healthz", "/readyz", "/metadata", "/ping", "/health", "/v2", "/v2/health/live",
+         "/v2/health/ready", "/openapi.json"]
+
+
+@st.composite
+def _get_path(draw: st.DrawFn) -> str:
+    """Every GET endpoint, with odd model names and versions and junk query strings."""
+    name, version = draw(_segment), draw(_segment)
+    path = draw(st.sampled_from([*_GETS, f"/v2/models/{name}", f"/v2/models/{name}/ready",
+                                 f"/v2/models/{name}/versions/{version}",
+                                 f"/v2/models/{name}/versions/{version}/ready"]))
+    query = draw(st.one_of(st.just(""), st.dictionaries(
+        st.sampled_from(["model_uri", "version", "path", "x"]), st.text(max_size=10),
+        max_size=2).map(lambda q: "?" + urlencode(q))))
+    return path + query
+
+
 _request = st.one_of(
-    st.tuples(st.just("/predict"), _predict_body()),
-    st.tuples(st.just("/invocations"), _invocations_body()),
-    st.tuples(st.just(f"/v2/models/{MODEL}/infer"), _v2_body()),
-    st.tuples(st.sampled_from(["/v2/models/other/infer", f"/v2/models/{MODEL}/versions/0/infer"]),
-              _v2_body()),
+    st.tuples(st.just("POST"), st.just("/predict"), _predict_body()),
+    st.tuples(st.just("POST"), st.just("/invocations"), _invocations_body()),
+    st.tuples(st.just("POST"), st.just(f"/v2/models/{MODEL}/infer"), _v2_body()),
+    st.tuples(st.just("POST"), st.builds(lambda n, v: f"/v2/models/{n}/versions/{v}/infer",
+                                         _segment, _segment), _v2_body()),
+    st.tuples(st.just("POST"), _segment.map(lambda n: f"/v2/models/{n}/infer"), _v2_body()),
+    st.tuples(st.just("GET"), _get_path(), st.binary(max_size=32)),
 )
 _content_type = st.sampled_from(["application/json", "application/json", "application/json",
                                  "text/csv", "text/plain", "application/x-www-form-urlencoded",
@@ -158,20 +184,26 @@ _content_type = st.sampled_from(["application/json", "application/json", "applic
                                  "", "multipart/form-data; boundary=x"])
 
 
-@settings(max_examples=1100, deadline=None, derandomize=True,
+@settings(max_examples=1300, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
 @given(request=_request, content_type=_content_type,
        v2_header=st.one_of(st.none(), st.integers(-5, 5000).map(str),
                            st.from_regex(r"[!-~]{1,4}", fullmatch=True)))
-def test_generated_bad_requests_never_get_a_5xx(client: httpx.Client, request: tuple[str, bytes],
+def test_generated_bad_requests_never_get_a_5xx(client: httpx.Client,
+                                               request: tuple[str, str, bytes],
                                                content_type: str, v2_header: str | None) -> None:
-    path, body = request
+    method, path, body = request
     headers = {"content-type": content_type} if content_type else {}
     if path.startswith("/v2") and v2_header is not None:
         headers["inference-header-content-length"] = v2_header
-    r = client.post(path, content=body, headers=headers)
+    r = client.request(method, path, content=body, headers=headers)
     SENT.append(r.status_code)
+    endpoint = path.split("?")[0]
+    if endpoint.startswith("/v2/models/"):
+        endpoint = "/v2/models/{name}" + ("/infer" if endpoint.endswith("/infer") else
+                                          "/ready" if endpoint.endswith("/ready") else "")
+    BY_ENDPOINT[f"{method} {endpoint}"][r.status_code // 100] += 1
     assert r.status_code < 500, (path, body[:300], headers, r.status_code, r.text[:300])
     if r.status_code >= 400:
         assert r.headers["content-type"].startswith("application/json")
@@ -179,9 +211,18 @@ def test_generated_bad_requests_never_get_a_5xx(client: httpx.Client, request: t
 
 
 def test_server_is_alive_after_the_storm(client: httpx.Client) -> None:
+    print(f"\nHTTP fuzz: {len(SENT)} generated requests, {sum(s >= 500 for s in SENT)} answered "
+          f"5xx, {sum(400 <= s < 500 for s in SENT)} 4xx, {sum(s < 400 for s in SENT)} 2xx/3xx")
+    for endpoint, classes in sorted(BY_ENDPOINT.items()):
+        print(f"  {endpoint}: " + ", ".join(f"{k}xx {n}" for k, n in sorted(classes.items())))
     assert len(SENT) >= 1000, len(SENT)
+    posts = {e for e in BY_ENDPOINT if e.startswith("POST")}
+    assert {"POST /predict", "POST /invocations", "POST /v2/models/{name}/infer"} <= posts
+    assert sum(e.startswith("GET") for e in BY_ENDPOINT) >= len(_GETS)  # every GET endpoint
     assert all(s < 500 for s in SENT)
-    assert sum(400 <= s < 500 for s in SENT) > 0.9 * len(SENT)  # the generator made bad requests
+    post = [c for e, c in BY_ENDPOINT.items() if e.startswith("POST")]
+    post_4xx, post_all = sum(c[4] for c in post), sum(sum(c.values()) for c in post)
+    assert post_4xx > 0.9 * post_all  # the generator made bad requests
     assert client.get("/healthz").status_code == 200
     r = client.post("/predict", json={"instances": [ROW]})
     assert r.status_code == 200 and r.json()["predictions"][0] in (0, 1)

@@ -101,9 +101,17 @@ def test_overload_answers_503_at_once_and_recovers(server: str) -> None:
 
     answers = asyncio.run(burst())
     statuses = [r.status_code for r in answers]
+    rejected_s = [r.elapsed.total_seconds() for r in answers if r.status_code == 503]
+    admitted_s = [r.elapsed.total_seconds() for r in answers if r.status_code == 200]
+    print(f"\noverload: {len(answers)} concurrent requests of 5000 rows against capacity 2 "
+          f"(1 ongoing + 1 queued): {statuses.count(200)} answered 200 (slowest "
+          f"{max(admitted_s, default=0):.2f} s), {statuses.count(503)} answered 503 with "
+          f"Retry-After (slowest {max(rejected_s, default=0):.2f} s), "
+          f"{len(answers) - statuses.count(200) - statuses.count(503)} other")
     assert set(statuses) <= {200, 503}, statuses
     assert statuses.count(503) >= 5, statuses
     assert statuses.count(200) >= 1, statuses
+    assert max(rejected_s) < 10, rejected_s  # refused at once, not after queueing
     rejected = next(r for r in answers if r.status_code == 503)
     assert rejected.headers.get("retry-after") == "2"
     ok = httpx.post(f"{server}/predict", json={"instances": [ROW]}, headers=AUTH, timeout=30)

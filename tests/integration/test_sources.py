@@ -272,3 +272,32 @@ def test_hive_partitioned_csv_folder_keeps_partition_columns(ray_address: str,
     got = read_source(cfg.source, tmp_path).to_pandas().sort_values(["region", "n"])
     assert got.to_dict("list") == {"n": [1, 3, 1, 3], "v": [2.5, 4.5, 2.5, 4.5],
                                    "region": ["north", "north", "south", "south"]}
+
+
+def test_unreadable_files_are_skipped_by_config_and_named(ray_address: str, frame: pd.DataFrame,
+                                                          tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    parts = [frame.iloc[:700], frame.iloc[700:1400], frame.iloc[1400:]]
+    for i, part in enumerate(parts):
+        part.to_parquet(folder / f"part-{i}.parquet")
+    whole = (folder / "part-1.parquet").read_bytes()
+    (folder / "part-1.parquet").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InputError, match=r"part-1\.parquet"):  # fail, the default
+        read_source(_config({"kind": "files", "path": str(folder)}, tmp_path).source, tmp_path)
+    cfg = _config({"kind": "files", "path": str(folder), "on_unreadable": "skip"}, tmp_path)
+    with caplog.at_level("WARNING", logger="pipelines.sources.files"):
+        ds = read_source(cfg.source, tmp_path)
+    rows = ds.count()
+    print(f"\nunreadable file skipped: {len(frame)} rows in 3 files, 1 truncated; read {rows} "
+          f"rows of 2 files, left out {len(parts[1])} rows of part-1.parquet")
+    assert rows == len(parts[0]) + len(parts[2])
+    assert any("left out" in r.message and "part-1.parquet" in r.getMessage()
+               for r in caplog.records)
+    assert rows_read(cfg.source, ds, tmp_path) is None  # validation counts what was read
+    for p in folder.iterdir():
+        if p.name != "part-1.parquet":
+            p.unlink()
+    with pytest.raises(InputError, match=r"no parquet file .* can be read; first: .*part-1"):
+        read_source(cfg.source, tmp_path)

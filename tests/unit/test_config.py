@@ -206,7 +206,8 @@ def test_split_fractions_summing_to_one_are_accepted() -> None:
          "must be below high"),
         ({"type": "randint", "low": 5, "high": 5}, "train.xgboost.search_space.d", "must be below high"),
         ({"type": "choice", "values": []}, "train.xgboost.search_space.d.values", "at least 1"),
-        ({"type": "normal", "low": 0, "high": 1}, "train.xgboost.search_space.d", "'normal'"),
+        ({"type": "normal", "low": 0, "high": 1}, "train.xgboost.search_space.d.type",
+         "'normal'"),
     ],
 )
 def test_bad_search_space_dims(dim: dict[str, Any], path: str, fragment: str) -> None:

@@ -113,6 +113,108 @@ def test_pinned_versions_are_not_polled() -> None:
     assert pinned._thread is None
 
 
+class Outage(Registry):
+    """A registry whose store is down until ``up`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = False
+
+    def resolve(self, uri: str) -> ModelRef:
+        if not self.up:
+            raise ConnectionError("connection refused: tracking server down")
+        return super().resolve(uri)
+
+
+def test_store_down_at_start_leaves_the_slot_not_ready_and_the_first_load_retried() -> None:
+    reg = Outage()
+    swaps: list[str] = []
+    failures: list[int] = []
+    s = ModelSlot("models:/unit@champion", poll_interval_s=0, resolve=reg.resolve, load=reg.load,
+                  on_swap=lambda old, new: swaps.append(new.version),
+                  on_fail=lambda: failures.append(1), retry_interval_s=0.05)
+    assert not s.ready and s.current is None and "tracking server down" in (s.error or "")
+    assert failures == [1] and swaps == []
+    s.start()  # retries even with polling off: a replica without a model serves nothing
+    try:
+        time.sleep(0.2)
+        assert not s.ready and reg.loads == []
+        reg.up = True
+        deadline = time.time() + 5
+        while not s.ready and time.time() < deadline:
+            time.sleep(0.02)
+        assert s.ready and not s.degraded and swaps == ["1"] and s.swaps == 0
+        assert s._thread is not None
+        s._thread.join(timeout=5)
+        assert not s._thread.is_alive()  # loaded, nothing to follow: the loop ends
+    finally:
+        s.stop()
+
+
+def test_a_missing_model_at_start_is_an_error_not_an_outage() -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+    def missing(uri: str) -> ModelRef:
+        raise MlflowException("Registered model alias champion not found.",
+                              error_code=RESOURCE_DOES_NOT_EXIST)
+
+    with pytest.raises(MlflowException):
+        ModelSlot("models:/unit@champion", poll_interval_s=0, resolve=missing,
+                  load=Registry().load)
+
+
+def test_an_outage_during_a_swap_is_retried_at_the_next_poll() -> None:
+    reg = Registry()
+    s = slot(reg)
+    reg.alias_version = "2"
+    real_load = reg.load
+    calls: list[str] = []
+
+    def flaky(ref: ModelRef) -> LoadedModel:
+        calls.append(ref.version)
+        if len(calls) == 1:
+            raise TimeoutError("artifact store timed out")
+        return real_load(ref)
+
+    s._load = flaky
+    assert not s.refresh() and s.degraded and s.current is not None
+    assert s.current.version == "1"
+    assert s.refresh() and s.current.version == "2" and not s.degraded
+
+
+@pytest.mark.parametrize(("err", "outage"), [
+    (ConnectionError("refused"), True),
+    (TimeoutError("slow"), True),
+    (RuntimeError("wrapped"), True),  # caused by a network error
+    (ValueError("bad MLmodel"), False),
+    (KeyError("flavor"), False),
+    (FileNotFoundError("MLmodel"), False),  # a broken version, not an outage
+])
+def test_store_unavailable_tells_outages_from_bad_models(err: Exception, outage: bool) -> None:
+    from pipelines.serving_swap import store_unavailable
+
+    if isinstance(err, RuntimeError):
+        err.__cause__ = ConnectionResetError("socket closed")
+    assert store_unavailable(err) is outage
+
+
+def test_mlflow_error_codes_tell_outages_from_missing_models() -> None:
+    from mlflow.exceptions import MlflowException
+
+    from pipelines.serving_swap import store_unavailable
+
+    down = MlflowException("API request to http://127.0.0.1:1/api failed with exception "
+                           "ConnectionError")  # MLflow's REST client: INTERNAL_ERROR
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE
+
+    assert store_unavailable(down)
+    assert store_unavailable(MlflowException("busy", error_code=TEMPORARILY_UNAVAILABLE))
+    assert not store_unavailable(MlflowException("no such version",
+                                                 error_code=RESOURCE_DOES_NOT_EXIST))
+    assert not store_unavailable(MlflowException("bad MLmodel"))  # MLflow's default code
+
+
 # --------------------------------------------------------------------------- config → Serve
 
 

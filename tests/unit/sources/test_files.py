@@ -56,3 +56,43 @@ def test_parquet_footers_count_rows_and_name_a_truncated_file(tmp_path: Path) ->
     bad.write_bytes(good.read_bytes()[:50])
     with pytest.raises(InputError, match=r"cannot read Parquet file '.*bad.parquet' \(truncated"):
         parquet_rows([str(good), str(bad)])
+
+
+def test_text_in_another_encoding_is_named_by_file_and_column(tmp_path: Path) -> None:
+    from pipelines.config import FileSource
+    from pipelines.sources.files import find_unreadable_file
+
+    path = tmp_path / "latin1.csv"
+    pd.DataFrame({"city": ["Zürich", "Bern"], "y": [1, 0]}).to_csv(path, index=False,
+                                                                   encoding="latin-1")
+    source = FileSource(path=str(path), format="csv")
+    bad = find_unreadable_file(source)
+    assert bad is not None and bad[0] == str(path)
+    assert "'city' is not valid utf-8 text" in bad[1] and "source.encoding" in bad[1]
+    # Read in its own encoding, the file is fine.
+    assert find_unreadable_file(FileSource(path=str(path), format="csv", encoding="latin-1")) is None
+
+
+def test_encoding_is_checked_and_csv_only() -> None:
+    from pipelines.config import FileSource
+
+    assert FileSource(path="x.csv", format="csv", encoding="Latin1").encoding == "iso8859-1"
+    with pytest.raises(ValueError, match="encoding"):
+        FileSource(path="x.csv", format="csv", encoding="klingon")
+    with pytest.raises(ValueError, match="encoding only apply to format csv"):
+        FileSource(path="x.parquet", encoding="latin-1")
+
+
+def test_the_unreadable_parquet_file_is_found_among_good_ones(tmp_path: Path) -> None:
+    from pipelines.config import FileSource
+    from pipelines.sources.files import find_unreadable_file
+
+    pd.DataFrame({"a": range(10)}).to_parquet(tmp_path / "a.parquet")
+    whole = (tmp_path / "a.parquet").read_bytes()
+    (tmp_path / "b.parquet").write_bytes(whole[:40])
+    source = FileSource(path=str(tmp_path))
+    # The good file is read (Parquet needs a seekable file), the truncated one is named.
+    assert find_unreadable_file(source, first=str(tmp_path / "a.parquet")) == (
+        str(tmp_path / "b.parquet"),
+        "Parquet magic bytes not found in footer. Either the file is corrupted or this is not "
+        "a parquet file.")
