@@ -697,6 +697,11 @@ class XGBoostSettings(_FamilySettings):
     )
     num_boost_round: int = Field(200, ge=1)
     early_stopping_rounds: int = Field(20, ge=1)
+    checkpoint_every: int = Field(
+        50, ge=1, description="Data-parallel trials: rank 0 checkpoints the booster every this "
+        "many rounds, so a worker group restarted after a failure (train.max_failures) "
+        "continues from the last checkpoint instead of from round 0.",
+    )
 
 
 class MLPSettings(_FamilySettings):

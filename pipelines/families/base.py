@@ -91,6 +91,11 @@ class FitContext:
     threads: int = 1
     use_gpu: bool = False
     settings: dict[str, Any] = field(default_factory=dict)
+    checkpoint: Callable[[Any, dict[str, float]], None] | None = None
+    """Set by a Ray Train worker: report ``metrics`` with the model so far as a checkpoint,
+    instead of ``report``, so a restarted worker group continues from it."""
+    init_model: Any = None
+    """A model to continue training (the checkpoint a restarted worker group resumes from)."""
 
 
 @dataclass

@@ -62,14 +62,24 @@ class XGBoostFamily:
         import xgboost
 
         eval_metric, flip = round_metric(ctx.metric, ctx.task)
-        settings = {"num_boost_round": 200, "early_stopping_rounds": 20, **ctx.settings}
+        settings = {"num_boost_round": 200, "early_stopping_rounds": 20, "checkpoint_every": 50,
+                    **ctx.settings}
         settings.pop("global_score", None)
+        every = int(settings["checkpoint_every"])
+        # Resuming: XGBoost numbers the rounds on from the given model's, so reports,
+        # checkpoints and the best round stay absolute; early stopping counts from the resume
+        # (a best round before the checkpoint is kept only if no later round beats it).
+        done = ctx.init_model.num_boosted_rounds() if ctx.init_model is not None else 0
 
         class _Report(xgboost.callback.TrainingCallback):
             def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
                 if (epoch + 1) % REPORT_EVERY == 0:
                     value = float(evals_log["valid"][eval_metric][-1])
-                    ctx.report({ctx.metric: 1 - value if flip else value, "round": epoch + 1})
+                    metrics = {ctx.metric: 1 - value if flip else value, "round": epoch + 1}
+                    if ctx.checkpoint is not None and (epoch + 1) % every == 0:
+                        ctx.checkpoint(model, metrics)
+                    else:
+                        ctx.report(metrics)
                 return False
 
         full = {
@@ -79,8 +89,8 @@ class XGBoostFamily:
         if ctx.use_gpu:
             full["device"] = "cuda"
         booster = xgboost.train(
-            full, dtrain, num_boost_round=int(settings["num_boost_round"]),
-            evals=[(dvalid, "valid")],
+            full, dtrain, num_boost_round=max(0, int(settings["num_boost_round"]) - done),
+            xgb_model=ctx.init_model, evals=[(dvalid, "valid")],
             early_stopping_rounds=int(settings["early_stopping_rounds"]),
             verbose_eval=False, callbacks=[_Report()],
         )

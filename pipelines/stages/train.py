@@ -219,9 +219,30 @@ def _xgboost_worker(config: dict[str, Any]) -> None:
     valid = _arrays(ray.train.get_dataset_shard("valid").materialize().to_pandas())
     ctx = _context(static, "xgboost", lambda m: ray.train.report(m))
     ctx.settings = {**ctx.settings, "global_score": True}
+    ctx.checkpoint = partial(_checkpoint_from_worker, fam)
+    resumed = ray.train.get_checkpoint()  # set when FailureConfig restarted the worker group
+    if resumed is not None:
+        with resumed.as_directory() as d:
+            ctx.init_model = fam.load(Path(d)).booster
+        logger.info("resuming the fit from round %d", ctx.init_model.num_boosted_rounds())
     start = time.perf_counter()
     result = fam.fit(params, train, valid, ctx)
-    _report_from_worker(fam, "xgboost", result, static, params, time.perf_counter() - start)
+    _report_from_worker(fam, "xgboost", result, static, params, time.perf_counter() - start,
+                        resumed_from_round=(ctx.init_model.num_boosted_rounds()
+                                            if ctx.init_model is not None else 0))
+
+
+def _checkpoint_from_worker(fam: Any, model: Any, metrics: dict[str, float]) -> None:
+    """Every worker reports (Ray Train's reports are collective); rank 0 adds the model."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if ray.train.get_context().get_world_rank() == 0:
+            fam.save(model, Path(tmp))
+            write_family_marker(Path(tmp), fam.name)
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(metrics, checkpoint=checkpoint)
 
 
 def _torch_worker(config: dict[str, Any]) -> None:
@@ -241,17 +262,10 @@ def _torch_worker(config: dict[str, Any]) -> None:
 
 
 def _report_from_worker(fam: Any, family: str, result: Any, static: dict[str, Any],
-                        params: dict[str, Any], fit_seconds: float) -> None:
-    import ray.train
-
+                        params: dict[str, Any], fit_seconds: float,
+                        resumed_from_round: int = 0) -> None:
     final = _final_report(static, family, result.score, result.iterations, params, fit_seconds)
-    with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = None
-        if ray.train.get_context().get_world_rank() == 0:
-            fam.save(result.model, Path(tmp))
-            write_family_marker(Path(tmp), family)
-            checkpoint = ray.train.Checkpoint.from_directory(tmp)
-        ray.train.report(final, checkpoint=checkpoint)
+    _checkpoint_from_worker(fam, result.model, {**final, "resumed_from_round": resumed_from_round})
 
 
 def _data_parallel_trial(config: dict[str, Any], *, train_ds: Any, valid_ds: Any,
@@ -282,6 +296,9 @@ def _data_parallel_trial(config: dict[str, Any], *, train_ds: Any, valid_ds: Any
             name=f"{static['run_name']}-{ray.tune.get_context().get_trial_id()}",
             storage_path=static["storage_path"],
             failure_config=ray.train.FailureConfig(max_failures=static["max_failures"]),
+            # Periodic checkpoints exist to resume from: the latest two are enough (the newest
+            # may still be uploading when a worker dies) and storage does not fill up.
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             callbacks=[TuneReportCallback()],  # type: ignore[list-item]
         ),
     }
@@ -302,8 +319,10 @@ def _data_parallel_trial(config: dict[str, Any], *, train_ds: Any, valid_ds: Any
         raise RuntimeError(f"{family} trial: the Ray Train run produced no checkpoint")
     metrics = dict(result.metrics or {})
     ray.tune.report(
-        _final_report(static, family, metrics[static["metric"]], metrics["iterations"], params,
-                      metrics["fit_seconds"]),
+        {**_final_report(static, family, metrics[static["metric"]], metrics["iterations"],
+                         params, metrics["fit_seconds"]),
+         # > 0: a worker died and the restarted group continued from this round's checkpoint.
+         "resumed_from_round": metrics.get("resumed_from_round", 0)},
         checkpoint=result.checkpoint,
     )
 
@@ -498,6 +517,7 @@ def tune_models(
          "fit_seconds": (r.metrics or {}).get("fit_seconds"),
          # > 1: the metric is the mean over this many folds of train + valid.
          "cv_folds": (r.metrics or {}).get("cv_folds", 1),
+         "resumed_from_round": (r.metrics or {}).get("resumed_from_round", 0),
          "status": "error" if r.error else ("finished" if (r.metrics or {}).get("final")
                                             else "stopped early"),
          "error": str(r.error) if r.error else None}

@@ -1,8 +1,9 @@
 """A Ray Train worker process is SIGKILLed in the middle of a data-parallel fit: the trial's
 FailureConfig restarts the worker group and the sweep still ends with a valid model.
 
-The workers checkpoint only when a fit ends, so the restarted group fits again from round 0
-(RELIABILITY.md, "Not covered yet"). Prints what it killed and saw.
+Rank 0 checkpoints the booster every ``train.xgboost.checkpoint_every`` rounds, so the
+restarted group continues from the last checkpoint rather than from round 0. Prints what it
+killed and saw.
 """
 
 from __future__ import annotations
@@ -37,13 +38,19 @@ def _train_workers() -> set[int]:
     return pids
 
 
+def _checkpointed(storage: Path) -> bool:
+    # Two folders: the older one is surely registered (a folder appears while it uploads).
+    return sum(p.is_dir() for p in storage.rglob("checkpoint_*")) >= 2
+
+
 def test_a_killed_train_worker_is_restarted_and_the_fit_completes(splits: tuple[Any, Any],  # noqa: F811
                                                                   tmp_path: Path) -> None:
     cfg = TrainConfig.model_validate({
         "families": ["xgboost"], "num_samples": 1, "num_workers": 2, "cpus_per_worker": 0.5,
         "max_failures": 2, "refit": False,
         # Long enough to be killed mid-fit; early stopping may not end it first.
-        "xgboost": {"num_boost_round": 4000, "early_stopping_rounds": 4000},
+        "xgboost": {"num_boost_round": 1000, "early_stopping_rounds": 1000,
+                    "checkpoint_every": 20},
     })
     before = _train_workers()  # other test runs on this machine may have their own
     seen: set[int] = set()
@@ -57,7 +64,9 @@ def test_a_killed_train_worker_is_restarted_and_the_fit_completes(splits: tuple[
             for pid in _train_workers() - before:
                 first_seen.setdefault(pid, now)
                 seen.add(pid)
-                if not killed and now - first_seen[pid] > 3:
+                # Once the group has checkpointed (Ray Train persists checkpoint_* folders
+                # under the storage path), so the restart has something to resume from.
+                if not killed and now - first_seen[pid] > 1 and _checkpointed(tmp_path):
                     os.kill(pid, signal.SIGKILL)
                     killed.append(pid)
             time.sleep(0.1)
@@ -71,8 +80,11 @@ def test_a_killed_train_worker_is_restarted_and_the_fit_completes(splits: tuple[
         done.set()
         watcher.join(timeout=10)
     loss = _valid_logloss(splits, result.model_dir)
+    resumed = result.trials[0]["resumed_from_round"]
     print(f"\ntrain worker kill: killed pid {killed}, {len(seen)} worker processes seen "
-          f"(2 per group), fit completed in {time.time() - t0:.1f} s, valid logloss {loss:.3f}")
+          f"(2 per group), resumed from round {resumed}, fit completed in "
+          f"{time.time() - t0:.1f} s, valid logloss {loss:.3f}")
     assert killed, "no Train worker lived long enough to be killed mid-fit"
     assert len(seen) >= 3  # a new worker replaced the killed one
     assert result.parallelism == "data_parallel" and loss < 0.5
+    assert resumed > 0 and resumed % 20 == 0  # from a checkpoint, not from round 0
