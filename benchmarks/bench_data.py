@@ -19,7 +19,8 @@ passing rows): medians, IQR outlier bounds, category vocabularies, quantile bins
 standard-scaling moments of the features; apply imputation, clipping, category normalisation +
 synonyms, one-hot / ordinal / hashed encoding, datetime parts, a ratio, a derived expression,
 bins and scaling to every passing row; write the features (+ id, target) as Parquet.
-raypipe: ``pipelines.stages.validate.validate`` (the product's validation stage, Arrow rule
+raypipe: ``pipelines.sources.files.read_files`` (the product's ingest: Parquet footers checked,
+then ``read_parquet``), ``pipelines.stages.validate.validate`` (the validation stage, Arrow rule
 kernels, checked / passed / quarantined rows materialised in the object store),
 ``fit_feature_pipeline`` (two streaming passes over the passed rows) and
 ``FeaturePipeline.transform_table`` in ``map_batches`` on Arrow batches. pandas:
@@ -156,6 +157,7 @@ def run_ray(data: Path, out: Path, cpus: int, niceness: int) -> dict[str, Any]:
 
     from pipelines.config import CleanConfig, FeaturesConfig, SchemaConfig
     from pipelines.feature_fit import fit_feature_pipeline
+    from pipelines.sources.files import read_files
     from pipelines.stages.validate import validate
 
     t0 = time.perf_counter()
@@ -165,7 +167,8 @@ def run_ray(data: Path, out: Path, cpus: int, niceness: int) -> dict[str, Any]:
     startup = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    checked = validate(ray.data.read_parquet(str(data)), SchemaConfig(**CONTRACT), target="y")
+    # the product's ingest (footers checked, then read_parquet) and validation stages
+    checked = validate(read_files(str(data), "parquet"), SchemaConfig(**CONTRACT), target="y")
     validated = time.perf_counter() - t0
     valid = checked.valid
     checked.quarantined.write_parquet(str(out / "quarantine"))
