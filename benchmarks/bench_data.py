@@ -1,28 +1,35 @@
 """The data stage, side by side in one run: ingest + validate + clean + features on Ray Data
-(raypipe's fitted FeaturePipeline) vs a plain single-process pandas implementation of the same
-transforms.
+(raypipe's own ``validate`` stage and fitted FeaturePipeline) vs a plain single-process pandas
+implementation of the same transforms.
 
     python benchmarks/bench_data.py [--rows 5000000] [--files 10] [--cpus 2] [--data DIR]
 
 The data set is generated once (``--data``, kept between runs): ``--files`` Parquet files of
 an id, 10 numeric columns (2% missing, 0.1% outliers x100), a contract column ``age`` (0.1%
-rows out of range -> quarantined), three categorical columns (3 and 8 categories with case /
-whitespace / synonym variants, one of ~20,000 values -> hashed), a timestamp and a binary
-target.
+rows out of range), three categorical columns (3 and 8 categories with case / whitespace /
+synonym variants, one of ~20,000 values -> hashed), a timestamp and a binary target; 0.05% of
+the plans are not allowed and 0.05% of the zip codes break their regex.
 
-Both engines do the same work: read every file; check the contract (target present, ``age``
-in [0, 120]) and write the failing rows, with a reason, to a quarantine file; fit every
-statistic on the training rows (``id % 10 < 7`` of the passing rows): medians, IQR outlier
-bounds, category vocabularies, quantile bins, then standard-scaling moments of the features;
-apply imputation, clipping, category normalisation + synonyms, one-hot / ordinal / hashed
-encoding, datetime parts, a ratio, a derived expression, bins and scaling to every passing
-row; write the features (+ id, target) as Parquet. raypipe: ``fit_feature_pipeline`` (two
-streaming passes) and ``FeaturePipeline.transform_table`` in ``map_batches`` on Arrow batches.
-pandas: ``read_parquet``, idiomatic pandas/NumPy operations, ``to_parquet``.
+Both engines do the same work: read every file; check the data contract :data:`CONTRACT`
+(target present; types, nullability, bounds of id, age, y and the 10 numeric columns, allowed
+plans and regions compared trimmed and lower-cased, a regex on zip, a non-null timestamp; the
+first failure of a row is its reason) and write the failing rows, with reason, column and rule,
+to a quarantine data set; fit every statistic on the training rows (``id % 10 < 7`` of the
+passing rows): medians, IQR outlier bounds, category vocabularies, quantile bins, then
+standard-scaling moments of the features; apply imputation, clipping, category normalisation +
+synonyms, one-hot / ordinal / hashed encoding, datetime parts, a ratio, a derived expression,
+bins and scaling to every passing row; write the features (+ id, target) as Parquet.
+raypipe: ``pipelines.sources.files.read_files`` (the product's ingest: Parquet footers checked,
+then ``read_parquet``), ``pipelines.stages.validate.validate`` (the validation stage, Arrow rule
+kernels, checked / passed / quarantined rows materialised in the object store),
+``fit_feature_pipeline`` (two streaming passes over the passed rows) and
+``FeaturePipeline.transform_table`` in ``map_batches`` on Arrow batches. pandas:
+``read_parquet``, idiomatic pandas/NumPy operations, ``to_parquet``. The two engines' counts per
+(column, rule) are compared at the end, so a run where they did different work fails.
 
 Each engine runs in its own process, so the peak memory reported is that engine's driver
-alone (``getrusage`` max RSS); Ray's start-up is timed apart from the data work. The machine
-load (``uptime``) is recorded before and after, since other jobs may share the machine.
+alone (``VmHWM``); Ray's start-up is timed apart from the data work. The machine load
+(``uptime``) is recorded before and after, since other jobs may share the machine.
 
 Ray starts its worker processes at nice 15 by default (``RAY_worker_niceness``), so on a
 machine shared with other jobs they get a small fraction of the CPU that the nice-0 pandas
@@ -36,7 +43,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -50,6 +56,7 @@ PLANS = ["basic", "standard", "premium"]
 REGIONS = ["north", "south", "east", "west", "centre", "coast", "hills", "islands"]
 SYNONYMS = {"plan": {"std": "standard", "prem": "premium"}}
 TRAIN_TENTHS = 7
+DATA_VERSION = 2  # bump when generate() changes, so a kept data set is made again
 
 CLEAN: dict[str, Any] = {"impute_numeric": "median", "outliers": "iqr", "iqr_factor": 3.0,
                          "normalize_categories": True, "synonyms": SYNONYMS, "dedupe": False}
@@ -64,6 +71,20 @@ FEATURES: dict[str, Any] = {
     "scaling": "standard",
     "drop": ["id", "age"],
 }
+BOUND = 10_000.0  # far outside the numeric columns' values: the rule runs, no row breaks it
+CONTRACT: dict[str, Any] = {
+    "max_quarantine_fraction": 0.05,
+    "columns": {
+        "id": {"type": "int", "nullable": False, "min": 0},
+        **{c: {"type": "float", "min": -BOUND, "max": BOUND} for c in NUMERIC},
+        "age": {"type": "int", "nullable": False, "min": 0, "max": 120},
+        "plan": {"type": "string", "allowed": [*PLANS, "std", "prem"]},
+        "region": {"type": "string", "nullable": False, "allowed": REGIONS},
+        "zip": {"type": "string", "nullable": False, "regex": r"z\d{5}"},
+        "ts": {"type": "datetime", "nullable": False},
+        "y": {"type": "int", "min": 0, "max": 1},
+    },
+}
 
 
 # --------------------------------------------------------------------------- data
@@ -76,7 +97,8 @@ def generate(directory: Path, rows: int, files: int, seed: int = 0) -> Path:
 
     directory.mkdir(parents=True, exist_ok=True)
     done = directory / "_done"
-    if done.exists() and done.read_text() == f"{rows} {files} {seed}":
+    marker = f"{rows} {files} {seed} v{DATA_VERSION}"
+    if done.exists() and done.read_text() == marker:
         return directory
     for old in directory.glob("*.parquet"):
         old.unlink()
@@ -97,60 +119,35 @@ def generate(directory: Path, rows: int, files: int, seed: int = 0) -> Path:
         age = rng.integers(18, 90, n).astype(np.int64)
         age[rng.random(n) < 0.001] = -1
         cols["age"] = age
-        cols["plan"] = pa.array(plan_variants[rng.integers(0, len(plan_variants), n)],
-                                mask=rng.random(n) < 0.02, type=pa.string())
+        plan = plan_variants[rng.integers(0, len(plan_variants), n)]
+        plan[rng.random(n) < 0.0005] = "gold"  # not an allowed plan
+        cols["plan"] = pa.array(plan, mask=rng.random(n) < 0.02, type=pa.string())
         cols["region"] = pa.array(region_variants[rng.integers(0, len(region_variants), n)],
                                   type=pa.string())
-        cols["zip"] = pa.array(zips[rng.integers(0, len(zips), n)], type=pa.string())
+        zip_codes = zips[rng.integers(0, len(zips), n)]
+        zip_codes[rng.random(n) < 0.0005] = "Z-123"  # breaks the zip regex
+        cols["zip"] = pa.array(zip_codes, type=pa.string())
         cols["ts"] = pa.array(np.datetime64("2023-01-01") + rng.integers(0, 365 * 24 * 3600, n)
                               .astype("timedelta64[s]"))
         cols["y"] = (rng.random(n) < 0.3).astype(np.int64)
         pq.write_table(pa.table(cols), directory / f"part-{f:03d}.parquet",
                        row_group_size=100_000)
-    done.write_text(f"{rows} {files} {seed}")
+    done.write_text(marker)
     return directory
 
 
 # --------------------------------------------------------------------------- Ray Data (raypipe)
 
 
-def _contract(table: Any) -> Any:
-    """The contract check on one Arrow batch: a reason per failing row, null otherwise."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    age = table.column("age")
-    bad_age = pc.or_kleene(pc.less(age, 0), pc.greater(age, 120))
-    reason = pc.if_else(pc.is_null(table.column("y")), "y: target is missing",
-                        pc.if_else(bad_age, pc.binary_join_element_wise(
-                            "age: outside [0, 120]: ", pc.cast(age, pa.string()), ""),
-                                   pa.scalar(None, pa.string())))
-    return table.append_column("_quarantine_reason", reason)
-
-
 def _train_rows(table: Any) -> Any:
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    checked = _contract(table)
-    train = pa.array(table.column("id").to_numpy() % 10 < TRAIN_TENTHS)
-    return table.filter(pc.and_(pc.is_null(checked.column("_quarantine_reason")), train))
-
-
-def _quarantined(table: Any) -> Any:
-    import pyarrow.compute as pc
-
-    checked = _contract(table)
-    return checked.filter(pc.is_valid(checked.column("_quarantine_reason")))
+    return table.filter(pa.array(table.column("id").to_numpy() % 10 < TRAIN_TENTHS))
 
 
 def _features(table: Any, pipeline: Any) -> Any:
-    import pyarrow.compute as pc
-
-    checked = _contract(table)
-    passing = table.filter(pc.is_null(checked.column("_quarantine_reason")))
-    out = pipeline.transform_table(passing)
-    return out.append_column("id", passing.column("id")).append_column("y", passing.column("y"))
+    out = pipeline.transform_table(table)
+    return out.append_column("id", table.column("id")).append_column("y", table.column("y"))
 
 
 def run_ray(data: Path, out: Path, cpus: int, niceness: int) -> dict[str, Any]:
@@ -158,8 +155,10 @@ def run_ray(data: Path, out: Path, cpus: int, niceness: int) -> dict[str, Any]:
     os.environ["RAY_worker_niceness"] = str(niceness)  # noqa: SIM112
     import ray
 
-    from pipelines.config import CleanConfig, FeaturesConfig
+    from pipelines.config import CleanConfig, FeaturesConfig, SchemaConfig
     from pipelines.feature_fit import fit_feature_pipeline
+    from pipelines.sources.files import read_files
+    from pipelines.stages.validate import validate
 
     t0 = time.perf_counter()
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
@@ -168,24 +167,71 @@ def run_ray(data: Path, out: Path, cpus: int, niceness: int) -> dict[str, Any]:
     startup = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    src = ray.data.read_parquet(str(data))
-    train = src.map_batches(_train_rows, batch_format="pyarrow", zero_copy_batch=True)
-    # _train_rows only filters rows, so the source's schema (Parquet metadata) is the split's.
+    # the product's ingest (footers checked, then read_parquet) and validation stages
+    checked = validate(read_files(str(data), "parquet"), SchemaConfig(**CONTRACT), target="y")
+    validated = time.perf_counter() - t0
+    valid = checked.valid
+    checked.quarantined.write_parquet(str(out / "quarantine"))
+    train = valid.map_batches(_train_rows, batch_format="pyarrow", zero_copy_batch=True)
+    # the passed rows are materialised: their schema is known without running a block
     pipeline = fit_feature_pipeline(train, target="y", task="binary", clean=CleanConfig(**CLEAN),
-                                    features=FeaturesConfig(**FEATURES), schema=src.schema())
-    fitted = time.perf_counter() - t0
-    src.map_batches(_quarantined, batch_format="pyarrow", zero_copy_batch=True).write_parquet(
-        str(out / "quarantine"))
-    feats = src.map_batches(_features, fn_kwargs={"pipeline": pipeline}, batch_format="pyarrow",
-                            zero_copy_batch=True)
+                                    features=FeaturesConfig(**FEATURES), schema=valid.schema())
+    fitted = time.perf_counter() - t0 - validated
+    feats = valid.map_batches(_features, fn_kwargs={"pipeline": pipeline}, batch_format="pyarrow",
+                              zero_copy_batch=True)
     feats.write_parquet(str(out / "features"))
     seconds = time.perf_counter() - t0
     ray.shutdown()
-    return {"seconds": seconds, "fit_seconds": fitted, "startup_seconds": startup,
-            "features": len(pipeline.feature_names)}
+    return {"seconds": seconds, "validate_seconds": validated, "fit_seconds": fitted,
+            "startup_seconds": startup, "features": len(pipeline.feature_names),
+            "reasons": {f"{r.column}/{r.rule}": r.rows for r in checked.reasons}}
 
 
 # --------------------------------------------------------------------------- pandas
+
+
+def _pandas_contract(df: Any) -> Any:
+    """:data:`CONTRACT` on the whole frame: each row's first failure (message, column, rule).
+
+    Native dtypes throughout (no parsing: every column was read with its contract type);
+    messages are formatted for the failing rows only.
+    """
+    import pandas as pd
+
+    checks: list[tuple[Any, str, str, str, bool]] = [(df["y"].isna(), "y", "target",
+                                                       "target is missing", False)]
+    for col, rules in CONTRACT["columns"].items():
+        s = df[col]
+        if rules["type"] == "int" and pd.api.types.is_float_dtype(s):
+            checks.append((s.notna() & (np.floor(s) != s), col, "type", "not a valid int", True))
+        if not rules.get("nullable", True):
+            checks.append((s.isna(), col, "nullable", "missing in a non-nullable column", False))
+        if "min" in rules:
+            checks.append((s < rules["min"], col, "min", f"below min {float(rules['min'])}", True))
+        if "max" in rules:
+            checks.append((s > rules["max"], col, "max", f"above max {float(rules['max'])}", True))
+        if "allowed" in rules:
+            allowed = {a.strip().lower() for a in rules["allowed"]}
+            checks.append((s.notna() & ~s.str.strip().str.lower().isin(allowed), col, "allowed",
+                           "not an allowed value", True))
+        if "regex" in rules:
+            checks.append((s.notna() & ~s.str.fullmatch(rules["regex"]).fillna(False), col,
+                           "regex", f"does not match regex '{rules['regex']}'", True))
+    first = np.full(len(df), -1)
+    for k, (mask, *_rest) in enumerate(checks):
+        first[(first < 0) & mask.to_numpy(dtype=bool, na_value=False)] = k
+    out = pd.DataFrame({name: pd.Series(pd.NA, index=df.index, dtype="string") for name in
+                        ("_quarantine_reason", "_quarantine_column", "_quarantine_rule")})
+    for k, (_, col, rule, text, shows_value) in enumerate(checks):
+        rows = first == k
+        if not rows.any():
+            continue
+        message = f"{col}: {text}"
+        out.loc[rows, "_quarantine_reason"] = (
+            message + ": " + df.loc[rows, col].astype("string")) if shows_value else message
+        out.loc[rows, "_quarantine_column"] = col
+        out.loc[rows, "_quarantine_rule"] = rule
+    return out
 
 
 def run_pandas(data: Path, out: Path) -> dict[str, Any]:
@@ -193,14 +239,14 @@ def run_pandas(data: Path, out: Path) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     df = pd.read_parquet(data)
-    # Contract.
-    bad_age = (df["age"] < 0) | (df["age"] > 120)
-    reason = pd.Series(None, index=df.index, dtype=object)
-    reason[bad_age] = "age: outside [0, 120]: " + df.loc[bad_age, "age"].astype(str)
-    reason[df["y"].isna()] = "y: target is missing"
-    bad = reason.notna()
+    reasons = _pandas_contract(df)
+    bad = reasons["_quarantine_reason"].notna()
+    if bad.mean() > CONTRACT["max_quarantine_fraction"]:
+        raise RuntimeError(f"{bad.mean():.1%} of the rows broke the contract")
     out.mkdir(parents=True, exist_ok=True)
-    df[bad].assign(_quarantine_reason=reason[bad]).to_parquet(out / "quarantine.parquet")
+    pd.concat([df[bad], reasons[bad]], axis=1).to_parquet(out / "quarantine.parquet")
+    counts = reasons[bad].groupby(["_quarantine_column", "_quarantine_rule"]).size()
+    validated = time.perf_counter() - t0
     df = df[~bad]
     is_train = (df["id"] % 10 < TRAIN_TENTHS).to_numpy()
     train = df[is_train]
@@ -249,14 +295,20 @@ def run_pandas(data: Path, out: Path) -> dict[str, Any]:
     X["id"] = df["id"]
     X["y"] = df["y"]
     X.to_parquet(out / "features.parquet")
-    return {"seconds": time.perf_counter() - t0, "features": len(feats)}
+    return {"seconds": time.perf_counter() - t0, "validate_seconds": validated,
+            "features": len(feats),
+            "reasons": {f"{c}/{r}": int(n) for (c, r), n in counts.items()}}
 
 
 # --------------------------------------------------------------------------- driver
 
 
 def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: ru_maxrss survives exec, so it could report the parent's peak
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def _engine_main(args: argparse.Namespace) -> None:
@@ -310,18 +362,23 @@ def main() -> None:
                 "pandas": _rows_written(out / "pandas" / "features.parquet")}
     if rows_out["ray"] != rows_out["pandas"]:
         raise RuntimeError(f"the engines wrote different row counts: {rows_out}")
+    if results["ray"]["reasons"] != results["pandas"]["reasons"]:
+        raise RuntimeError(f"the engines quarantined differently: {results['ray']['reasons']} "
+                           f"vs {results['pandas']['reasons']}")
     rate = {e: args.rows / r["seconds"] for e, r in results.items()}
     print(f"machine: {platform.node()}, {os.cpu_count()} CPUs; Ray given {args.cpus} CPUs, "
           f"workers at nice {args.worker_niceness}; "
           f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f}")
-    print(f"{'engine':8} {'seconds':>8} {'rows/s':>12} {'driver peak RSS':>16} features")
+    print(f"{'engine':8} {'seconds':>8} {'rows/s':>12} {'validate s':>10} "
+          f"{'driver peak RSS':>16} features")
     for e, r in results.items():
-        print(f"{e:8} {r['seconds']:8.1f} {rate[e]:12,.0f} {r['peak_rss_mib']:13,.0f} MiB "
-              f"{r['features']}")
+        print(f"{e:8} {r['seconds']:8.1f} {rate[e]:12,.0f} {r['validate_seconds']:10.1f} "
+              f"{r['peak_rss_mib']:12,.0f} MiB {r['features']}")
     print(f"ratio (ray rows/s / pandas rows/s): {rate['ray'] / rate['pandas']:.2f}x; "
           f"ray fit {results['ray']['fit_seconds']:.1f} s, start-up "
           f"{results['ray']['startup_seconds']:.1f} s (not counted); rows written "
-          f"{rows_out['ray']:,}")
+          f"{rows_out['ray']:,}; quarantined per column/rule (both engines) "
+          f"{results['ray']['reasons']}")
 
 
 if __name__ == "__main__":

@@ -379,3 +379,133 @@ def test_quarantined_rows_keep_the_input_types_exactly() -> None:
     assert bad.column("id").to_pylist() == [1, None]
     assert bad.column(RULE_COLUMN).to_pylist() == ["unique_key", "min"]
     assert annotated.num_rows == 4 and annotated.column_names[:4] == table.column_names
+
+
+# --------------------------------------------------------------------------- Arrow kernel vs pandas
+
+_POOLS: dict[str, tuple[Any, list[Any]]] = {
+    # column: (Arrow type, values to draw from; the first is valid and drawn most often)
+    "age": ("int64", [30, 45, -1, 121, 0, 120, None]),
+    "score": ("float64", [0.5, -0.1, 1.5, float("nan"), None, float("inf"), 1.0]),
+    "count": ("float64", [3.0, 2.5, float("nan"), None, float("inf"), -4.0, 7.0]),
+    "small": ("int32", [1, 2, 99, None]),
+    "parsed": ("string", ["12", "x", " 7 ", "3.5", None, "1e3", "-2", "", "nan"]),
+    "plan": ("string", ["basic", " Basic", "BASIC\t", "premium ", "gold", None, "Bäsic",
+                        "\u0130", "", "prem"]),
+    "code": ("string", ["AB12", "ab12", "AB123", "AB12\n", "AB\u0661\u0662", "", None, "XY99"]),
+    "flag": ("bool", [True, False, None]),
+    "flag_text": ("string", ["yes", "No", "1", "maybe", None]),
+    "when": ("timestamp[ms]", [0, 86_400_000, None]),
+    "when_text": ("string", ["2024-01-02", "not a date", None, "2024-02-03 10:30:00"]),
+    "y": ("float64", [1.0, 0.0, float("nan"), None]),
+}
+
+_DIRTY = SchemaConfig(columns={
+    "age": ColumnContract(type="int", nullable=False, min=0, max=120),
+    "score": ColumnContract(type="float", min=0, max=1),
+    "count": ColumnContract(type="int", nullable=False, min=0),
+    "small": ColumnContract(type="float", max=50),
+    "parsed": ColumnContract(type="int", min=0, max=100),
+    "plan": ColumnContract(type="string", nullable=False, allowed=["basic", " PREMIUM", "bäsic"]),
+    "code": ColumnContract(type="string", regex=r"[A-Z]{2}\d{2}"),
+    "flag": ColumnContract(type="bool", nullable=False),
+    "flag_text": ColumnContract(type="bool"),
+    "when": ColumnContract(type="datetime", nullable=False),
+    "when_text": ColumnContract(type="datetime"),
+})
+
+
+def _dirty_table(seed: int, rows: int = 400) -> Any:
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    cols = {}
+    for name, (kind, pool) in _POOLS.items():
+        dirty = rng.random(rows) < 0.1
+        picked = [pool[i] if d else pool[0]
+                  for i, d in zip(rng.integers(0, len(pool), rows), dirty, strict=True)]
+        if kind.startswith("float"):  # NaN stays a value, None becomes a null
+            cols[name] = pa.array(picked, pa.float64(), from_pandas=False)
+        else:
+            cols[name] = pa.array(picked, pa.type_for_alias(kind))
+    return pa.table(cols)
+
+
+def _arrow_check(table: Any, schema: SchemaConfig = _DIRTY) -> pd.DataFrame:
+    from pipelines.stages.validate import _annotate_block
+
+    return _annotate_block(table, schema, "y").select(QUARANTINE_COLUMNS).to_pandas()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_arrow_kernel_gives_the_pandas_reasons_on_dirty_blocks(seed: int) -> None:
+    table = _dirty_table(seed)
+    expected = check_batch(table.to_pandas(), _DIRTY, "y")[QUARANTINE_COLUMNS]
+    got = _arrow_check(table)
+    for name in QUARANTINE_COLUMNS:
+        want = [None if pd.isna(v) else v for v in expected[name]]
+        have = [None if pd.isna(v) else v for v in got[name]]
+        assert have == want, name
+    assert 0 < expected[REASON_COLUMN].notna().sum() < len(table)  # the blocks are mixed
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_arrow_blocks_split_into_passed_and_quarantined_rows_exactly(seed: int) -> None:
+    import pyarrow as pa
+
+    from pipelines.stages.validate import _annotate_block, _failed_block, _passed_block
+
+    table = _dirty_table(seed)
+    annotated = _annotate_block(table, _DIRTY, "y")
+    ok, bad = _passed_block(annotated, _DIRTY), _failed_block(annotated)
+    assert ok.num_rows + bad.num_rows == table.num_rows
+    assert ok.num_rows == int(annotated.column(REASON_COLUMN).null_count)
+    assert bad.schema == annotated.schema  # quarantined rows as read, plus the reasons
+    assert ok.column_names == table.column_names
+    types = {f.name: f.type for f in ok.schema}
+    assert types["age"] == types["count"] == types["parsed"] == pa.int64()
+    assert types["score"] == types["small"] == pa.float64()
+    assert types["flag"] == types["flag_text"] == pa.bool_()
+    assert pa.types.is_timestamp(types["when"]) and pa.types.is_timestamp(types["when_text"])
+    assert types["plan"] == types["code"] == pa.string()
+    # every passed value is what the pandas path makes of it
+    for col, contract in _DIRTY.columns.items():
+        mask = annotated.column(REASON_COLUMN).is_null().to_numpy(zero_copy_only=False)
+        raw = table.column(col).to_pandas()[mask].reset_index(drop=True)
+        want = coerce_column(raw, contract.type)[0]
+        have = ok.column(col).to_pandas()
+        assert [None if pd.isna(v) else v for v in have] == \
+            [None if pd.isna(v) else v for v in want], col
+
+
+def test_arrow_messages_show_values_as_pandas_does() -> None:
+    import pyarrow as pa
+
+    schema = SchemaConfig(columns={"a": ColumnContract(type="int", min=0),
+                                   "b": ColumnContract(type="int", min=0)})
+    table = pa.table({"a": pa.array([-1, 5], pa.int64()),  # no gaps: pandas keeps int64
+                      "b": pa.array([-3, None], pa.int64()),  # gaps: pandas holds floats
+                      "y": [1, 1]})
+    got = _arrow_check(table, schema)[REASON_COLUMN]
+    assert got.iloc[0] == "a: below min 0.0: -1" and pd.isna(got.iloc[1])
+    table = table.set_column(0, "a", pa.array([1, 5], pa.int64()))
+    assert _arrow_check(table, schema)[REASON_COLUMN].iloc[0] == "b: below min 0.0: -3.0"
+
+
+def test_infinity_is_not_a_valid_int() -> None:
+    import pyarrow as pa
+
+    _, bad = coerce_column(pd.Series([1.0, np.inf, -np.inf]), "int")
+    assert bad.tolist() == [False, True, True]
+    schema = SchemaConfig(columns={"n": ColumnContract(type="int")})
+    table = pa.table({"n": [1.0, float("inf")], "y": [1, 1]})
+    rules = _arrow_check(table, schema)[RULE_COLUMN]
+    assert pd.isna(rules.iloc[0]) and rules.iloc[1] == "type"
+
+
+def test_block_without_failures_gets_null_reasons() -> None:
+    import pyarrow as pa
+
+    table = pa.table({"age": pa.array([1, 2], pa.int64()), "y": [0, 1]})
+    got = _arrow_check(table, SchemaConfig(columns={"age": ColumnContract(type="int")}))
+    assert got.isna().all().all() and len(got) == 2
