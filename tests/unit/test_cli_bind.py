@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from pipelines.cli import bind_warnings
 from pipelines.config import ServeConfig
 
@@ -18,3 +22,22 @@ def test_other_addresses_warn_and_more_so_without_auth() -> None:
     assert "no auth token" in open_[1]
     authed = bind_warnings("10.0.0.5", ServeConfig(auth_token_env="RAYPIPE_TOKEN"))
     assert len(authed) == 1 and "10.0.0.5" in authed[0]
+
+
+def test_a_local_ray_starts_without_its_dashboard(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dashboard is also Ray's job-submission API: a laptop run must not open it."""
+    import ray
+
+    from pipelines.cli import _init_ray
+    from pipelines.config import RuntimeConfig
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
+    _init_ray(RuntimeConfig(), verbose=False)
+    assert calls == [{"include_dashboard": False, "log_to_driver": False,
+                      "configure_logging": False}]
+    calls.clear()
+    _init_ray(RuntimeConfig(ray_address="ray://head:10001"), verbose=False)
+    assert calls == [{"address": "ray://head:10001", "log_to_driver": False}]
