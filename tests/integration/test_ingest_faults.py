@@ -17,25 +17,11 @@ import pytest
 
 from pipelines.config import FileSource
 from pipelines.stages.ingest import read_source
+from tests.procs import ray_workers
 
 pytestmark = pytest.mark.integration
 
 FILES, ROWS_PER_FILE = 24, 40_000
-
-
-def _read_workers() -> set[int]:
-    """Pids of worker processes running a Ray Data read task (Ray titles them ray::Read...)."""
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            title = (entry / "cmdline").read_bytes().split(b"\0")[0]
-        except OSError:
-            continue
-        if title.startswith(b"ray::Read"):
-            pids.add(int(entry.name))
-    return pids
 
 
 def test_a_killed_read_task_is_retried_and_no_row_is_lost_or_doubled(ray_address: str,
@@ -53,7 +39,7 @@ def test_a_killed_read_task_is_retried_and_no_row_is_lost_or_doubled(ray_address
 
     def chaos() -> None:  # kill the first read task seen, once
         while not done.is_set() and not killed:
-            for pid in _read_workers():
+            for pid in ray_workers(b"ray::Read"):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:

@@ -19,23 +19,9 @@ import pytest
 
 from pipelines.config import TrainConfig
 from tests.integration.test_train import _sweep, _valid_logloss, splits  # noqa: F401 (fixture)
+from tests.procs import ray_workers
 
 pytestmark = pytest.mark.integration
-
-
-def _train_workers() -> set[int]:
-    """Pids of the Ray Train worker processes on this machine (Ray titles them ray::...)."""
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            title = (entry / "cmdline").read_bytes().split(b"\0")[0]
-        except OSError:
-            continue
-        if title.startswith(b"ray::RayTrainWorker"):
-            pids.add(int(entry.name))
-    return pids
 
 
 def _checkpointed(storage: Path) -> bool:
@@ -52,7 +38,7 @@ def test_a_killed_train_worker_is_restarted_and_the_fit_completes(splits: tuple[
         "xgboost": {"num_boost_round": 1000, "early_stopping_rounds": 1000,
                     "checkpoint_every": 20},
     })
-    before = _train_workers()  # other test runs on this machine may have their own
+    before = ray_workers(b"ray::RayTrainWorker")  # other test runs on this machine may have their own
     seen: set[int] = set()
     killed: list[int] = []
     done = threading.Event()
@@ -61,7 +47,7 @@ def test_a_killed_train_worker_is_restarted_and_the_fit_completes(splits: tuple[
         first_seen: dict[int, float] = {}
         while not done.is_set():
             now = time.time()
-            for pid in _train_workers() - before:
+            for pid in ray_workers(b"ray::RayTrainWorker") - before:
                 first_seen.setdefault(pid, now)
                 seen.add(pid)
                 # Once the group has checkpointed (Ray Train persists checkpoint_* folders
