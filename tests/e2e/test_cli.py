@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import yaml
 
 from pipelines.config import demo_config_path
 from pipelines.demo import generate_demo_frame
+from tests.e2e.serving_helpers import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -143,14 +143,8 @@ def test_run_end_to_end_through_the_cli(ray_address: str, tmp_path: Path) -> Non
     assert preds
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_command_answers_predict(trained: dict[str, Any]) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [*RAYPIPE, "serve", "--model", "models:/raypipe-demo@champion", "--port", str(port),
          "--tracking-uri", trained["cfg"].tracking_uri],

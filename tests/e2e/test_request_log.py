@@ -13,7 +13,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.e2e.test_serve_http import MODEL, _free_port, _json_rows, _rows
+from tests.e2e.serving_helpers import MODEL, free_port
+from tests.e2e.test_serve_http import _json_rows, _rows
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +31,7 @@ def logging_server(trained: dict[str, Any], tmp_path_factory: pytest.TempPathFac
     from pipelines.serving import build_app
 
     logs = tmp_path_factory.mktemp("request_logs")
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(
         build_app({"model_uri": _uri(trained),

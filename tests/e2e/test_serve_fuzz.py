@@ -11,7 +11,6 @@ still serve normal requests afterwards.
 from __future__ import annotations
 
 import json
-import socket
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -22,28 +21,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.e2e.serving_helpers import MODEL, ROW, free_port
+
 pytestmark = pytest.mark.e2e
 
-MODEL = "raypipe-demo"
 SENT: list[int] = []
 BY_ENDPOINT: defaultdict[str, Counter[int]] = defaultdict(Counter)
 
-ROW: dict[str, Any] = {
-    "customer_id": "c1", "signup_date": "2021-03-04T00:00:00",
-    "last_login": "2024-02-01T10:30:00", "tenure_months": 3, "monthly_charges": None,
-    "total_charges": 150.5, "support_calls": 4, "plan": " BASIC", "region": "south",
-    "payment_method": None, "autopay": False,
-}
 V2_TYPES = {"customer_id": "BYTES", "signup_date": "BYTES", "last_login": "BYTES",
             "tenure_months": "FP64", "monthly_charges": "FP64", "total_charges": "FP64",
             "support_calls": "FP64", "plan": "BYTES", "region": "BYTES",
             "payment_method": "BYTES", "autopay": "BOOL"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +40,7 @@ def client(trained: dict[str, Any]) -> Iterator[httpx.Client]:
 
     from pipelines.serving import build_app
 
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app({"model_uri": f"models:/{MODEL}@champion",
                          "tracking_uri": trained["cfg"].tracking_uri, "max_request_rows": 200,

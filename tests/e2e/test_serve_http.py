@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,17 +15,9 @@ import pandas as pd
 import pytest
 
 from pipelines.demo import generate_demo_frame
+from tests.e2e.serving_helpers import MODEL, free_port
 
 pytestmark = pytest.mark.e2e
-
-MODEL = "raypipe-demo"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.fixture(scope="module")
 def server(trained: dict[str, Any]) -> Iterator[str]:
@@ -34,7 +25,7 @@ def server(trained: dict[str, Any]) -> Iterator[str]:
 
     from pipelines.serving import build_app
 
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(
         build_app({"model_uri": f"models:/{MODEL}@champion",

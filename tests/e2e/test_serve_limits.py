@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,23 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.serving_helpers import MODEL, ROW, free_port
+
 pytestmark = pytest.mark.e2e
 
-MODEL = "raypipe-demo"
 TOKEN = "tok-" + "4f9c2e7a1b3d5f60"
-ROW: dict[str, Any] = {
-    "customer_id": "c1", "signup_date": "2021-03-04T00:00:00",
-    "last_login": "2024-02-01T10:30:00", "tenure_months": 3, "monthly_charges": None,
-    "total_charges": 150.5, "support_calls": 4, "plan": " BASIC", "region": "south",
-    "payment_method": None, "autopay": False,
-}
 AUTH = {"authorization": f"Bearer {TOKEN}"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +27,7 @@ def server(trained: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) ->
 
     secret = tmp_path_factory.mktemp("secret") / "token"
     secret.write_text(TOKEN + "\n")
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app({"model_uri": f"models:/{MODEL}@champion",
                          "tracking_uri": trained["cfg"].tracking_uri,

@@ -5,7 +5,6 @@ old one serving and /readyz degraded."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -17,23 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.serving_helpers import ROW, free_port
+
 pytestmark = pytest.mark.e2e
 
 NAME = "raypipe-swap"
-ROW: dict[str, Any] = {
-    "customer_id": "c1", "signup_date": "2021-03-04T00:00:00",
-    "last_login": "2024-02-01T10:30:00", "tenure_months": 3, "monthly_charges": None,
-    "total_charges": 150.5, "support_calls": 4, "plan": " BASIC", "region": "south",
-    "payment_method": None, "autopay": False,
-}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def registry(trained: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A registered model of its own (the shared champion stays put): versions 1 and 2 of the
@@ -59,7 +46,7 @@ def server(registry: dict[str, str]) -> Iterator[str]:
 
     from pipelines.serving import build_app
 
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app({"model_uri": f"models:/{NAME}@champion",
                          "tracking_uri": registry["tracking_uri"],
