@@ -67,12 +67,12 @@ def split(rows: int) -> dict[str, np.ndarray]:
     return {"X_train": X[:rows], "y_train": y[:rows], "X_valid": X[rows:], "y_valid": y[rows:]}
 
 
-def _identity(batch: pd.DataFrame) -> pd.DataFrame:
+def _identity(batch: Any) -> Any:
     return batch
 
 
 def to_dataset(X: np.ndarray, y: np.ndarray, blocks: int) -> Any:
-    """A materialised Ray Dataset shaped like ``featurize``'s output: pandas blocks written
+    """A materialised Ray Dataset shaped like ``featurize``'s output: Arrow blocks written
     by a ``map_batches`` task, feature columns plus ``LABEL_COLUMN``."""
     import ray
 
@@ -80,7 +80,7 @@ def to_dataset(X: np.ndarray, y: np.ndarray, blocks: int) -> Any:
     frame[LABEL_COLUMN] = y
     chunks = np.array_split(np.arange(len(frame)), blocks)
     ds = ray.data.from_pandas([frame.iloc[c].reset_index(drop=True) for c in chunks])
-    return ds.map_batches(_identity, batch_format="pandas", batch_size=None).materialize()
+    return ds.map_batches(_identity, batch_format="pyarrow", batch_size=None).materialize()
 
 
 def plain_fit(data: dict[str, np.ndarray], params: dict[str, Any], rounds: int,

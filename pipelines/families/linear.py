@@ -37,6 +37,7 @@ class _Linear:
 
 class LinearFamily:
     name = "linear"
+    libraries: tuple[str, ...] = ("sklearn.linear_model",)
 
     def fit(self, params: dict[str, Any], train: TrainData, valid: TrainData,
             ctx: FitContext) -> FitResult:

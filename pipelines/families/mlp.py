@@ -122,6 +122,7 @@ class _Predictor:
 
 class MLPFamily:
     name = "mlp"
+    libraries: tuple[str, ...] = ("torch",)
 
     def fit(self, params: dict[str, Any], train: TrainData, valid: TrainData,
             ctx: FitContext) -> FitResult:

@@ -103,3 +103,43 @@ def test_resume_keeps_finished_trials(splits: tuple[Any, Any], tmp_path: Path) -
     again = _sweep(splits, tmp_path, cfg, name="r", resume=True)
     assert {t["trial_id"] for t in again.trials} == {t["trial_id"] for t in first.trials}
     assert again.best_score == pytest.approx(first.best_score)
+
+
+def test_one_configuration_fits_without_tune_here_or_in_a_task(
+        splits: tuple[Any, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One family, one sample, no search space: no Tune experiment. On this single-node Ray
+    the fit runs in the driver with its CPUs reserved; elsewhere in a task. Both give the same
+    model, whose validation loss is the reported score."""
+    import pipelines.stages.train as train_stage
+
+    cfg = _cfg(families=["xgboost"], num_samples=1, cpus_per_worker=1,
+               xgboost={**FAST["xgboost"], "search_space": {}, "params": {"max_depth": 3}})
+    here = _sweep(splits, tmp_path / "here", cfg)
+    monkeypatch.setattr(train_stage, "_reserve_local_cpus", lambda cfg: None)
+    task = _sweep(splits, tmp_path / "task", cfg)
+    assert [t["ran_in"] for t in here.trials] == ["driver"]
+    assert [t["ran_in"] for t in task.trials] == ["task"]
+    assert here.experiment_path == "" and not any((tmp_path / "here").glob("t*"))
+    assert here.best_score == task.best_score and here.best_iteration == task.best_iteration
+    assert (here.model_dir / "model.ubj").read_bytes() == (task.model_dir / "model.ubj").read_bytes()
+    assert _valid_logloss(splits, here.model_dir) == pytest.approx(here.best_score, rel=1e-6)
+    import ray
+
+    # The reservation is given back: the cluster's CPUs are all free again.
+    assert not [g for g in ray.util.placement_group_table().values()
+                if g.get("state") == "CREATED"]
+
+
+def test_dataset_arrays_match_the_pandas_route(splits: tuple[Any, Any]) -> None:
+    """The Arrow conversion gives the rows, columns and labels pandas gives, in canonical order."""
+    from pipelines.stages.train import _dataset_arrays, canonical_order
+
+    df = splits[0].to_pandas()
+    x = df.drop(columns=[LABEL_COLUMN]).to_numpy(dtype=np.float64)
+    y = df[LABEL_COLUMN].to_numpy()
+    data = _dataset_arrays(splits[0], threads=2)
+    assert data.feature_names == [c for c in df.columns if c != LABEL_COLUMN]
+    assert data.X.flags.c_contiguous and data.X.shape == x.shape
+    order = canonical_order(x, y)
+    np.testing.assert_array_equal(data.X, x[order])
+    np.testing.assert_array_equal(data.y, y[order])

@@ -96,3 +96,24 @@ def test_metric_must_fit_the_task(metric: str, task: str) -> None:
 
     with pytest.raises(ValueError, match=r"train\.metric"):
         check_metric(metric, task)
+
+
+def test_xgboost_uses_the_trials_threads_whatever_openmp_was_set_to() -> None:
+    """A pooled Ray worker can hold an OpenMP runtime set to one thread by an earlier 1-CPU
+    task; XGBoost never exceeds OpenMP's count, so the fit must set it to ``ctx.threads``."""
+    import xgboost  # noqa: F401  # load its OpenMP runtime before limiting it
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen: list[int] = []
+
+    def report(_: dict[str, float]) -> None:
+        seen.extend(p["num_threads"] for p in threadpool_info() if p["user_api"] == "openmp")
+
+    train, valid = _data("binary")
+    ctx = FitContext(task="binary", num_classes=2, metric="logloss", report=report, threads=2,
+                     settings=SETTINGS["xgboost"])
+    with threadpool_limits(limits=1, user_api="openmp"):
+        get_family("xgboost").fit({}, train, valid, ctx)
+        after = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "openmp"]
+    assert seen and set(seen) == {2}
+    assert set(after) == {1}  # the caller's setting is restored afterwards
