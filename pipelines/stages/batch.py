@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import pyarrow as pa
 
 from pipelines.config import BatchConfig
 from pipelines.model import predict_frame
@@ -154,7 +155,14 @@ class PyfuncPredictor:
         self.version_column = version_column
         self.quarantine_dir = quarantine_dir
 
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+    def __call__(self, block: pa.Table) -> pa.Table:
+        # Arrow in and out, converted here: Ray Data's pandas batches hold Arrow-backed columns
+        # (``double[pyarrow]``, ...), on which the pipeline's pandas code ran 2.7x slower
+        # (0.25 s against 0.094 s per 65,536 rows), and its own conversions cost as much again.
+        out = self.score(block.to_pandas())
+        return pa.Table.from_pandas(out, preserve_index=False)
+
+    def score(self, batch: pd.DataFrame) -> pd.DataFrame:
         out, quarantined = score_batch(batch, self.model, keep=self.keep,
                                        version_column=self.version_column)
         if len(quarantined):
@@ -216,6 +224,12 @@ def check_rows(batch: pd.DataFrame, *, pipeline: Any, quarantine_dir: str | None
     return out
 
 
+def _check_block(block: pa.Table, *, pipeline: Any, quarantine_dir: str | None) -> pa.Table:
+    """:func:`check_rows` on an Arrow block (see ``PyfuncPredictor.__call__`` for why)."""
+    out = check_rows(block.to_pandas(), pipeline=pipeline, quarantine_dir=quarantine_dir)
+    return pa.Table.from_pandas(out, preserve_index=False)
+
+
 def predict_dataset(
     ds: Dataset, *, model_uri: str, tracking_uri: str | None, cfg: BatchConfig,
     quarantine_dir: str | None = None,
@@ -244,8 +258,9 @@ def predict_dataset(
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
     pipeline = load_model(model_uri, check_fast_path=False).pipeline
-    checked = ds.map_batches(partial(check_rows, pipeline=pipeline, quarantine_dir=quarantine_dir),
-                             batch_format="pandas", batch_size=None)
+    checked = ds.map_batches(partial(_check_block, pipeline=pipeline,
+                                     quarantine_dir=quarantine_dir),
+                             batch_format="pyarrow", batch_size=None)
     # Readers hand over a file's rows as a few big blocks; split them (streaming, no shuffle)
     # so that every actor of the pool gets work, and each call sees one batch.
     return checked.repartition(target_num_rows_per_block=cfg.batch_size).map_batches(
@@ -254,7 +269,7 @@ def predict_dataset(
             "model_uri": model_uri, "tracking_uri": tracking_uri, "keep": keep,
             "version_column": cfg.model_version_column, "quarantine_dir": quarantine_dir,
         },
-        batch_format="pandas",
+        batch_format="pyarrow",
         batch_size=cfg.batch_size,
         compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),
         num_cpus=cfg.num_cpus_per_actor,
