@@ -1,6 +1,7 @@
 """Batch inference: a Ray Data actor pool applies the registered model to raw rows.
 
-Each actor loads the model once (``PyfuncPredictor.__init__``) and scores pandas batches; the
+The driver loads the model once from MLflow and puts it in the object store; each actor of the
+pool takes it from there once (``PyfuncPredictor.__init__``) and scores Arrow batches; the
 result streams to Parquet, so memory stays bounded by Ray Data's streaming budget however large
 the input. Every input row ends up in exactly one place: the predictions (with the configured id
 columns and the model version) or, when the model cannot read one of its values, the
@@ -131,22 +132,21 @@ def _predict(rows: pd.DataFrame, model: Any) -> pd.DataFrame:
 
 
 class PyfuncPredictor:
-    """Loads the model once per actor; appends its predictions to each batch.
+    """Holds the model (once per actor); appends its predictions to each batch.
 
     Rows the model cannot score are written to ``quarantine_dir`` (one Parquet file per batch
     that has any, every column as text, named by content so a retried batch rewrites rather
     than duplicates it).
     """
 
-    def __init__(self, model_uri: str, tracking_uri: str | None, keep: list[str] | None = None,
+    def __init__(self, model: list[Any], keep: list[str] | None = None,
                  version_column: str = "model_version", quarantine_dir: str | None = None) -> None:
-        import mlflow
+        import ray
 
-        from pipelines.serving_engine import load_model
-
-        if tracking_uri:
-            mlflow.set_tracking_uri(tracking_uri)
-        self.model = load_model(model_uri, check_fast_path=False)
+        # ``model``: [ref] to the LoadedModel the driver put in the object store. Each actor
+        # deserialises it (milliseconds) instead of resolving and downloading it from MLflow
+        # (3.2-3.6 s per actor here, before the first batch).
+        self.model = ray.get(model[0])
         # Pandas allocates heavily per batch; full collections that re-scan the worker's
         # long-lived objects (Ray, MLflow, the model) cost more than the prediction itself.
         gc.collect()
@@ -257,7 +257,8 @@ def predict_dataset(
 
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
-    pipeline = load_model(model_uri, check_fast_path=False).pipeline
+    model = load_model(model_uri, check_fast_path=False)
+    pipeline = model.pipeline
     checked = ds.map_batches(partial(_check_block, pipeline=pipeline,
                                      quarantine_dir=quarantine_dir),
                              batch_format="pyarrow", batch_size=None)
@@ -266,7 +267,7 @@ def predict_dataset(
     return checked.repartition(target_num_rows_per_block=cfg.batch_size).map_batches(
         PyfuncPredictor,
         fn_constructor_kwargs={
-            "model_uri": model_uri, "tracking_uri": tracking_uri, "keep": keep,
+            "model": [ray.put(model)], "keep": keep,
             "version_column": cfg.model_version_column, "quarantine_dir": quarantine_dir,
         },
         batch_format="pyarrow",
