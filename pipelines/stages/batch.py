@@ -27,7 +27,6 @@ import pandas as pd
 import pyarrow as pa
 
 from pipelines.config import BatchConfig
-from pipelines.model import predict_frame
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -66,20 +65,24 @@ class BatchResult:
 
 
 def score_batch(batch: pd.DataFrame, model: Any, *, keep: list[str] | None,
-                version_column: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+                version_column: str, checked: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score one batch: ``(predictions, quarantined)``, together exactly the input rows.
 
     ``model`` is a :class:`pipelines.serving_engine.LoadedModel`. Predictions carry the ``keep``
     input columns (all when None), the prediction columns and ``version_column``; quarantined
-    rows carry every input column and the reason in ``_quarantine_reason``.
+    rows carry every input column and the reason in ``_quarantine_reason``. ``checked``: the
+    rows already passed :func:`check_rows`, so only the model itself can still refuse one.
     """
     from pipelines.serving_schema import row_reasons
 
     batch = batch.reset_index(drop=True)
-    reasons = row_reasons(batch, model.pipeline)
-    bad = reasons.notna().to_numpy()
-    good = batch[~bad]
-    quarantined = batch[bad].assign(**{REASON_COLUMN: reasons[bad].astype(str)})
+    if checked:
+        good, quarantined = batch, batch.iloc[:0].assign(**{REASON_COLUMN: pd.Series(dtype=str)})
+    else:
+        reasons = row_reasons(batch, model.pipeline)
+        bad = reasons.notna().to_numpy()
+        good = batch[~bad]
+        quarantined = batch[bad].assign(**{REASON_COLUMN: reasons[bad].astype(str)})
     preds = _predict(good, model)
     if REASON_COLUMN in preds:
         # Rows that passed the checks yet broke the model on their own (see _predict).
@@ -113,6 +116,10 @@ def _model_input(rows: pd.DataFrame, model: Any) -> pd.DataFrame:
 
 
 def _predict(rows: pd.DataFrame, model: Any) -> pd.DataFrame:
+    # Imported here: pipelines.model imports MLflow (0.7 s), which the read tasks that run
+    # check_rows never need.
+    from pipelines.model import predict_frame
+
     try:
         return predict_frame(model.spec, model.predictor, _model_input(rows, model))
     except Exception as err:
@@ -163,8 +170,9 @@ class PyfuncPredictor:
         return pa.Table.from_pandas(out, preserve_index=False)
 
     def score(self, batch: pd.DataFrame) -> pd.DataFrame:
+        # Every batch here passed check_rows on its way from the reader.
         out, quarantined = score_batch(batch, self.model, keep=self.keep,
-                                       version_column=self.version_column)
+                                       version_column=self.version_column, checked=True)
         if len(quarantined):
             if self.quarantine_dir is None:
                 raise UnscorableRowsError(

@@ -55,3 +55,12 @@ def test_batch_and_online_paths_agree_on_the_same_rows() -> None:
     online = predict_columns(MODEL, frame_to_columns(frame, dict(SCHEMA)), 64)
     np.testing.assert_array_equal(out["probability"].to_numpy(), online["probability"])
     assert out["prediction"].tolist() == online["prediction"].tolist()
+
+
+def test_checked_rows_skip_the_row_check_but_keep_every_row() -> None:
+    """Rows that passed check_rows are scored as they are: the same predictions, no row lost."""
+    frame = raw(20)
+    full, bad = score_batch(frame, MODEL, keep=["id"], version_column="v")
+    fast, none = score_batch(frame, MODEL, keep=["id"], version_column="v", checked=True)
+    assert len(bad) == len(none) == 0 and REASON_COLUMN in none.columns
+    pd.testing.assert_frame_equal(full, fast)
