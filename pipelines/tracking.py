@@ -22,10 +22,10 @@ from pipelines.model import (
     PROBABILITY_COLUMN,
     SPEC_ARTIFACT,
     ModelSpec,
-    RaypipeModel,
     conform_input,
     spec_to_json,
 )
+from pipelines.pyfunc_model import RaypipeModel
 
 __all__ = [
     "configure_tracking",
