@@ -876,6 +876,12 @@ class BatchConfig(_Section):
         default_factory=list,
         description="Hive-partition the Parquet output by these output columns.",
     )
+    min_rows_per_file: int | None = Field(
+        1_000_000, ge=1, description="Output blocks are combined into Parquet files of at least "
+        "this many rows (the last may hold fewer): one write task per file instead of one per "
+        "batch, 1.5 s of 15 s on 5M rows here. Ignored with partition_cols. null: one file per "
+        "batch.",
+    )
     model_version_column: str = Field(
         "model_version", min_length=1,
         description="Output column naming the registered model version that scored the row.",

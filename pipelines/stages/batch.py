@@ -309,7 +309,9 @@ def run_batch_inference(
     # Pin the version so that every actor scores with the same one, whatever the alias does.
     predicted = predict_dataset(ds, model_uri=ref.uri, tracking_uri=tracking_uri, cfg=cfg,
                                 quarantine_dir=quarantine)
-    predicted.write_parquet(output_dir, partition_cols=cfg.partition_cols or None)
+    # Ray deprecates min_rows_per_file together with partition columns.
+    predicted.write_parquet(output_dir, partition_cols=cfg.partition_cols or None,
+                            min_rows_per_file=None if cfg.partition_cols else cfg.min_rows_per_file)
     rows_out = _parquet_rows(output_dir)
     rows_bad = _parquet_rows(quarantine)
     if rows_out + rows_bad != expected:

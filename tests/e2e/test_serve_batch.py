@@ -93,6 +93,8 @@ def test_predict_from_a_configured_csv_source_quarantines_what_it_cannot_score(
 def test_streaming_run_under_a_small_object_store_budget(trained: dict[str, Any],
                                                          tmp_path: Path) -> None:
     """A 40 MB object store budget for ~150k rows: the run streams instead of holding it all."""
+    import pyarrow.parquet as pq
+
     from pipelines.config import BatchConfig
     from pipelines.stages.batch import run_batch_inference
     from pipelines.stages.ingest import read_files
@@ -100,7 +102,8 @@ def test_streaming_run_under_a_small_object_store_budget(trained: dict[str, Any]
     frame = _raw(2000, 3)
     big = pd.concat([frame] * 75, ignore_index=True).assign(row_id=np.arange(150_000))
     big.to_parquet(tmp_path / "big.parquet", row_group_size=10_000)
-    cfg = BatchConfig(batch_size=4096, id_columns=["row_id"], max_object_store_bytes=40 * 2**20)
+    cfg = BatchConfig(batch_size=4096, id_columns=["row_id"], max_object_store_bytes=40 * 2**20,
+                      min_rows_per_file=50_000)
     result = run_batch_inference(
         read_files(str(tmp_path / "big.parquet"), "parquet"),
         model_uri="models:/raypipe-demo@champion", tracking_uri=trained["cfg"].tracking_uri,
@@ -108,6 +111,9 @@ def test_streaming_run_under_a_small_object_store_budget(trained: dict[str, Any]
     assert result.rows_in == result.rows_predicted == 150_000 and result.rows_quarantined == 0
     ids = pd.read_parquet(tmp_path / "out", columns=["row_id"])["row_id"]
     assert ids.is_unique and len(ids) == 150_000
+    # 37 batches combined into files of >= 50,000 rows (the last may hold fewer).
+    rows = sorted(pq.ParquetFile(f).metadata.num_rows for f in (tmp_path / "out").glob("*.parquet"))
+    assert sum(rows) == 150_000 and 2 <= len(rows) <= 4 and rows[-1] >= 50_000, rows
 
 
 def test_predict_needs_an_input(trained: dict[str, Any], tmp_path: Path) -> None:
