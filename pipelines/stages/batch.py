@@ -204,7 +204,7 @@ def check_rows(batch: pd.DataFrame, *, pipeline: Any, quarantine_dir: str | None
 
     Runs per read block, before blocks of different files meet: two CSV files can infer
     different types for one column (a timestamp here, text with a bad value there), and Ray
-    Data cannot concatenate such blocks.
+    Data cannot concatenate such blocks. The rows kept keep their index.
     """
     from pipelines.serving_schema import row_reasons
 
@@ -217,7 +217,7 @@ def check_rows(batch: pd.DataFrame, *, pipeline: Any, quarantine_dir: str | None
                                       f"{quarantined[REASON_COLUMN].iloc[0]}")
         _write_quarantine(quarantined, quarantine_dir)
         batch = batch[~bad]
-    out = batch.reset_index(drop=True)
+    out = batch.copy(deep=False)  # the rows kept keep their index: _check_block reads it
     for c, kind in pipeline.input_schema.items():
         if c not in out.columns:
             continue
@@ -232,10 +232,68 @@ def check_rows(batch: pd.DataFrame, *, pipeline: Any, quarantine_dir: str | None
     return out
 
 
+# Arrow types of the model's columns after the check, whichever path a block took.
+_ARROW_KINDS = {"float": pa.float64(), "bool": pa.bool_(), "string": pa.large_string(),
+                "datetime": pa.timestamp("us")}
+
+
 def _check_block(block: pa.Table, *, pipeline: Any, quarantine_dir: str | None) -> pa.Table:
-    """:func:`check_rows` on an Arrow block (see ``PyfuncPredictor.__call__`` for why)."""
-    out = check_rows(block.to_pandas(), pipeline=pipeline, quarantine_dir=quarantine_dir)
-    return pa.Table.from_pandas(out, preserve_index=False)
+    """:func:`check_rows` on an Arrow block (see ``PyfuncPredictor.__call__`` for why).
+
+    Model columns come out in one Arrow type per kind, other columns as they came in, so blocks
+    that took either path concatenate.
+    """
+    ready = _typed_block(block, pipeline)
+    if ready is not None:
+        return ready
+    checked = check_rows(block.to_pandas(), pipeline=pipeline, quarantine_dir=quarantine_dir)
+    out = pa.Table.from_pandas(checked, preserve_index=False)
+    kept = block.take(pa.array(checked.index.to_numpy(), pa.int64()))  # positions: RangeIndex in
+    columns = [_canonical(out.column(c), pipeline.input_schema[c]) if c in pipeline.input_schema
+               else kept.column(c) for c in block.column_names]
+    return pa.table(columns, names=block.column_names)
+
+
+def _canonical(col: pa.ChunkedArray, kind: str) -> pa.ChunkedArray:
+    # Time zone-aware datetimes keep their zone (and unit); the model reads them as such.
+    if kind == "datetime" and getattr(col.type, "tz", None) is not None:
+        return col
+    return col.cast(_ARROW_KINDS[kind])
+
+
+def _typed_block(block: pa.Table, pipeline: Any) -> pa.Table | None:
+    """The block with its model columns in their Arrow types when those types already prove
+    every value readable (Parquet written from typed data); None when the rows need
+    :func:`check_rows`.
+
+    Milliseconds per block where the pandas check took 17 ms per 65,536 rows, on the one read
+    task a single input file gets.
+    """
+    import pyarrow.compute as pc
+
+    columns = dict(zip(block.column_names, block.columns, strict=True))
+    for name, kind in pipeline.input_schema.items():
+        col = columns.get(name)
+        if col is None:
+            continue
+        t = col.type
+        if kind == "float":
+            if pa.types.is_floating(t):
+                if pc.any(pc.is_inf(col)).as_py():  # quarantined, with a reason, by check_rows
+                    return None
+            elif not pa.types.is_integer(t):
+                return None
+        elif kind == "datetime":
+            # Nanoseconds: the pandas path decides what a sub-microsecond value becomes.
+            if not (pa.types.is_timestamp(t) and t.tz is None and t.unit != "ns"):
+                return None
+        elif kind == "bool":
+            if not pa.types.is_boolean(t):
+                return None
+        elif not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+            return None
+        columns[name] = col.cast(_ARROW_KINDS[kind])
+    return pa.table(list(columns.values()), names=list(columns))
 
 
 def predict_dataset(

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pytest
 
 from pipelines.model import predict_frame
 from pipelines.serving_engine import columns_to_frame, frame_to_columns
@@ -64,3 +69,64 @@ def test_checked_rows_skip_the_row_check_but_keep_every_row() -> None:
     fast, none = score_batch(frame, MODEL, keep=["id"], version_column="v", checked=True)
     assert len(bad) == len(none) == 0 and REASON_COLUMN in none.columns
     pd.testing.assert_frame_equal(full, fast)
+
+
+def _arrow_block(n: int, seed: int, *, tenure: pa.DataType, signup: pa.DataType,
+                 strings: pa.DataType, bad: bool) -> pa.Table:
+    """Raw rows as a reader hands them over: ids first, the model's columns in ``*`` types."""
+    cols = random_columns(n, seed)
+    rng = np.random.default_rng(seed)
+    tenure_values: list[Any] = cols["tenure"]
+    if pa.types.is_floating(tenure):
+        tenure_values[int(rng.integers(n))] = float("nan")  # NaN, not null: a missing value too
+    if pa.types.is_integer(tenure):
+        tenure_values = [None if v is None else int(v) for v in tenure_values]
+    elif pa.types.is_string(tenure):
+        tenure_values = [None if v is None else f"{v:.3f}" for v in tenure_values]
+    if bad:  # one value the model cannot read
+        tenure_values[int(rng.integers(n))] = "lots" if pa.types.is_string(tenure) else float("inf")
+    arrays = {
+        "id": pa.array([f"r{i}" for i in range(n)], strings),
+        "tenure": pa.array(tenure_values, tenure),
+        "charges": pa.array(cols["charges"], pa.float64()),
+        "autopay": pa.array(cols["autopay"], pa.bool_()),
+        "plan": pa.array(cols["plan"], strings),
+        "region": pa.array(cols["region"], strings),
+        "signup": pa.array(cols["signup"], signup) if not pa.types.is_string(signup)
+        else pa.array([None if v is None else str(v) for v in cols["signup"]], signup),
+        "row": pa.array(range(n), pa.int64()),
+    }
+    return pa.table(arrays)
+
+
+@pytest.mark.parametrize(("tenure", "bad"), [  # an integer column holds no unreadable number
+    (pa.float64(), False), (pa.float64(), True), (pa.float32(), False), (pa.float32(), True),
+    (pa.int64(), False), (pa.string(), False), (pa.string(), True)])
+@pytest.mark.parametrize("signup", [pa.timestamp("us"), pa.timestamp("ms"), pa.timestamp("ns"),
+                                    pa.string()])
+@pytest.mark.parametrize("strings", [pa.string(), pa.large_string()])
+def test_the_arrow_check_gives_the_blocks_the_pandas_check_gives(
+        tenure: pa.DataType, signup: pa.DataType, strings: pa.DataType, bad: bool,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Typed blocks skip the pandas check; what comes out, and what is quarantined, is the same."""
+    import pipelines.stages.batch as batch
+
+    block = _arrow_block(300, 7, tenure=tenure, signup=signup, strings=strings, bad=bad)
+    pipe = MODEL.pipeline
+    fast = batch._check_block(block, pipeline=pipe, quarantine_dir=str(tmp_path / "a"))
+    typed = batch._typed_block(block, pipe) is not None
+    assert typed == (not bad and not pa.types.is_string(tenure)
+                     and signup in (pa.timestamp("us"), pa.timestamp("ms")))
+    monkeypatch.setattr(batch, "_typed_block", lambda *_: None)
+    slow = batch._check_block(block, pipeline=pipe, quarantine_dir=str(tmp_path / "b"))
+    assert fast.schema.names == block.schema.names and fast.schema.equals(slow.schema)
+    assert fast.column("id").type == strings  # columns the model does not read stay as they are
+    assert fast.to_pandas().equals(slow.to_pandas())  # NaN and null both read back as NaN
+    assert fast.num_rows == 300 - bad
+    for folder in ("a", "b"):
+        files = list((tmp_path / folder).glob("*.parquet"))
+        assert len(files) == bad
+        if bad:  # the whole input row, with the reason
+            rows = pd.read_parquet(files[0])
+            assert list(rows.columns) == [*block.column_names, REASON_COLUMN] and len(rows) == 1
+            assert rows[REASON_COLUMN].iloc[0].startswith("tenure: not a finite number")
