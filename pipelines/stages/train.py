@@ -115,7 +115,13 @@ def canonical_order(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     where hashing the rows takes seconds). Equal keys only come from equal rows.
     """
     key = _order_key((x[:, j] for j in range(x.shape[1])), y, x.shape[1])
-    return np.argsort(key, kind="stable")
+    return _argsort_key(key)
+
+
+def _argsort_key(key: np.ndarray) -> np.ndarray:
+    # Not a stable sort: equal keys are equal rows, so their order among themselves changes
+    # nothing, and introsort takes 0.02-0.04 s on 1.2M keys where the stable sort takes 0.13-0.15.
+    return np.argsort(key, kind="quicksort")
 
 
 def _dataset_arrays(*datasets: Any, threads: int = 1) -> TrainData:
@@ -145,7 +151,7 @@ def _dataset_arrays(*datasets: Any, threads: int = 1) -> TrainData:
     x = np.empty((table.num_rows, len(names)), dtype=np.float64)
     with ThreadPoolExecutor(max(1, threads)) as pool:
         columns = list(pool.map(column, names))
-        order = np.argsort(_order_key(columns, y, len(names)), kind="stable")
+        order = _argsort_key(_order_key(columns, y, len(names)))
 
         def put(j: int) -> None:
             x[:, j] = columns[j][order]
