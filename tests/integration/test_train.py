@@ -115,7 +115,7 @@ def test_one_configuration_fits_without_tune_here_or_in_a_task(
     cfg = _cfg(families=["xgboost"], num_samples=1, cpus_per_worker=1,
                xgboost={**FAST["xgboost"], "search_space": {}, "params": {"max_depth": 3}})
     here = _sweep(splits, tmp_path / "here", cfg)
-    monkeypatch.setattr(train_stage, "_reserve_local_cpus", lambda cfg: None)
+    monkeypatch.setattr(train_stage, "_local_cpus_request", lambda cfg: None)
     task = _sweep(splits, tmp_path / "task", cfg)
     assert [t["ran_in"] for t in here.trials] == ["driver"]
     assert [t["ran_in"] for t in task.trials] == ["task"]
