@@ -42,6 +42,13 @@ def _finished_trials(results: Path) -> dict[str, float]:
     return out
 
 
+def _trial_index(folder: str) -> str:
+    """The per-sweep trial counter in a Tune trial folder name (``..._1a2b3_00004_4_...``)."""
+    found = re.search(r"_[0-9a-f]{5}_(\d{5})_", folder)
+    assert found is not None, folder
+    return found.group(1)
+
+
 def _stage_manifests(work: Path) -> dict[str, float]:
     """Finished stage -> mtime of its cache manifest."""
     return {p.parent.parent.name: p.stat().st_mtime
@@ -108,8 +115,9 @@ def test_killed_sweep_resumes_without_redoing_finished_trials(ray_address: str,
     after = _finished_trials(results)
     assert len(list(results.iterdir())) == 1  # the same experiment folder, continued
     # Every trial finished once the sweep resumed (a trial cut off by the kill starts again
-    # in a new folder, so count trial ids rather than folders).
-    ids = {re.search(r"_(\d{5})_", name).group(1) for name in after}  # type: ignore[union-attr]
+    # in a new folder, so count trial ids rather than folders). A trial id is Tune's 5-hex
+    # sweep prefix then a 5-digit counter; the prefix alone can be all digits, so match both.
+    ids = {_trial_index(name) for name in after}
     assert len(ids) == 5
     kept = [t for t, mtime in before.items() if after.get(t) == mtime]
     assert kept, "finished trials were run again instead of being kept"
