@@ -720,6 +720,12 @@ class MLPSettings(_FamilySettings):
     patience: int = Field(5, ge=1, description="Epochs without a better validation loss.")
     batch_size: int = Field(512, ge=1)
     num_layers: int = Field(2, ge=1)
+    checkpoint_every: int = Field(
+        5, ge=1, description="Data-parallel trials: rank 0 checkpoints the training state "
+        "(weights, optimiser, early-stopping counters) every this many epochs, so a worker "
+        "group restarted after a failure (train.max_failures) continues from the last "
+        "checkpoint instead of from epoch 0.",
+    )
 
 
 class LinearSettings(_FamilySettings):

@@ -14,10 +14,27 @@ import numpy as np
 
 from pipelines.families.base import FitContext, FitResult, Standardizer, TrainData, score
 
-__all__ = ["LinearFamily"]
+__all__ = ["LinearFamily", "row_wise_affine"]
 
 MODEL_FILE = "linear.json"
 SCALER_FILE = "scaler.json"
+
+
+def row_wise_affine(X: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+    """``X @ coef.T + intercept``, each row's sum taken feature by feature in one fixed order.
+
+    BLAS picks its kernels by the matrix's shape, so ``X @ coef.T`` can give a row a result
+    one unit in the last place apart depending on how many rows it was scored with (seen: a
+    batch block against the same rows through ``mlflow.pyfunc``). Summing column by column
+    makes a row's prediction depend on that row alone, so batch, online and pyfunc agree
+    to the bit; for a linear model's few dozen features the cost is small.
+    """
+    coef = np.atleast_2d(coef)
+    z = np.empty((X.shape[0], coef.shape[0]), dtype=np.float64)
+    z[:] = intercept
+    for j in range(coef.shape[1]):
+        z += X[:, j:j + 1] * coef[:, j]
+    return z
 
 
 class _Linear:
@@ -26,7 +43,7 @@ class _Linear:
         self.task, self.coef, self.intercept, self.scaler = task, coef, intercept, scaler
 
     def predict_raw(self, X: np.ndarray) -> np.ndarray:
-        z = self.scaler.apply(X) @ self.coef.T + self.intercept
+        z = row_wise_affine(self.scaler.apply(X), self.coef, self.intercept)
         if self.task == "regression":
             return np.asarray(z).reshape(-1)
         if self.task == "binary":

@@ -16,11 +16,12 @@ import numpy as np
 
 from pipelines.families.base import FitContext, FitResult, Standardizer, TrainData, score
 
-__all__ = ["MLPFamily", "build_mlp", "train_epochs"]
+__all__ = ["MLPFamily", "build_mlp", "load_train_state", "save_train_state", "train_epochs"]
 
 WEIGHTS_FILE = "mlp.pt"
 ARCH_FILE = "mlp.json"
 SCALER_FILE = "scaler.json"
+TRAIN_STATE_FILE = "mlp_train_state.pt"
 
 
 def build_mlp(n_in: int, n_out: int, hidden_size: int, num_layers: int, dropout: float) -> Any:
@@ -72,33 +73,77 @@ def train_epochs(
     max_epochs: int,
     patience: int,
     seed: int,
-    on_epoch: Callable[[int, float], None],
+    on_epoch: Callable[[int, float, Callable[[], dict[str, Any]]], None],
+    resume: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], int]:
-    """Mini-batch Adam with early stopping; returns the best state and its epoch count."""
+    """Mini-batch Adam with early stopping; returns the best state and its epoch count.
+
+    ``on_epoch(epoch, valid_loss, snapshot)`` runs after every epoch; ``snapshot()`` is the
+    loop's whole state after it (weights, optimiser, shuffling generator, early-stopping
+    counters). Given back as ``resume``, the loop continues with the next epoch exactly as
+    it would have without the interruption (on one CPU process exactly; under DDP every rank
+    continues from rank 0's dropout generator, not its own). State dicts are the unwrapped
+    module's, so a snapshot taken under DDP loads with or without the wrapper.
+    """
     import torch
 
+    core = getattr(model, "module", model)  # DDP wraps the module; its keys gain "module."
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = _loss_fn(task)
-    best_loss, best_state, best_epoch, waited = float("inf"), None, 0, 0
+    best_loss, best_state, best_epoch, waited, done = float("inf"), None, 0, 0, 0
+    if resume is not None:
+        core.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        gen.set_state(resume["generator"])
+        torch.set_rng_state(resume["torch_rng"])  # dropout draws from the global generator
+        best_loss, best_state = float(resume["best_loss"]), resume["best_state"]
+        best_epoch, waited, done = int(resume["best_epoch"]), int(resume["waited"]), \
+            int(resume["epoch"])
+    epoch = done
+
+    def snapshot() -> dict[str, Any]:
+        return {"epoch": epoch, "best_loss": best_loss, "best_epoch": best_epoch,
+                "waited": waited, "best_state": best_state, "model": core.state_dict(),
+                "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                "torch_rng": torch.get_rng_state()}
+
     n = X.shape[0]
-    for epoch in range(1, max_epochs + 1):
+    while epoch < max_epochs and waited < patience:
+        epoch += 1
         model.train()
         for idx in torch.randperm(n, generator=gen).split(batch_size):
             opt.zero_grad()
             loss_fn(model(X[idx]), y[idx]).backward()
             opt.step()
         loss = valid_loss()
-        on_epoch(epoch, loss)
         if loss < best_loss - 1e-6:
             best_loss, best_epoch, waited = loss, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in core.state_dict().items()}
         else:
             waited += 1
-            if waited >= patience:
-                break
+        on_epoch(epoch, loss, snapshot)
     assert best_state is not None
     return best_state, best_epoch
+
+
+def save_train_state(state: dict[str, Any], directory: Path) -> None:
+    """Write a :func:`train_epochs` snapshot (tensors and numbers only)."""
+    import torch
+
+    torch.save(state, directory / TRAIN_STATE_FILE)
+
+
+def load_train_state(directory: Path) -> dict[str, Any] | None:
+    """The :func:`train_epochs` snapshot in ``directory``; None if it holds none (e.g. a
+    finished model, which has no optimiser state to continue from)."""
+    import torch
+
+    path = directory / TRAIN_STATE_FILE
+    if not path.is_file():
+        return None
+    state: dict[str, Any] = torch.load(path, weights_only=True)
+    return state
 
 
 class _Predictor:
@@ -155,7 +200,7 @@ class MLPFamily:
             with torch.no_grad():
                 return float(loss_fn(model(Xv), yv))
 
-        def on_epoch(epoch: int, loss: float) -> None:
+        def on_epoch(epoch: int, loss: float, _snapshot: Any) -> None:
             value = score(ctx.metric, ctx.task, valid.y, predictor.predict_raw(valid.X))
             ctx.report({ctx.metric: value, "round": epoch, "valid_loss": loss})
 
@@ -268,7 +313,7 @@ def _fit_distributed(params: dict[str, Any], train: TrainData,
         "dropout": float(params.get("dropout", 0.1)),
     }
     model = rtt.prepare_model(build_mlp(**arch))
-    base = model.module if hasattr(model, "module") else model
+    base: Any = model.module if hasattr(model, "module") else model
     X = torch.as_tensor(scaler.apply(X_local), dtype=torch.float32, device=device)
     y = _target(ctx.task, y_local, y_mean, y_std).to(device)
     Xv = torch.as_tensor(scaler.apply(valid.X), dtype=torch.float32, device=device)
@@ -282,23 +327,30 @@ def _fit_distributed(params: dict[str, Any], train: TrainData,
         total, count = _sum([local, float(len(valid.y))])
         return total / max(count, 1.0)
 
-    def on_epoch(epoch: int, loss: float) -> None:
+    every = int(settings.get("checkpoint_every", 5))
+
+    def on_epoch(epoch: int, loss: float, snapshot: Callable[[], dict[str, Any]]) -> None:
         raw = _Predictor(base, ctx.task, scaler, y_mean, y_std, str(device)).predict_raw(valid.X)
         gathered: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(gathered, (raw, valid.y))
         all_raw = np.concatenate([g[0] for g in gathered])
         all_y = np.concatenate([g[1] for g in gathered])
-        ctx.report({ctx.metric: score(ctx.metric, ctx.task, all_y, all_raw), "round": epoch,
-                    "valid_loss": loss})
+        metrics = {ctx.metric: score(ctx.metric, ctx.task, all_y, all_raw), "round": epoch,
+                   "valid_loss": loss}
+        if ctx.checkpoint is not None and epoch % every == 0:
+            ctx.checkpoint(snapshot(), metrics)  # every worker reports; rank 0 saves it
+        else:
+            ctx.report(metrics)
 
     state, epochs = train_epochs(
         model, X, y, valid_loss, task=ctx.task, lr=float(params.get("lr", 3e-3)),
         weight_decay=float(params.get("weight_decay", 1e-5)),
         batch_size=int(params.get("batch_size", settings["batch_size"])),
         max_epochs=int(settings["max_epochs"]), patience=int(settings["patience"]),
-        seed=ctx.seed, on_epoch=lambda e, loss: on_epoch(e, loss),
+        seed=ctx.seed, on_epoch=on_epoch,
+        resume=ctx.init_model,  # set when a restarted worker group continues a checkpoint
     )
-    model.load_state_dict(state)
+    base.load_state_dict(state)
     base.cpu()
     final = _Predictor(base, ctx.task, scaler, y_mean, y_std)
     gathered_final: list[Any] = [None] * dist.get_world_size()

@@ -310,13 +310,22 @@ def _xgboost_worker(config: dict[str, Any]) -> None:
 
 def _checkpoint_from_worker(fam: Any, model: Any, metrics: dict[str, float]) -> None:
     """Every worker reports (Ray Train's reports are collective); rank 0 adds the model."""
+
+    def write(directory: Path) -> None:
+        fam.save(model, directory)
+        write_family_marker(directory, fam.name)
+
+    _report_with_files(write, metrics)
+
+
+def _report_with_files(write: Any, metrics: dict[str, float]) -> None:
+    """``ray.train.report`` from every worker, with a checkpoint that rank 0 ``write``s."""
     import ray.train
 
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
         if ray.train.get_context().get_world_rank() == 0:
-            fam.save(model, Path(tmp))
-            write_family_marker(Path(tmp), fam.name)
+            write(Path(tmp))
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
         ray.train.report(metrics, checkpoint=checkpoint)
 
@@ -325,7 +334,7 @@ def _torch_worker(config: dict[str, Any]) -> None:
     """One Ray Train TorchTrainer worker: DDP over shards, globally averaged early stopping."""
     import ray.train
 
-    from pipelines.families.mlp import MLPFamily
+    from pipelines.families.mlp import MLPFamily, load_train_state, save_train_state
 
     static, params = config["static"], config["params"]
     fam = MLPFamily()
@@ -334,9 +343,20 @@ def _torch_worker(config: dict[str, Any]) -> None:
     valid = _dataset_arrays(ray.train.get_dataset_shard("valid").materialize(),
                            threads=static["threads"])
     ctx = _context(static, "mlp", lambda m: ray.train.report(m))
+    ctx.checkpoint = lambda state, metrics: _report_with_files(
+        partial(save_train_state, state), metrics)
+    resumed = ray.train.get_checkpoint()  # set when FailureConfig restarted the worker group
+    if resumed is not None:
+        # A finished model's checkpoint holds no training state: that fit starts over.
+        with resumed.as_directory() as d:
+            ctx.init_model = load_train_state(Path(d))
+    done = int(ctx.init_model["epoch"]) if ctx.init_model is not None else 0
+    if done:
+        logger.info("resuming the fit after epoch %d", done)
     start = time.perf_counter()
     result = fam.fit_distributed(params, train, valid, ctx, config["scaler"])
-    _report_from_worker(fam, "mlp", result, static, params, time.perf_counter() - start)
+    _report_from_worker(fam, "mlp", result, static, params, time.perf_counter() - start,
+                        resumed_from_round=done)
 
 
 def _report_from_worker(fam: Any, family: str, result: Any, static: dict[str, Any],

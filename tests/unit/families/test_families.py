@@ -117,3 +117,78 @@ def test_xgboost_uses_the_trials_threads_whatever_openmp_was_set_to() -> None:
         after = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "openmp"]
     assert seen and set(seen) == {2}
     assert set(after) == {1}  # the caller's setting is restored afterwards
+
+
+@pytest.mark.parametrize("stop_at", [4, 9, 12])
+def test_mlp_epoch_loop_resumed_from_a_snapshot_ends_exactly_as_uninterrupted(
+        stop_at: int, tmp_path: Path) -> None:
+    """A data-parallel MLP worker group restarted after a failure continues from rank 0's
+    last snapshot; the loop must then end where it would have without the interruption."""
+    import torch
+
+    from pipelines.families.mlp import build_mlp, load_train_state, save_train_state, train_epochs
+
+    train, valid = _data("binary", n=400)
+    X = torch.as_tensor(np.nan_to_num(train.X), dtype=torch.float32)
+    y = torch.as_tensor(train.y, dtype=torch.float32).reshape(-1, 1)
+    Xv = torch.as_tensor(np.nan_to_num(valid.X), dtype=torch.float32)
+    yv = torch.as_tensor(valid.y, dtype=torch.float32).reshape(-1, 1)
+
+    def run(resume: dict[str, Any] | None = None, save_after: int = 0
+            ) -> tuple[dict[str, Any], int, list[float]]:
+        torch.manual_seed(0)
+        model = build_mlp(n_in=X.shape[1], n_out=1, hidden_size=16, num_layers=2, dropout=0.1)
+        losses: list[float] = []
+
+        def valid_loss() -> float:
+            model.eval()
+            with torch.no_grad():
+                return float(torch.nn.functional.binary_cross_entropy_with_logits(model(Xv), yv))
+
+        def on_epoch(epoch: int, loss: float, snapshot: Any) -> None:
+            losses.append(loss)
+            if epoch == save_after:
+                save_train_state(snapshot(), tmp_path)
+                raise KeyboardInterrupt  # the worker dies right after its checkpoint
+
+        try:
+            # Early stopping ends this loop after 12 epochs, the best at 10: the cases resume
+            # before the best, after it while waiting, and at the stopping epoch itself.
+            best, epochs = train_epochs(model, X, y, valid_loss, task="binary", lr=0.003,
+                                        weight_decay=0.0, batch_size=32, max_epochs=40,
+                                        patience=2, seed=3, on_epoch=on_epoch, resume=resume)
+        except KeyboardInterrupt:
+            return {}, 0, losses
+        return best, epochs, losses
+
+    whole, whole_epochs, whole_losses = run()
+    assert (len(whole_losses), whole_epochs) == (12, 10)  # so every case below is what it says
+    _, _, first_losses = run(save_after=stop_at)
+    state = load_train_state(tmp_path)
+    assert state is not None and state["epoch"] == stop_at
+    resumed, resumed_epochs, rest = run(resume=state)
+    assert first_losses + rest == whole_losses  # the same epochs, bit for bit
+    assert resumed_epochs == whole_epochs
+    assert all(torch.equal(resumed[k], whole[k]) for k in whole)
+    assert load_train_state(tmp_path / "nothing") is None
+
+
+@pytest.mark.parametrize("classes", [1, 3])
+def test_linear_prediction_of_a_row_does_not_depend_on_the_rows_scored_with_it(
+        classes: int) -> None:
+    """Batch blocks, online requests and pyfunc score the same row among different rows;
+    a BLAS product gave one row a result 1 ULP apart between two of them (CI, 2026-11-27)."""
+    from pipelines.families.linear import row_wise_affine
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(1037, 23))
+    coef, intercept = rng.normal(size=(classes, 23)), rng.normal(size=classes)
+    whole = row_wise_affine(X, coef, intercept)
+    np.testing.assert_allclose(whole, X @ coef.T + intercept, rtol=1e-12, atol=1e-12)
+    for size in (1, 7, 64, 225, 1000):
+        parts = np.concatenate([row_wise_affine(X[i:i + size], coef, intercept)
+                                for i in range(0, len(X), size)])
+        np.testing.assert_array_equal(parts, whole)
+    # Not contiguous (a column slice of a wider frame's matrix): the same bits.
+    wide = np.hstack([X, X])[:, :23]
+    np.testing.assert_array_equal(row_wise_affine(wide, coef, intercept), whole)
