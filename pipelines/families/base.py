@@ -78,7 +78,7 @@ def score(metric: str, task: str, y: np.ndarray, raw: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class TrainData:
-    """One split as arrays: features (float64, NaN for missing) and encoded labels."""
+    """One split as arrays: features (float, NaN for missing) and encoded labels."""
 
     X: np.ndarray
     y: np.ndarray
@@ -121,6 +121,8 @@ class Family(Protocol):
     name: str
     libraries: tuple[str, ...]
     """Modules its fit imports, which a fresh worker can load ahead of the data."""
+    input_dtype: type[np.floating]
+    """The float type its fit reads features in (``TrainData.X`` from a Dataset)."""
 
     def fit(self, params: dict[str, Any], train: TrainData, valid: TrainData,
             ctx: FitContext) -> FitResult: ...

@@ -55,6 +55,7 @@ class _Linear:
 class LinearFamily:
     name = "linear"
     libraries: tuple[str, ...] = ("sklearn.linear_model",)
+    input_dtype: type[np.floating] = np.float64
 
     def fit(self, params: dict[str, Any], train: TrainData, valid: TrainData,
             ctx: FitContext) -> FitResult:

@@ -168,6 +168,7 @@ class _Predictor:
 class MLPFamily:
     name = "mlp"
     libraries: tuple[str, ...] = ("torch",)
+    input_dtype: type[np.floating] = np.float64
 
     def fit(self, params: dict[str, Any], train: TrainData, valid: TrainData,
             ctx: FitContext) -> FitResult:

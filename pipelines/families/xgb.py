@@ -46,6 +46,10 @@ class _Predictor:
 class XGBoostFamily:
     name = "xgboost"
     libraries: tuple[str, ...] = ("xgboost",)
+    # A DMatrix holds float32 values whatever it is built from, so a float32 matrix gives the
+    # same model; at 1M x 30 it is 120 MB less memory to fault in before the fit (0.1-0.2 s
+    # here, where fresh pages are slow after a previous fit's memory was given back).
+    input_dtype: type[np.floating] = np.float32
 
     def dmatrix(self, data: TrainData) -> Any:
         import xgboost

@@ -119,6 +119,29 @@ def test_xgboost_uses_the_trials_threads_whatever_openmp_was_set_to() -> None:
     assert set(after) == {1}  # the caller's setting is restored afterwards
 
 
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_xgboost_fits_the_same_model_from_its_float32_input(task: str, tmp_path: Path) -> None:
+    """The train stage hands XGBoost float32 features (``input_dtype``): a DMatrix stores
+    float32 anyway, so the model must be the very one a float64 matrix gives."""
+    fam = get_family("xgboost")
+    assert fam.input_dtype is np.float32
+    train, valid = _data(task)
+    # Values that float32 cannot hold exactly, so that the cast itself is exercised.
+    train = TrainData(train.X * np.pi, train.y, train.feature_names)
+    valid = TrainData(valid.X * np.pi, valid.y, valid.feature_names)
+
+    def model_bytes(dtype: type[np.floating], where: Path) -> bytes:
+        ctx = FitContext(task=task, num_classes=3 if task == "multiclass" else 2,
+                         metric="rmse" if task == "regression" else "logloss",
+                         report=lambda _: None, settings=SETTINGS["xgboost"])
+        cast = [TrainData(d.X.astype(dtype), d.y, d.feature_names) for d in (train, valid)]
+        where.mkdir()
+        fam.save(fam.fit({}, cast[0], cast[1], ctx).model, where)
+        return (where / "model.ubj").read_bytes()
+
+    assert model_bytes(np.float32, tmp_path / "f32") == model_bytes(np.float64, tmp_path / "f64")
+
 @pytest.mark.parametrize("stop_at", [4, 9, 12])
 def test_mlp_epoch_loop_resumed_from_a_snapshot_ends_exactly_as_uninterrupted(
         stop_at: int, tmp_path: Path) -> None:
