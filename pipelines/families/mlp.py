@@ -91,16 +91,15 @@ def train_epochs(
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = _loss_fn(task)
-    best_loss, best_state, best_epoch, waited, done = float("inf"), None, 0, 0, 0
+    best_loss, best_state, best_epoch, waited, epoch = float("inf"), None, 0, 0, 0
     if resume is not None:
         core.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
         gen.set_state(resume["generator"])
         torch.set_rng_state(resume["torch_rng"])  # dropout draws from the global generator
         best_loss, best_state = float(resume["best_loss"]), resume["best_state"]
-        best_epoch, waited, done = int(resume["best_epoch"]), int(resume["waited"]), \
+        best_epoch, waited, epoch = int(resume["best_epoch"]), int(resume["waited"]), \
             int(resume["epoch"])
-    epoch = done
 
     def snapshot() -> dict[str, Any]:
         return {"epoch": epoch, "best_loss": best_loss, "best_epoch": best_epoch,
@@ -290,7 +289,7 @@ def _fit_distributed(params: dict[str, Any], train: TrainData,
     torch.manual_seed(ctx.seed)
     device = rtt.get_device()
     settings = {"max_epochs": 30, "patience": 5, "batch_size": 512, "num_layers": 2,
-                **ctx.settings}
+                "checkpoint_every": 5, **ctx.settings}
 
     def _sum(values: list[float]) -> list[float]:
         t = torch.tensor(values, dtype=torch.float64)
@@ -328,7 +327,7 @@ def _fit_distributed(params: dict[str, Any], train: TrainData,
         total, count = _sum([local, float(len(valid.y))])
         return total / max(count, 1.0)
 
-    every = int(settings.get("checkpoint_every", 5))
+    every = int(settings["checkpoint_every"])
 
     def on_epoch(epoch: int, loss: float, snapshot: Callable[[], dict[str, Any]]) -> None:
         raw = _Predictor(base, ctx.task, scaler, y_mean, y_std, str(device)).predict_raw(valid.X)

@@ -21,7 +21,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -297,16 +297,26 @@ def _xgboost_worker(config: dict[str, Any]) -> None:
     ctx = _context(static, "xgboost", lambda m: ray.train.report(m))
     ctx.settings = {**ctx.settings, "global_score": True}
     ctx.checkpoint = partial(_checkpoint_from_worker, fam)
-    resumed = ray.train.get_checkpoint()  # set when FailureConfig restarted the worker group
-    if resumed is not None:
-        with resumed.as_directory() as d:
-            ctx.init_model = fam.load(Path(d)).booster
+    ctx.init_model = _resumed_state(lambda d: fam.load(d).booster)
+    if ctx.init_model is not None:
         logger.info("resuming the fit from round %d", ctx.init_model.num_boosted_rounds())
     start = time.perf_counter()
     result = fam.fit(params, train, valid, ctx)
     _report_from_worker(fam, "xgboost", result, static, params, time.perf_counter() - start,
                         resumed_from_round=(ctx.init_model.num_boosted_rounds()
                                             if ctx.init_model is not None else 0))
+
+
+def _resumed_state(load: Callable[[Path], Any]) -> Any:
+    """What ``load`` reads from the worker group's latest checkpoint, or None on a first start
+    (Ray Train hands one over when ``FailureConfig`` restarted the group)."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as d:
+        return load(Path(d))
 
 
 def _checkpoint_from_worker(fam: Any, model: Any, metrics: dict[str, float]) -> None:
@@ -345,11 +355,8 @@ def _torch_worker(config: dict[str, Any]) -> None:
     ctx = _context(static, "mlp", lambda m: ray.train.report(m))
     ctx.checkpoint = lambda state, metrics: _report_with_files(
         partial(save_train_state, state), metrics)
-    resumed = ray.train.get_checkpoint()  # set when FailureConfig restarted the worker group
-    if resumed is not None:
-        # A finished model's checkpoint holds no training state: that fit starts over.
-        with resumed.as_directory() as d:
-            ctx.init_model = load_train_state(Path(d))
+    # A finished model's checkpoint holds no training state: that fit starts over.
+    ctx.init_model = _resumed_state(load_train_state)
     done = int(ctx.init_model["epoch"]) if ctx.init_model is not None else 0
     if done:
         logger.info("resuming the fit after epoch %d", done)
