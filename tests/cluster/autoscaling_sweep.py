@@ -152,11 +152,32 @@ def main(argv: list[str] | None = None) -> int:
         def workers() -> int:
             return sum(1 for n in _alive(ray.nodes()) if n["NodeID"] != head_id)
 
-        def watch() -> None:  # the peak number of worker nodes while the trials run
+        dashboard = f"http://127.0.0.1:{cluster.dashboard_port}"
+        trial_nodes: set[str] = set()
+
+        def trial_actor_nodes() -> set[str]:
+            from ray.util.state import list_actors
+
+            trials = list_actors(address=dashboard, detail=True, limit=1000,
+                                 filters=[("class_name", "=", "ImplicitFunc")])
+            return {a.node_id for a in trials if a.node_id}
+
+        def watch() -> None:
+            """While the trials run: the peak number of worker nodes, and where trial actors
+            live. Asked only after the run, the state API once came back with no trial actor
+            on any node (a CI run on a loaded machine, the pipeline and the model finished
+            fine), by which time the autoscaler may already have removed the idle workers."""
+            ticks = 0
             while not stop.wait(0.5):
                 if in_sweep.is_set():
                     report["peak_worker_nodes_in_sweep"] = max(
                         report["peak_worker_nodes_in_sweep"], workers())
+                    ticks += 1
+                    if ticks % 4 == 0:
+                        try:
+                            trial_nodes.update(trial_actor_nodes())
+                        except Exception:  # the state API is busy; the next tick asks again
+                            logger.warning("listing trial actors failed", exc_info=True)
 
         def on_stage(stage: str, event: str, detail: str) -> None:
             if stage == "train":
@@ -173,11 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         report["pipeline_s"] = round(time.monotonic() - t0, 1)
         report["model_uri"] = summary.model_uri
         report["stage_seconds"] = {k: round(v, 1) for k, v in summary.stage_seconds.items()}
-        from ray.util.state import list_actors
-
-        trials = list_actors(address=f"http://127.0.0.1:{cluster.dashboard_port}", detail=True,
-                             filters=[("class_name", "=", "ImplicitFunc")], limit=1000)
-        report["trial_nodes"] = sorted({a.node_id for a in trials if a.node_id})
+        report["trial_nodes_seen_in_sweep"] = sorted(trial_nodes)
+        report["trial_nodes"] = sorted(trial_nodes | trial_actor_nodes())
         t1 = time.monotonic()
         wait_until(lambda: workers() == 0, args.scale_down_timeout_s,
                    "idle worker nodes to be removed", interval=1)
