@@ -125,10 +125,6 @@ def raypipe_fit(train_ds: Any, valid_ds: Any, cfg: TrainConfig, storage: Path,
             "trials": result.trials}
 
 
-def _median(values: list[float]) -> float:
-    return float(np.median(values))
-
-
 def part_a(rows: int, rounds: int, repeats: int, storage: Path) -> dict[str, Any]:
     data = split(rows)
     # Before any Ray Data work: reported, not compared. The first DMatrix built after Ray Data
@@ -162,8 +158,8 @@ def part_a(rows: int, rounds: int, repeats: int, storage: Path) -> dict[str, Any
                 pair["raypipe"] = run
         pair["ratio"] = pair["raypipe"]["wall_s"] / pair["plain"]["wall_s"]
         pairs.append(pair)
-    plain_s = _median([p["plain"]["wall_s"] for p in pairs])
-    ours_s = _median([p["raypipe"]["wall_s"] for p in pairs])
+    plain_s = float(np.median([p["plain"]["wall_s"] for p in pairs]))
+    ours_s = float(np.median([p["raypipe"]["wall_s"] for p in pairs]))
     runs = {
         "data_parallel_1_worker": train_config(families=["xgboost"], num_samples=1,
                                                parallelism="data_parallel", num_workers=1,

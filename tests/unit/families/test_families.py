@@ -11,6 +11,7 @@ import pytest
 from pipelines.families import FitContext, TrainData, get_family, load_predictor
 from pipelines.families.base import Standardizer, score
 from pipelines.families.registry import write_family_marker
+from pipelines.families.xgb import MODEL_FILE
 
 SETTINGS = {
     "xgboost": {"num_boost_round": 30, "early_stopping_rounds": 10},
@@ -119,7 +120,6 @@ def test_xgboost_uses_the_trials_threads_whatever_openmp_was_set_to() -> None:
     assert set(after) == {1}  # the caller's setting is restored afterwards
 
 
-
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
 def test_xgboost_fits_the_same_model_from_its_float32_input(task: str, tmp_path: Path) -> None:
     """The train stage hands XGBoost float32 features (``input_dtype``): a DMatrix stores
@@ -138,9 +138,10 @@ def test_xgboost_fits_the_same_model_from_its_float32_input(task: str, tmp_path:
         cast = [TrainData(d.X.astype(dtype), d.y, d.feature_names) for d in (train, valid)]
         where.mkdir()
         fam.save(fam.fit({}, cast[0], cast[1], ctx).model, where)
-        return (where / "model.ubj").read_bytes()
+        return (where / MODEL_FILE).read_bytes()
 
     assert model_bytes(np.float32, tmp_path / "f32") == model_bytes(np.float64, tmp_path / "f64")
+
 
 @pytest.mark.parametrize("stop_at", [4, 9, 12])
 def test_mlp_epoch_loop_resumed_from_a_snapshot_ends_exactly_as_uninterrupted(
