@@ -24,13 +24,13 @@ if TYPE_CHECKING:
 __all__ = ["ColumnStats", "StatsPlan", "TableStats", "collect_stats"]
 
 _KLL_K = 800  # sketch size: rank error about 0.3% (Ray's ApproximateQuantile default)
-# A batch this small ships its values rather than a sketch (a KLL sketch of so few values holds
-# them all anyway, so it is no smaller), and the driver keeps values exactly up to
-# _EXACT_VALUES per column: the quantiles of a training split that small are exact and the same
-# in every run. KLL compaction is random (DataSketches seeds it per process), so beyond that
-# limit the fitted quantiles may differ slightly between two runs on the same rows.
-_SHIP_VALUES = 4096
+# Up to _EXACT_VALUES present values per column, batches ship their values, not a sketch, and
+# the driver keeps them: the quantiles of a training split that size are exact and the same in
+# every run, so the fitted pipeline (and the model trained on its features) is reproducible.
+# KLL compaction is random (DataSketches seeds it per process and offers no seed), so only
+# beyond that limit may the fitted quantiles differ slightly between two runs on the same rows.
 _EXACT_VALUES = 1_000_000
+_SHIP_VALUES = _EXACT_VALUES
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,14 @@ _TOP_PER_BLOCK = 500  # values per block fed to the frequent-items sketch
 _NUMBER_TEXT = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 _OUTLIER_IQR = 3.0
 _RARE_NEGATIVE = 0.02  # below this share, negative values in a column are reported
+# Up to this many numeric values per column the profile keeps them and its quantiles and
+# outlier shares are exact, so the same rows give the same report in every run. Beyond it
+# they come from the KLL sketch, whose compaction is random (DataSketches offers no seed).
+_EXACT_VALUES = 1_000_000
+# An exact column's report carries a KLL sketch of this many evenly ranked values: small enough
+# that the sketch holds them without compaction (so its bytes are the same every run), fine
+# enough (0.1% of rank) for the outlier and rare-negative shares read back from it.
+_EXACT_SKETCH_POINTS = 1000
 
 
 class TopValue(BaseModel):
@@ -168,6 +176,7 @@ class _ColumnAcc:
         self.min: Any = None
         self.max: Any = None
         self.kll = ds.kll_doubles_sketch(200)
+        self.values: list[np.ndarray] | None = []  # None once past _EXACT_VALUES
         self.top = ds.frequent_strings_sketch(_TOP_ITEMS_LG)
         self.top_truncated = False
         self.kmv = _Kmv()
@@ -235,8 +244,22 @@ class _ColumnAcc:
                 .astype(np.int64)
         return np.asarray(valid.cast(pa.string()).to_numpy(zero_copy_only=False), dtype=object)
 
+    def _keep_values(self, more: list[np.ndarray] | None) -> None:
+        if (self.values is None or more is None
+                or sum(map(len, self.values)) + sum(map(len, more)) > _EXACT_VALUES):
+            self.values = None
+        else:
+            self.values.extend(more)
+
+    def exact_numbers(self) -> np.ndarray | None:
+        """Every numeric value, sorted, while the column held at most ``_EXACT_VALUES``."""
+        if self.values is None:
+            return None
+        return np.sort(np.concatenate(self.values)) if self.values else np.empty(0)
+
     def _update_numbers(self, x: np.ndarray) -> None:
         self.kll.update(x)
+        self._keep_values([x])
         n, mean = len(x), float(x.mean())
         m2 = float(((x - mean) ** 2).sum())
         self._merge_moments(n, mean, m2)
@@ -281,6 +304,7 @@ class _ColumnAcc:
         if other.min is not None:
             self._bound(other.min, other.max)
         self.kll.merge(other.kll)
+        self._keep_values(other.values)
         self.top.merge(other.top)
         self.top_truncated |= other.top_truncated
         self.kmv.merge(other.kmv)
@@ -332,9 +356,13 @@ def _finish_column(name: str, acc: _ColumnAcc, settings: ProfileConfig) -> Colum
         out.mean = acc.mean
         out.std = math.sqrt(acc.m2 / (acc.n - 1)) if acc.n > 1 else 0.0
         out.min, out.max = float(acc.min), float(acc.max)
+        exact = acc.exact_numbers()
+        sketch = acc.kll if exact is None else _grid_sketch(exact)
+        levels = (sketch.get_quantiles(QUANTILES) if exact is None
+                  else np.quantile(exact, QUANTILES))  # numpy's default, as the feature fit
         out.quantiles = {f"p{round(q * 100):02d}": float(v)
-                         for q, v in zip(QUANTILES, acc.kll.get_quantiles(QUANTILES), strict=True)}
-        out.kll_sketch = base64.b64encode(acc.kll.serialize()).decode()
+                         for q, v in zip(QUANTILES, levels, strict=True)}
+        out.kll_sketch = base64.b64encode(sketch.serialize()).decode()
     elif acc.min is not None:
         out.min, out.max = _label(acc.min), _label(acc.max)
     if not acc.top.is_empty():
@@ -348,6 +376,18 @@ def _finish_column(name: str, acc: _ColumnAcc, settings: ProfileConfig) -> Colum
         out.top_values_complete = (not acc.top_truncated and shown == len(items)
                                    and all(lo == hi for _, _, lo, hi in items))
     return out
+
+
+def _grid_sketch(values: np.ndarray) -> Any:
+    """A KLL sketch of ``values`` (sorted) at evenly spaced ranks: exact and deterministic."""
+    import datasketches as ds
+
+    ranks = (np.arange(_EXACT_SKETCH_POINTS) + 0.5) / _EXACT_SKETCH_POINTS
+    points = values if len(values) <= _EXACT_SKETCH_POINTS else \
+        values[np.minimum((ranks * len(values)).astype(np.int64), len(values) - 1)]
+    sketch = ds.kll_doubles_sketch(_EXACT_SKETCH_POINTS)
+    sketch.update(np.ascontiguousarray(points, dtype=np.float64))
+    return sketch
 
 
 def _anomalies(col: ColumnProfile, settings: ProfileConfig) -> list[Anomaly]:

@@ -37,7 +37,7 @@ from pipelines.stages.ingest import (
     source_errors,
     source_fingerprint,
 )
-from pipelines.stages.split import split_dataset
+from pipelines.stages.split import distinct_values, split_dataset
 from pipelines.stages.train import featurize, tune_models
 from pipelines.storage import check_shared_storage
 
@@ -425,10 +425,10 @@ def _compute_split(run: _Run) -> Callable[[CacheEntry], dict[str, Any]]:
         valid_rows = _read(run.path("validate", "valid"))
         target_type = valid_rows.schema().base_schema.field(cfg.target).type
         numeric = pa.types.is_integer(target_type) or pa.types.is_floating(target_type)
-        labels = valid_rows.unique(cfg.target) if cfg.task != "regression" else None
+        labels = distinct_values(valid_rows, cfg.target) if cfg.task != "regression" else None
         task = cfg.task or infer_task(labels or [], numeric)
         parts = split_dataset(valid_rows, cfg.split, cfg.target,
-                              classification=task != "regression")
+                              classification=task != "regression", labels=labels)
         rows = [_write(ds, entry.path / name) for ds, name in zip(parts, SPLITS, strict=True)]
         return {"task": task, "counts": {"rows_train": rows[0], "rows_valid_split": rows[1],
                                          "rows_test": rows[2]}}

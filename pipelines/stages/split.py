@@ -1,10 +1,15 @@
 """Split: divide validated rows into train / valid / test, seeded, reproducible, stratified.
 
-Every row gets a seeded pseudo-random key computed from its own content, then rows are
-ordered by that key and cut by the fractions. The split therefore depends only on the data and
-the seed — not on how Ray Data happened to order blocks — and exact duplicate rows share a key,
-so they sit next to each other and (away from a cut) land in the same split instead of
-leaking from train into test.
+Every row gets a seeded pseudo-random key computed from its own content (as TFX's ExampleGen
+buckets rows by a hash), and the key alone decides the row's split: one pass over the data,
+no sort and no shuffle. The split therefore depends only on the data and the seed — not on
+how Ray Data happened to order blocks — and exact duplicate rows share a key, so they always
+land in the same split instead of leaking from train into test.
+
+The cut points are not fixed fractions of the key range but quantiles of the keys actually
+present, per class when stratified: a summary pass counts rows per (class, key bucket), and
+the cuts are placed on those counts. Every split then keeps each class's share to within one
+bucket (1/65,536 of the class), however few rows a class has.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from pipelines.config import SplitConfig
@@ -22,12 +28,15 @@ from pipelines.stages.clean import row_hash
 if TYPE_CHECKING:
     from ray.data import Dataset
 
-__all__ = ["SPLIT_KEY", "SplitError", "split_dataset", "split_key"]
+__all__ = ["SPLIT_KEY", "SplitError", "distinct_values", "split_cuts", "split_dataset",
+           "split_key"]
 
 logger = logging.getLogger(__name__)
 
 SPLIT_KEY = "_raypipe_split_key"
 _HASH = "_raypipe_row_hash"
+_BUCKET_BITS = 16
+_GROUP, _BUCKET, _ROWS = "group", "bucket", "rows"
 
 
 class SplitError(ValueError):
@@ -45,14 +54,64 @@ def split_key(df: pd.DataFrame, seed: int) -> pd.DataFrame:
     return out
 
 
-def _rows_with_label(df: pd.DataFrame, target: str, value: Any) -> pd.DataFrame:
-    return df[df[target] == value]
+def _buckets(df: pd.DataFrame) -> np.ndarray:
+    return (df[SPLIT_KEY].to_numpy(dtype=np.uint64) >> np.uint64(64 - _BUCKET_BITS)).astype(
+        np.int64)
 
 
-def _cut(ds: Dataset, cfg: SplitConfig, order: list[str]) -> list[Dataset]:
-    ordered = ds.sort(order)
-    return [part.drop_columns([SPLIT_KEY]) for part in
-            ordered.split_proportionately([cfg.train, cfg.valid])]
+def _groups(df: pd.DataFrame, group: str | None) -> pd.Series:
+    return df[group] if group else pd.Series(0, index=df.index)
+
+
+def _bucket_counts(df: pd.DataFrame, group: str | None) -> pd.DataFrame:
+    """Rows per (group, key bucket) of one batch: the summary the cuts are placed on."""
+    keys = pd.DataFrame({_GROUP: _groups(df, group).to_numpy(), _BUCKET: _buckets(df)})
+    counts = keys.groupby([_GROUP, _BUCKET], dropna=False, sort=False).size()
+    return counts.rename(_ROWS).reset_index()
+
+
+def split_cuts(counts: pd.DataFrame, cfg: SplitConfig) -> dict[Any, tuple[int, int]]:
+    """Per group, the two bucket cuts: train < first <= valid < second <= test.
+
+    Each cut is the bucket boundary whose share of the group's rows is nearest to the
+    configured fraction (the first such boundary on a tie, so the cuts are deterministic).
+    """
+    cuts: dict[Any, tuple[int, int]] = {}
+    for value, part in counts.groupby(_GROUP, dropna=False, sort=False):
+        hist = np.zeros(2**_BUCKET_BITS, dtype=np.int64)
+        np.add.at(hist, part[_BUCKET].to_numpy(), part[_ROWS].to_numpy())
+        below = np.concatenate([[0], np.cumsum(hist)])  # rows in buckets < i
+        total = below[-1]
+        first = int(np.argmin(np.abs(below - cfg.train * total)))
+        second = int(np.argmin(np.abs(below[first:] - (cfg.train + cfg.valid) * total))) + first
+        cuts[value] = (first, second)
+    return cuts
+
+
+def _part(df: pd.DataFrame, group: str | None, cuts: dict[Any, tuple[int, int]],
+          index: int) -> pd.DataFrame:
+    bucket, groups = _buckets(df), _groups(df, group)
+    first = groups.map({k: c[0] for k, c in cuts.items()}).to_numpy(dtype=np.int64)
+    second = groups.map({k: c[1] for k, c in cuts.items()}).to_numpy(dtype=np.int64)
+    keep = ((bucket < first) if index == 0 else
+            (bucket >= first) & (bucket < second) if index == 1 else bucket >= second)
+    return df[keep].drop(columns=[SPLIT_KEY])
+
+
+def _distinct(df: pd.DataFrame, column: str) -> pd.DataFrame:
+    return pd.DataFrame({column: df[column].drop_duplicates().to_numpy()})
+
+
+def distinct_values(ds: Dataset, column: str) -> list[Any]:
+    """The distinct values of ``column``, nulls left out, sorted.
+
+    Each batch reduces to its own distinct values and the driver unions them: one pass, no
+    shuffle (``Dataset.unique`` costs a hash shuffle, seconds of fixed cost on a small
+    cluster, for a column that holds a handful of labels).
+    """
+    per_batch = ds.select_columns([column]).map_batches(
+        partial(_distinct, column=column), batch_format="pandas").to_pandas()
+    return sorted(per_batch[column].dropna().drop_duplicates().tolist())
 
 
 def _check_time_column(ds: Dataset, col: str) -> None:
@@ -70,39 +129,48 @@ def _check_time_column(ds: Dataset, col: str) -> None:
         )
 
 
+def _time_split(keyed: Dataset, cfg: SplitConfig) -> list[Dataset]:
+    assert cfg.time_column is not None
+    ordered = keyed.sort([cfg.time_column, SPLIT_KEY])  # the key breaks ties in time
+    return [part.drop_columns([SPLIT_KEY]) for part in
+            ordered.split_proportionately([cfg.train, cfg.valid])]
+
+
 def split_dataset(
-    ds: Dataset, cfg: SplitConfig, target: str, classification: bool
+    ds: Dataset, cfg: SplitConfig, target: str, classification: bool,
+    labels: list[Any] | None = None,
 ) -> tuple[Dataset, Dataset, Dataset]:
     """Return (train, valid, test).
 
-    * stratified (classification): each class is ordered by key and cut on its own, so every
-      split keeps the class shares of the whole (exactly, up to one row per class);
-    * random, and stratified on a regression target: one order by key, one cut;
+    * stratified (classification): each class is cut on its own key buckets, so every
+      split keeps the class shares of the whole;
+    * random, and stratified on a regression target: one set of cuts for all rows;
     * time: rows ordered by ``time_column`` (key breaks ties): no training row is later than
       a validation row, and no validation row later than a test row.
+
+    ``labels`` are the target's distinct values when the caller already has them.
     """
-    labels = sorted(ds.unique(target)) if classification else []
-    if classification and len(labels) < 2:
-        found = f"only {labels[0]!r}" if labels else "no value"
-        raise SplitError(f"target {target!r} holds {found} in the rows that passed validation: "
-                         "a classification model needs at least two classes (check the data, "
-                         "or set task: regression for a numeric target)")
+    if classification:
+        labels = distinct_values(ds, target) if labels is None else labels
+        if len(labels) < 2:
+            found = f"only {labels[0]!r}" if labels else "no value"
+            raise SplitError(
+                f"target {target!r} holds {found} in the rows that passed validation: a "
+                "classification model needs at least two classes (check the data, or set "
+                "task: regression for a numeric target)")
     keyed = ds.map_batches(partial(split_key, seed=cfg.seed), batch_format="pandas")
     if cfg.strategy == "time":
         assert cfg.time_column is not None
         _check_time_column(ds, cfg.time_column)
-        train, valid, test = _cut(keyed, cfg, [cfg.time_column, SPLIT_KEY])
-    elif cfg.strategy == "stratified" and classification:
-        keyed = keyed.materialize()
-        parts = [
-            _cut(keyed.map_batches(partial(_rows_with_label, target=target, value=value),
-                                   batch_format="pandas"), cfg, [SPLIT_KEY])
-            for value in labels
-        ]
-        train, valid, test = (
-            parts[0][i].union(*[p[i] for p in parts[1:]]) if len(parts) > 1 else parts[0][i]
-            for i in range(3)
-        )
+        train, valid, test = _time_split(keyed, cfg)
     else:
-        train, valid, test = _cut(keyed, cfg, [SPLIT_KEY])
+        keyed = keyed.materialize()
+        group = target if cfg.strategy == "stratified" and classification else None
+        counts = keyed.map_batches(partial(_bucket_counts, group=group),
+                                   batch_format="pandas").to_pandas()
+        cuts = split_cuts(counts, cfg)
+        train, valid, test = (
+            keyed.map_batches(partial(_part, group=group, cuts=cuts, index=i),
+                              batch_format="pandas")
+            for i in range(3))
     return train.materialize(), valid.materialize(), test.materialize()

@@ -19,7 +19,7 @@ import yaml
 from pipelines.config import parse_config
 from pipelines.demo import generate_demo_frame
 from tests.config_mutations import demo_data
-from tests.e2e.test_cli import raypipe
+from tests.e2e.cli_helpers import raypipe
 
 pytestmark = pytest.mark.e2e
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,23 +15,11 @@ import yaml
 
 from pipelines.config import demo_config_path
 from pipelines.demo import generate_demo_frame
+from tests.e2e.cli_helpers import RAYPIPE, raypipe
+from tests.e2e.cli_helpers import cli_env as _env
 from tests.e2e.serving_helpers import free_port
 
 pytestmark = pytest.mark.e2e
-
-RAYPIPE = [sys.executable, "-m", "pipelines"]
-
-
-def raypipe(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*RAYPIPE, *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd, env=_env())
-
-
-def _env() -> dict[str, str]:
-    # Each command must find its store from its own flags and config, as a user's would.
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return {**env, "COLUMNS": "200"}
-
 
 def _write(path: Path, data: Any) -> Path:
     path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from pipelines.demo import DEMO_TARGET, generate_demo_frame
-from tests.e2e.test_cli import raypipe
+from tests.e2e.cli_helpers import raypipe
 
 pytestmark = pytest.mark.e2e
 

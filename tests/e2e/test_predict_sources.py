@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from pipelines.demo import generate_demo_frame
-from tests.e2e.test_cli import raypipe
+from tests.e2e.cli_helpers import raypipe
 
 pytestmark = pytest.mark.e2e
 

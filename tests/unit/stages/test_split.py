@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipelines.stages.split import SPLIT_KEY, split_key
+from pipelines.config import SplitConfig
+from pipelines.stages.split import SPLIT_KEY, _bucket_counts, _part, split_cuts, split_key
 
 
 def _frame() -> pd.DataFrame:
@@ -39,3 +40,29 @@ def test_original_columns_are_kept() -> None:
     out = split_key(_frame(), 3)
     assert list(out.columns) == ["a", "b", SPLIT_KEY]
     pd.testing.assert_frame_equal(out[["a", "b"]], _frame())
+
+
+def _assign(df: pd.DataFrame, cfg: SplitConfig, group: str | None) -> list[pd.DataFrame]:
+    keyed = split_key(df, cfg.seed)
+    cuts = split_cuts(_bucket_counts(keyed, group), cfg)
+    return [_part(keyed, group, cuts, i) for i in range(3)]
+
+
+def test_bucket_cuts_keep_every_class_share_even_for_a_rare_class() -> None:
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"x": rng.normal(size=5000), "y": ["a"] * 4960 + ["rare"] * 40})
+    train, valid, test = _assign(df, SplitConfig(), "y")
+    assert len(train) + len(valid) + len(test) == len(df)
+    for part, share in ((train, 0.7), (valid, 0.15), (test, 0.15)):
+        assert (part["y"] == "rare").sum() == round(40 * share)
+        assert abs((part["y"] == "a").sum() - 4960 * share) <= 1
+    assert SPLIT_KEY not in train.columns
+
+
+def test_duplicate_rows_land_in_one_split_and_cuts_are_deterministic() -> None:
+    df = pd.DataFrame({"x": np.arange(300.0) % 100, "y": np.arange(300) % 2})
+    parts = _assign(df, SplitConfig(seed=3), None)
+    seen = [set(p["x"]) for p in parts]
+    assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
+    again = _assign(df.sample(frac=1, random_state=0), SplitConfig(seed=3), None)
+    assert [sorted(p["x"]) for p in parts] == [sorted(p["x"]) for p in again]
