@@ -175,10 +175,16 @@ def run(
         TextColumn("{task.fields[detail]}", table_column=Column(ratio=1)),
         TimeElapsedColumn(), console=console, transient=False, expand=True,
     ) as progress:
-        boot = progress.add_task("ray", total=1, detail="starting")
-        _init_ray(cfg.runtime, verbose)
-        progress.update(boot, completed=1, detail=f"ready in {time.perf_counter() - t0:.1f}s")
+        boot = progress.add_task("ray", total=1, detail="not needed yet", start=False)
         tasks = {s: progress.add_task(s, total=1, detail="", start=False) for s in STAGES}
+
+        def connect() -> None:
+            # Only when a stage must compute: an unchanged run never starts Ray.
+            t1 = time.perf_counter()
+            progress.start_task(boot)
+            progress.update(boot, detail="starting")
+            _init_ray(cfg.runtime, verbose)
+            progress.update(boot, completed=1, detail=f"ready in {time.perf_counter() - t1:.1f}s")
 
         def on_stage(name: str, event: str, detail: str) -> None:
             if event == "start":
@@ -189,7 +195,11 @@ def run(
 
         summary = _guarded(lambda: run_pipeline(cfg, on_stage=on_stage, resume=resume,
                                                 from_stage=from_stage, only=only,
-                                                use_cache=not no_cache), verbose)
+                                                use_cache=not no_cache, connect=connect),
+                           verbose)
+        if not progress.tasks[boot].started:
+            progress.start_task(boot)
+            progress.update(boot, completed=1, detail="not needed: nothing to compute")
     summary.wall_seconds = time.perf_counter() - t0
     _summary(summary)
 

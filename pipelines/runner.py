@@ -157,8 +157,9 @@ class _Run:
     """
 
     def __init__(self, cfg: PipelineConfig, stage: _Stages, forced: set[str], only: str | None,
-                 resume: bool) -> None:
+                 resume: bool, connect: Callable[[], None] | None = None) -> None:
         self.cfg = cfg
+        self._connect = connect
         self.stage = stage
         self.forced = forced
         self.only = only
@@ -185,9 +186,21 @@ class _Run:
                 f"for this config and data; run without --only first (or use --from {name})"
             )
         entry.reset()
+        self.ensure_ray()
         record = compute(entry)
         entry.commit(record)
         return record
+
+    def ensure_ray(self) -> None:
+        """Connect to Ray the first time something must be computed.
+
+        A run whose every stage is reused reads only the stage cache and the tracking store,
+        so it never pays for starting (or joining) a Ray cluster.
+        """
+        if self._connect is not None:
+            connect, self._connect = self._connect, None
+            connect()
+            check_shared_storage(self.cfg)  # now that the cluster's nodes are known
 
     def path(self, stage: str, *parts: str) -> Path:
         return self.entries[stage].path.joinpath(*parts)
@@ -207,14 +220,17 @@ def _find_unfinished_run(cfg: PipelineConfig) -> str | None:
 
 def run_pipeline(cfg: PipelineConfig, on_stage: StageCallback | None = None,
                  resume: bool = False, from_stage: str | None = None,
-                 only: str | None = None, use_cache: bool = True) -> RunSummary:
+                 only: str | None = None, use_cache: bool = True,
+                 connect: Callable[[], None] | None = None) -> RunSummary:
     """Run the stages of ``cfg`` on the connected Ray cluster and return the summary.
 
     Each stage's output is cached under a key of its inputs (:mod:`pipelines.cache`): an
     unchanged stage is reused, not recomputed. ``resume`` also continues the interrupted Tune
     sweep and MLflow run of the same inputs; ``from_stage`` recomputes that stage and every
     later one; ``only`` runs just that stage on the cached outputs of the ones before it (and
-    returns a partial summary); ``use_cache=False`` recomputes everything.
+    returns a partial summary); ``use_cache=False`` recomputes everything. ``connect`` starts
+    or joins Ray, called once before the first stage that must compute (none when every stage
+    is reused); without it the caller has connected already.
     """
     check_shared_storage(cfg)  # before any work: node-local paths fail here, by field
     import mlflow
@@ -224,7 +240,7 @@ def run_pipeline(cfg: PipelineConfig, on_stage: StageCallback | None = None,
     stages, forced = plan_stages("ingest" if not use_cache else from_stage, only)
     started = time.perf_counter()
     stage = _Stages(on_stage)
-    run = _Run(cfg, stage, forced, only, resume)
+    run = _Run(cfg, stage, forced, only, resume, connect)
     counts: dict[str, int] = {}
 
     with tracking.tracking_scope(cfg):
@@ -262,9 +278,11 @@ def _run_stages(run: _Run, stages: list[str], counts: dict[str, int], run_id: st
                          best_params={})
 
     with stage("ingest") as note:
-        raw = read_source(cfg.source, cfg.work_dir)  # lazy, except for an HTTP snapshot
-        data_uri, fingerprint = source_fingerprint(cfg.source, cfg.work_dir, raw)
-        read_count = rows_read(cfg.source, raw, cfg.work_dir)
+        raw = _SourceRows(run)
+        if cfg.source.kind == "http":  # its fingerprint and count are those of the snapshot
+            raw.get()
+        data_uri, fingerprint = source_fingerprint(cfg.source, cfg.work_dir, raw.dataset)
+        read_count = rows_read(cfg.source, raw.dataset, cfg.work_dir)
         if read_count is not None:
             counts["rows_read"] = read_count
         mlflow.set_tags({"raypipe.data_fingerprint": fingerprint,
@@ -387,6 +405,20 @@ def _run_stages(run: _Run, stages: list[str], counts: dict[str, int], run_id: st
     return summary
 
 
+class _SourceRows:
+    """The source's Dataset, read when first asked for (by validation, when it computes)."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.dataset: Any = None
+
+    def get(self) -> Any:
+        if self.dataset is None:
+            self.run.ensure_ray()
+            self.dataset = read_source(self.run.cfg.source, self.run.cfg.work_dir)
+        return self.dataset
+
+
 def _reused(run: _Run, name: str, detail: str) -> str:
     return f"reused · {detail}" if name in run.reused else detail
 
@@ -396,11 +428,12 @@ TRIALS_FILE = "tune_trials.json"
 PREDICTIONS_DIR = "test_predictions"
 
 
-def _compute_validate(cfg: PipelineConfig, raw: Any) -> Callable[[CacheEntry], dict[str, Any]]:
+def _compute_validate(cfg: PipelineConfig,
+                      raw: _SourceRows) -> Callable[[CacheEntry], dict[str, Any]]:
     def compute(entry: CacheEntry) -> dict[str, Any]:
         with source_errors(cfg.source):  # lazy reads fail here; name the file or page
             # Writes the quarantine and the quality report, logs them, enforces the threshold.
-            checked = validate_and_report(raw, cfg, entry.path / "quarantine",
+            checked = validate_and_report(raw.get(), cfg, entry.path / "quarantine",
                                           entry.path / QUALITY_DIR)
             rows_valid = _write(checked.valid, entry.path / "valid")
         rows_quarantined = (count_parquet_rows(str(entry.path / "quarantine"))
@@ -607,6 +640,7 @@ def _gate(run: _Run, summary: RunSummary, spec: ModelSpec, model_uri: str, finge
         summary.model_uri = f"models:/{cfg.model_name}/{version}"
         run.reused.append("gate")
         return
+    run.ensure_ray()
     test_raw = _read(run.path("split", "test"))
     gate_metric = cfg.evaluate.gate.metric or default_gate_metric(task)
     champion = tracking.alias_version(cfg.model_name, "champion")

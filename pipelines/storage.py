@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -127,9 +128,8 @@ def require_shared(
     to ``$RAYPIPE_SHARED_DIRS``.
     """
     if nodes is None:
-        import ray
-
-        if not ray.is_initialized():
+        ray = sys.modules.get("ray")  # not imported: certainly not connected (and no import)
+        if ray is None or not ray.is_initialized():
             return
         nodes = ray.nodes()
         driver_node_id = ray.get_runtime_context().get_node_id()

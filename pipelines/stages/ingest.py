@@ -82,7 +82,7 @@ def source_fingerprint(source: AnySource, work_dir: Path,
     return http_fingerprint(source, dataset)
 
 
-def rows_read(source: AnySource, dataset: Dataset, work_dir: Path) -> int | None:
+def rows_read(source: AnySource, dataset: Dataset | None, work_dir: Path) -> int | None:
     """Rows the source delivered, where that is cheap to know before the data is consumed.
 
     Local Parquet (and the demo): from the footers. HTTP: the snapshot's count. SQL: a
@@ -90,6 +90,7 @@ def rows_read(source: AnySource, dataset: Dataset, work_dir: Path) -> int | None
     read everything an extra time; the validation stage's ``rows_in`` counts them.
     """
     if isinstance(source, HttpSource):
+        assert dataset is not None, "an HTTP source is counted from its snapshot"
         return dataset.count()  # materialised: the count is metadata
     if isinstance(source, SqlSource):
         from pipelines.sources.sql import sql_rows

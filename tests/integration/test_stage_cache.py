@@ -46,8 +46,10 @@ def test_unchanged_rerun_reuses_every_stage_and_registers_nothing(
         first: tuple[Path, RunSummary]) -> None:
     work, summary = first
     before = _manifests(work)
-    again = run_pipeline(small_config(work, *FAST))
+    connects: list[str] = []
+    again = run_pipeline(small_config(work, *FAST), connect=lambda: connects.append("ray"))
     assert again.reused_stages == [s for s in STAGES if s != "ingest"]
+    assert connects == []  # nothing to compute: Ray is never asked for
     assert _manifests(work) == before  # nothing rewritten
     assert again.metrics == summary.metrics
     assert again.counts == summary.counts
@@ -59,7 +61,10 @@ def test_unchanged_rerun_reuses_every_stage_and_registers_nothing(
 def test_changing_a_hyperparameter_reruns_training_and_what_follows(
         first: tuple[Path, RunSummary]) -> None:
     work, _ = first
-    changed = run_pipeline(small_config(work, *FAST, "train.xgboost.num_boost_round=21"))
+    connects: list[str] = []
+    changed = run_pipeline(small_config(work, *FAST, "train.xgboost.num_boost_round=21"),
+                           connect=lambda: connects.append("ray"))
+    assert connects == ["ray"]  # once, before the first stage that computes
     assert changed.reused_stages == ["validate", "split", "features"]
     assert changed.stage_seconds["train"] > 0
 
