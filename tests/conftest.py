@@ -26,6 +26,14 @@ def small_config(work_dir: Path, *extra: str) -> PipelineConfig:
     return load_config(None, [*SMALL_RUN, f"runtime.work_dir={work_dir}", *extra])
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every end-to-end and cluster test is ``slow``: the inner-loop lane (``-m "not slow"``)
+    runs the unit tests and the integration tests that do not run a whole pipeline."""
+    for item in items:
+        if item.get_closest_marker("e2e") or item.get_closest_marker("cluster"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _tracking_uri_stays_put() -> Iterator[None]:
     """Undo the ``MLFLOW_TRACKING_URI`` a test leaves behind.
