@@ -1,8 +1,9 @@
 """The deployable model: fitted feature pipeline + a trained family model.
 
 Batch inference, the Serve app and ``mlflow.pyfunc.load_model`` (through
-:class:`pipelines.pyfunc_model.RaypipeModel`) all predict through :func:`predict_frame`, so the
-same raw rows give the same predictions everywhere.
+:class:`pipelines.model.pyfunc.RaypipeModel`) all predict through :func:`predict_frame`, so the
+same raw rows give the same predictions everywhere. This module does not import the wrapper:
+the wrapper imports it.
 
 Imported inside the MLflow model at load time: no Ray import at module level. No MLflow import
 either: batch actors unpickle a model spec and should not pay MLflow's 0.75 s import for it.
@@ -13,14 +14,13 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from pipelines.families import Predictor
-from pipelines.features import FeaturePipeline
+from pipelines.features.pipeline import FeaturePipeline
 
 __all__ = [
     "PREDICTION_COLUMN",
@@ -108,12 +108,3 @@ def predict_frame(spec: ModelSpec, predictor: Predictor, df: pd.DataFrame) -> pd
 def spec_to_json(spec: ModelSpec) -> str:
     return json.dumps(spec.model_dump(mode="json"), indent=2)
 
-
-def __getattr__(name: str) -> Any:
-    # Models logged before the wrapper moved to pipelines.pyfunc_model pickled it as
-    # ``pipelines.model.RaypipeModel``; unpickling looks it up here (PEP 562).
-    if name == "RaypipeModel":
-        from pipelines.pyfunc_model import RaypipeModel
-
-        return RaypipeModel
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,7 +16,7 @@ failed to load), ``/metadata`` and the OpenAPI page at ``/docs``.
 Requests are validated against the model's input schema before they reach the model: a
 missing, unknown or mistyped column is a 4xx naming the field. Small requests are combined
 by ``@serve.batch`` into one model call; replicas follow the registry alias and swap model
-versions in place (:mod:`pipelines.serving_swap`).
+versions in place (:mod:`pipelines.serving.swap`).
 """
 
 
@@ -40,9 +40,10 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipelines.config import RequestLogConfig, ServeConfig
-from pipelines.serving_engine import LoadedModel, Outputs, output_names, predict_columns
-from pipelines.serving_fastpath import Columns
-from pipelines.serving_protocols import (
+from pipelines.model.engine import LoadedModel, Outputs, output_names, predict_columns
+from pipelines.model.fastpath import Columns
+from pipelines.model.schema import predict_body_model, row_model
+from pipelines.serving.protocols import (
     RequestError,
     V2Request,
     bearer_ok,
@@ -57,7 +58,6 @@ from pipelines.serving_protocols import (
     v2_infer_response,
     v2_model_metadata,
 )
-from pipelines.serving_schema import predict_body_model, row_model
 
 __all__ = ["ServeArgs", "build_app", "deployment_options", "resolve_version", "row_model"]
 
@@ -84,7 +84,7 @@ class ServeArgs(ServeConfig):
 
 def resolve_version(model_uri: str) -> tuple[str, str]:
     """(name, version) of a ``models:/name@alias`` or ``models:/name/version`` URI."""
-    from pipelines.serving_engine import resolve_model
+    from pipelines.model.engine import resolve_model
 
     ref = resolve_model(model_uri)
     return ref.name, ref.version
@@ -225,8 +225,8 @@ class ModelServer:
     def __init__(self, args: dict[str, Any]) -> None:
         import mlflow
 
-        from pipelines.serving_metrics import ServingMetrics
-        from pipelines.serving_swap import ModelSlot
+        from pipelines.serving.metrics import ServingMetrics
+        from pipelines.serving.swap import ModelSlot
 
         self.args = ServeArgs.model_validate(args)
         if self.args.tracking_uri:

@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines.config import FeaturesConfig
-from pipelines.feature_columns import ArrowColumns
-from pipelines.features import FeaturePipeline, ScaleStats
+from pipelines.features.columns import ArrowColumns
+from pipelines.features.pipeline import FeaturePipeline, ScaleStats
 
 if TYPE_CHECKING:
     from ray.data import Dataset

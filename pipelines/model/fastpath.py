@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.expressions import evaluate
-from pipelines.features import (
+from pipelines.features.pipeline import (
     BIN_SUFFIX,
     MISSING_SUFFIX,
     CategoricalStats,

@@ -1,6 +1,6 @@
 """Hot model swap: a replica follows its registry alias and loads new versions in place.
 
-A :class:`ModelSlot` holds the replica's current :class:`~pipelines.serving_engine.LoadedModel`.
+A :class:`ModelSlot` holds the replica's current :class:`~pipelines.model.engine.LoadedModel`.
 A background thread checks every ``poll_interval_s`` where the URI points (an alias moves when
 `raypipe promote` or a pipeline run re-points it); when it names another version, that version
 is loaded next to the old one and the reference is switched in one assignment. Requests that
@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from pipelines.serving_engine import LoadedModel, ModelRef, load_ref, resolve_model
+from pipelines.model.engine import LoadedModel, ModelRef, load_ref, resolve_model
 
 __all__ = ["ModelSlot", "promote", "store_unavailable"]
 

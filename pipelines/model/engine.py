@@ -3,7 +3,7 @@
 A :class:`LoadedModel` is one registered model version, resolved to a concrete version (an alias
 is looked up once, so the version in every answer is the version that scored it). Predictions go
 through :func:`predict_columns`, which takes validated raw rows by column and uses the compiled
-fast path (:mod:`pipelines.serving_fastpath`) when it reproduces the pandas pipeline exactly,
+fast path (:mod:`pipelines.model.fastpath`) when it reproduces the pandas pipeline exactly,
 else the pyfunc model's own :func:`pipelines.model.predict_frame`.
 
 No Ray import at module level; everything here runs in a Serve replica or a batch actor.
@@ -20,9 +20,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.features import FeaturePipeline
-from pipelines.model import PREDICTION_COLUMN, PROBABILITY_COLUMN, ModelSpec, conform_input, predict_frame
-from pipelines.serving_fastpath import Columns, CompiledPipeline
+from pipelines.features.pipeline import FeaturePipeline
+from pipelines.model.fastpath import Columns, CompiledPipeline
+from pipelines.model.spec import (
+    PREDICTION_COLUMN,
+    PROBABILITY_COLUMN,
+    ModelSpec,
+    conform_input,
+    predict_frame,
+)
 
 __all__ = [
     "LoadedModel",

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.model import PREDICTION_COLUMN, PROBABILITY_COLUMN
-from pipelines.serving_engine import LoadedModel, Outputs
+from pipelines.model.engine import LoadedModel, Outputs
+from pipelines.model.spec import PREDICTION_COLUMN, PROBABILITY_COLUMN
 
 __all__ = ["ServingMetrics"]
 

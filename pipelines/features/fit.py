@@ -2,10 +2,10 @@
 
 One streaming pass prepares the columns (coercion, category normalisation and synonyms, as
 the fitted pipeline will apply them) and computes every statistic at once
-(:mod:`pipelines.feature_stats`): quantile sketches, means, standard deviations, null counts
+(:mod:`pipelines.features.stats`): quantile sketches, means, standard deviations, null counts
 and category counts. When scaling or feature selection is
 configured, a second pass computes statistics of the features themselves
-(:mod:`pipelines.feature_select`). Only the statistics reach the driver, never the rows.
+(:mod:`pipelines.features.select`). Only the statistics reach the driver, never the rows.
 
 Every statistic comes from the Dataset this function is given — the training split — so
 validation and test rows cannot move it (the unit tests check that).
@@ -22,9 +22,8 @@ import pyarrow as pa
 
 from pipelines.config import CleanConfig, ColumnImpute, FeaturesConfig
 from pipelines.expressions import ExpressionError, check_expression
-from pipelines.feature_columns import ArrowColumns
-from pipelines.feature_stats import ColumnStats, StatsPlan, collect_stats
-from pipelines.features import (
+from pipelines.features.columns import ArrowColumns
+from pipelines.features.pipeline import (
     BIN_SUFFIX,
     BinStats,
     CategoricalStats,
@@ -40,6 +39,7 @@ from pipelines.features import (
     _top_values,
     clean_strings,
 )
+from pipelines.features.stats import ColumnStats, StatsPlan, collect_stats
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -246,7 +246,7 @@ def fit_feature_pipeline(
     names = _checked_names(pipeline, features)
     pipeline = pipeline.model_copy(update={"feature_names": names})
     if features.scaling != "none" or features.selection.method != "none":
-        from pipelines.feature_select import select_and_scale
+        from pipelines.features.select import select_and_scale
 
         pipeline = select_and_scale(train, pipeline, features)
     logger.info("fitted %d features on %d training rows", len(pipeline.feature_names), rows)

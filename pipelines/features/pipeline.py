@@ -1,9 +1,9 @@
 """The fitted feature pipeline: cleaning and feature engineering, frozen into one object.
 
-Fitting runs on Ray Data (see :mod:`pipelines.feature_fit`: one aggregation pass over the
+Fitting runs on Ray Data (see :mod:`pipelines.features.fit`: one aggregation pass over the
 training split, plus one more when scaling or selection needs feature statistics); the fitted
 state is a frozen pydantic model, stored as JSON inside the MLflow model. One transform kernel
-(NumPy and pyarrow.compute over raw columns, :mod:`pipelines.feature_columns`) applies it to
+(NumPy and pyarrow.compute over raw columns, :mod:`pipelines.features.columns`) applies it to
 Arrow batches (:meth:`FeaturePipeline.transform_table`, used on Ray Data) and pandas frames
 (:meth:`FeaturePipeline.transform`, used by the MLflow pyfunc model and the Serve app), so
 batch and online inference apply the very same code and statistics to raw rows.
@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pipelines.config import DerivedFeature, RatioFeature
 from pipelines.expressions import evaluate
-from pipelines.feature_columns import ArrowColumns, ColumnSource, PandasColumns, to_float
+from pipelines.features.columns import ArrowColumns, ColumnSource, PandasColumns, to_float
 
 __all__ = [
     "BinStats",
@@ -328,7 +328,7 @@ def _top_values(counter: dict[str, list[Any]], limit: int) -> list[tuple[str, in
     return pairs[:limit]
 
 
-# ---------------------------------------------------------------- fitting (pipelines.feature_fit)
+# ---------------------------------------------------------------- fitting (pipelines.features.fit)
 
 
 def _empty_frame(schema: dict[str, ColumnKind]) -> pd.DataFrame:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from pipelines.features import ColumnKind, FeaturePipeline
+from pipelines.features.pipeline import ColumnKind, FeaturePipeline
 
 __all__ = ["frame_problems", "predict_body_model", "row_model", "row_reasons"]
 
