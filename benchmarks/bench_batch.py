@@ -92,7 +92,7 @@ def plain(args: argparse.Namespace) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipelines.model import conform_input
+    from pipelines.model.spec import conform_input
 
     t0 = time.perf_counter()
     mlflow.set_tracking_uri(args.tracking_uri)
@@ -196,7 +196,7 @@ def main() -> None:
             args.tracking_uri, args.model = _train(work / "train")
         import mlflow
 
-        from pipelines.serving_engine import resolve_model
+        from pipelines.model.engine import resolve_model
 
         mlflow.set_tracking_uri(args.tracking_uri)
         ref = resolve_model(args.model)

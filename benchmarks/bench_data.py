@@ -156,7 +156,7 @@ def run_ray(data: Path, out: Path, cpus: int, niceness: int) -> dict[str, Any]:
     import ray
 
     from pipelines.config import CleanConfig, FeaturesConfig, SchemaConfig
-    from pipelines.feature_fit import fit_feature_pipeline
+    from pipelines.features.fit import fit_feature_pipeline
     from pipelines.sources.files import read_files
     from pipelines.stages.validate import validate
 

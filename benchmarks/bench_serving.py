@@ -80,7 +80,7 @@ def plain_server(args: argparse.Namespace) -> None:
     import uvicorn
     from fastapi import FastAPI, Request
 
-    from pipelines.model import conform_input
+    from pipelines.model.spec import conform_input
 
     mlflow.set_tracking_uri(args.tracking_uri)
     model = mlflow.pyfunc.load_model(args.model)

@@ -206,7 +206,7 @@ def run(
 
 def _guarded(fn: Any, verbose: bool) -> Any:
     """Run ``fn``; known input errors become one clear line instead of a traceback."""
-    from pipelines.features import MissingColumnsError
+    from pipelines.features.pipeline import MissingColumnsError
     from pipelines.runner import MissingStageError
     from pipelines.stages.ingest import InputError
     from pipelines.stages.split import SplitError
@@ -346,7 +346,7 @@ def predict(
     def _do() -> Any:
         import mlflow
 
-        from pipelines.serving_engine import load_model
+        from pipelines.model.engine import load_model
         from pipelines.stages.batch import count_parquet_rows, run_batch_inference
         from pipelines.stages.ingest import read_files, read_source, resolve_paths, source_errors
 
@@ -467,7 +467,7 @@ def _request_log_args(cfg: PipelineConfig | None, model_uri: str) -> dict[str, A
     """Request logging settings for the Serve app: the config's, else the defaults, writing
     under the default work dir in a folder named after the model."""
     from pipelines.config import RequestLogConfig
-    from pipelines.serving_engine import parse_model_uri
+    from pipelines.model.engine import parse_model_uri
 
     if cfg is not None:
         return {"request_log": cfg.monitor.request_log.model_dump(),
@@ -575,7 +575,7 @@ def promote(
     def _do() -> str | None:
         import mlflow
 
-        from pipelines.serving_swap import promote as move_alias
+        from pipelines.serving.swap import promote as move_alias
 
         mlflow.set_tracking_uri(uri)
         try:

@@ -1,30 +1,11 @@
-"""The MLflow pyfunc wrapper around :func:`pipelines.model.predict_frame`.
+"""Alias of :mod:`pipelines.model.pyfunc`, kept only so that models pickled by earlier versions
+still load.
 
-Apart from :mod:`pipelines.model` because it is the one piece that needs MLflow at import time.
+Models logged before the package split pickled their pyfunc wrapper as
+``pipelines.pyfunc_model.RaypipeModel`` (``python_model.pkl``); unpickling imports this module
+and finds the class here. New code imports :mod:`pipelines.model.pyfunc`.
 """
 
-from __future__ import annotations
-
-from pathlib import Path
-from typing import Any
-
-import pandas as pd
-from mlflow.pyfunc import PythonModel
-
-from pipelines.families import load_predictor
-from pipelines.model import MODEL_ARTIFACT, SPEC_ARTIFACT, load_spec, predict_frame
+from pipelines.model.pyfunc import RaypipeModel
 
 __all__ = ["RaypipeModel"]
-
-
-class RaypipeModel(PythonModel):
-    """MLflow pyfunc wrapper: raw rows in, predictions out."""
-
-    def load_context(self, context: Any) -> None:
-        self.spec = load_spec(context.artifacts[SPEC_ARTIFACT])
-        self.predictor = load_predictor(Path(context.artifacts[MODEL_ARTIFACT]))
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
-        if not isinstance(model_input, pd.DataFrame):
-            model_input = pd.DataFrame(model_input)
-        return predict_frame(self.spec, self.predictor, model_input)

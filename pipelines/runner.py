@@ -22,9 +22,9 @@ from typing import Any
 
 from pipelines.cache import CacheEntry, StageCache, code_version, stage_key
 from pipelines.config import PipelineConfig
-from pipelines.features import FeaturePipeline, infer_task
+from pipelines.features.pipeline import FeaturePipeline, infer_task
 from pipelines.lineage import git_sha
-from pipelines.model import ModelSpec, conform_input
+from pipelines.model.spec import ModelSpec, conform_input
 from pipelines.monitoring.reference import log_reference
 from pipelines.quality import log_quality_files, validate_and_report
 from pipelines.stages.batch import count_parquet_rows, predict_dataset

@@ -15,8 +15,9 @@ from typing import Any
 import pandas as pd
 
 from pipelines.config import PipelineConfig
-from pipelines.features import ColumnKind
-from pipelines.model import (
+from pipelines.features.pipeline import ColumnKind
+from pipelines.model.pyfunc import RaypipeModel
+from pipelines.model.spec import (
     MODEL_ARTIFACT,
     PREDICTION_COLUMN,
     PROBABILITY_COLUMN,
@@ -25,7 +26,6 @@ from pipelines.model import (
     conform_input,
     spec_to_json,
 )
-from pipelines.pyfunc_model import RaypipeModel
 
 __all__ = [
     "configure_tracking",

@@ -110,11 +110,11 @@ def monitor(cfg: PipelineConfig, opts: MonitorOptions) -> MonitorResult:
     import mlflow
 
     from pipelines import tracking
+    from pipelines.model.engine import resolve_model
     from pipelines.monitoring.alerts import post_webhook, submit_retraining
     from pipelines.monitoring.reference import load_reference
     from pipelines.monitoring.report import write_report
     from pipelines.monitoring.window import count_window, filter_time, live_quality, read_table
-    from pipelines.serving_engine import resolve_model
     from pipelines.stages.gate import default_gate_metric
 
     m = cfg.monitor

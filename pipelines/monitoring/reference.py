@@ -18,8 +18,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from pipelines.config import MonitorConfig
-from pipelines.features import FeaturePipeline
-from pipelines.model import PREDICTION_COLUMN, PROBABILITY_COLUMN, ModelSpec, conform_input
+from pipelines.features.pipeline import FeaturePipeline
+from pipelines.model.spec import PREDICTION_COLUMN, PROBABILITY_COLUMN, ModelSpec, conform_input
 from pipelines.monitoring.drift import (
     CategoricalProfile,
     NumericProfile,
@@ -125,7 +125,7 @@ def log_reference(train_raw: Dataset, spec: ModelSpec, model_dir: Path,
     import mlflow
 
     from pipelines.families import load_predictor
-    from pipelines.model import predict_frame
+    from pipelines.model.spec import predict_frame
 
     sample = _sample(train_raw, cfg.reference_rows, seed).reset_index(drop=True)
     predictor = load_predictor(model_dir)

@@ -141,7 +141,7 @@ def live_quality(window: Dataset, labels: Dataset, *, id_column: str, reference:
     Raises:
         ValueError: the id or label column is missing, or no logged row has a label.
     """
-    from pipelines.model import PREDICTION_COLUMN, PROBABILITY_COLUMN
+    from pipelines.model.spec import PREDICTION_COLUMN, PROBABILITY_COLUMN
     from pipelines.stages.evaluate import evaluate_predictions
 
     target = reference.target

@@ -68,12 +68,12 @@ def score_batch(batch: pd.DataFrame, model: Any, *, keep: list[str] | None,
                 version_column: str, checked: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score one batch: ``(predictions, quarantined)``, together exactly the input rows.
 
-    ``model`` is a :class:`pipelines.serving_engine.LoadedModel`. Predictions carry the ``keep``
+    ``model`` is a :class:`pipelines.model.engine.LoadedModel`. Predictions carry the ``keep``
     input columns (all when None), the prediction columns and ``version_column``; quarantined
     rows carry every input column and the reason in ``_quarantine_reason``. ``checked``: the
     rows already passed :func:`check_rows`, so only the model itself can still refuse one.
     """
-    from pipelines.serving_schema import row_reasons
+    from pipelines.model.schema import row_reasons
 
     batch = batch.reset_index(drop=True)
     if checked:
@@ -118,7 +118,7 @@ def _model_input(rows: pd.DataFrame, model: Any) -> pd.DataFrame:
 def _predict(rows: pd.DataFrame, model: Any) -> pd.DataFrame:
     # Imported here: pipelines.model imports MLflow (0.7 s), which the read tasks that run
     # check_rows never need.
-    from pipelines.model import predict_frame
+    from pipelines.model.spec import predict_frame
 
     try:
         return predict_frame(model.spec, model.predictor, _model_input(rows, model))
@@ -206,7 +206,7 @@ def check_rows(batch: pd.DataFrame, *, pipeline: Any, quarantine_dir: str | None
     different types for one column (a timestamp here, text with a bad value there), and Ray
     Data cannot concatenate such blocks. The rows kept keep their index.
     """
-    from pipelines.serving_schema import row_reasons
+    from pipelines.model.schema import row_reasons
 
     reasons = row_reasons(batch, pipeline)
     bad = reasons.notna().to_numpy()
@@ -319,7 +319,7 @@ def predict_dataset(
             object_store_memory=cfg.max_object_store_bytes)
     import mlflow
 
-    from pipelines.serving_engine import load_model
+    from pipelines.model.engine import load_model
 
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
@@ -355,7 +355,7 @@ def run_batch_inference(
     ``rows_in`` is the input row count when the caller knows it cheaply (see
     :func:`count_parquet_rows`); else the dataset is counted with a Ray job first.
     """
-    from pipelines.serving_engine import resolve_model
+    from pipelines.model.engine import resolve_model
 
     if tracking_uri:
         import mlflow

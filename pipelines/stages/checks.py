@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.model import PREDICTION_COLUMN, PROBABILITY_COLUMN
+from pipelines.model.spec import PREDICTION_COLUMN, PROBABILITY_COLUMN
 from pipelines.stages.evaluate import _label_text, _labels
 
 __all__ = ["CHECK_NAMES", "CheckResult", "Predict", "failed_checks", "run_model_checks"]

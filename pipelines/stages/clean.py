@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.config import CleanConfig, FeaturesConfig
-from pipelines.feature_columns import ArrowColumns
-from pipelines.features import FeaturePipeline
+from pipelines.features.columns import ArrowColumns
+from pipelines.features.pipeline import FeaturePipeline
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -195,7 +195,7 @@ def clean_and_fit(train: Dataset, *, target: str, task: str, clean: CleanConfig,
     (quarantined with the reason); fit every statistic on the remaining rows; with
     ``outlier_action: quarantine``, route rows outside the fitted bounds to quarantine.
     """
-    from pipelines.feature_fit import drop_row_columns, fit_feature_pipeline, input_kinds
+    from pipelines.features.fit import drop_row_columns, fit_feature_pipeline, input_kinds
 
     counts: dict[str, int] = {}
     quarantined: list[Dataset] = []

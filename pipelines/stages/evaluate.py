@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from pipelines.model import PREDICTION_COLUMN, PROBABILITY_COLUMN
+from pipelines.model.spec import PREDICTION_COLUMN, PROBABILITY_COLUMN
 
 if TYPE_CHECKING:
     from ray.data import Dataset

@@ -36,7 +36,7 @@ from pipelines.config import Choice, LogUniform, RandInt, SearchDim, TrainConfig
 from pipelines.families import FitContext, TrainData, get_family
 from pipelines.families.base import check_metric, default_metric, higher_is_better
 from pipelines.families.registry import write_family_marker
-from pipelines.features import FeaturePipeline
+from pipelines.features.pipeline import FeaturePipeline
 from pipelines.stages.cv import cross_validated_fit, use_cross_validation
 
 if TYPE_CHECKING:

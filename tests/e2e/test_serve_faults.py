@@ -1,5 +1,5 @@
 """A Serve replica is killed (SIGKILL) while clients send steady traffic: Serve replaces it,
-and clients that retry idempotent predictions (pipelines.serving_client) lose no request.
+and clients that retry idempotent predictions (pipelines.serving.client) lose no request.
 
 Prints the figures RELIABILITY.md reports: requests sent, answered on the first try, retried,
 and failed after retries.
@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pipelines.serving_client import RetryPolicy, post_with_retry
+from pipelines.serving.client import RetryPolicy, post_with_retry
 from tests.e2e.serving_helpers import MODEL, ROW, serve_app
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.config import CleanConfig, FeaturesConfig, SplitConfig
-from pipelines.feature_fit import FeatureConfigError, fit_feature_pipeline
+from pipelines.features.fit import FeatureConfigError, fit_feature_pipeline
 from pipelines.stages.clean import REASON_COLUMN, clean_and_fit, drop_duplicates
 from pipelines.stages.split import split_dataset
 

@@ -10,7 +10,7 @@ import pytest
 
 from pipelines.config import TrainConfig
 from pipelines.families import load_predictor
-from pipelines.feature_fit import fit_feature_pipeline
+from pipelines.features.fit import fit_feature_pipeline
 from pipelines.stages.ingest import read_source
 from pipelines.stages.train import LABEL_COLUMN, featurize, resolve_parallelism, tune_models
 from tests.conftest import small_config

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from pipelines.config import ConfigError, MonitorConfig, load_config
-from pipelines.features import CategoricalStats, FeaturePipeline, NumericStats
+from pipelines.features.pipeline import CategoricalStats, FeaturePipeline, NumericStats
 from pipelines.monitoring.drift import column_counts, compare, merge_counts
 from pipelines.monitoring.reference import build_reference, monitored_columns
 from pipelines.monitoring.window import WindowCounts, batch_counts

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.config import DerivedFeature, RatioFeature
-from pipelines.features import (
+from pipelines.features.pipeline import (
     BinStats,
     CategoricalStats,
     FeaturePipeline,
@@ -31,9 +31,9 @@ from pipelines.features import (
     _empty_frame,
     hash_buckets,
 )
-from pipelines.model import ModelSpec
-from pipelines.serving_engine import columns_to_frame
-from pipelines.serving_fastpath import CompiledPipeline
+from pipelines.model.engine import columns_to_frame
+from pipelines.model.fastpath import CompiledPipeline
+from pipelines.model.spec import ModelSpec
 
 SCHEMA = {"x": "float", "z": "float", "flag": "bool", "color": "string", "city": "string",
           "when": "datetime"}
@@ -120,7 +120,7 @@ def test_hashed_encoding_sets_one_bucket_per_row_and_ignores_spelling() -> None:
 def test_hash_buckets_are_the_same_in_another_process() -> None:
     values = ["paris", "lyon", "nice", "x" * 40, "é"]
     here = hash_buckets(pa.array(values), 1000).tolist()
-    code = ("import pyarrow as pa; from pipelines.features import hash_buckets; "
+    code = ("import pyarrow as pa; from pipelines.features.pipeline import hash_buckets; "
             f"print(hash_buckets(pa.array({values!r}), 1000).tolist())")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from pipelines.config import BinFeature, CleanConfig, ColumnImpute, FeaturesConfig
-from pipelines.feature_select import Moments, correlation_drops, variance_drops
-from pipelines.feature_stats import StatsPlan, TableStats, table_stats
-from pipelines.features import FeaturePipeline, NumericStats
+from pipelines.features.pipeline import FeaturePipeline, NumericStats
+from pipelines.features.select import Moments, correlation_drops, variance_drops
+from pipelines.features.stats import StatsPlan, TableStats, table_stats
 from pipelines.stages.clean import _dedupe_block, _key_hash, missing_reasons, outlier_reasons, row_hash
 
 _values = st.lists(st.one_of(st.none(), st.floats(-1e6, 1e6)), min_size=1, max_size=60)

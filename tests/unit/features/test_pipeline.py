@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pipelines.config import RatioFeature
-from pipelines.features import (
+from pipelines.features.pipeline import (
     CategoricalStats,
     FeaturePipeline,
     MissingColumnsError,

@@ -10,13 +10,13 @@ import pytest
 import xgboost
 
 from pipelines.families.xgb import _Predictor as XGBPredictor
-from pipelines.features import (
+from pipelines.features.pipeline import (
     CategoricalStats,
     FeaturePipeline,
     MissingColumnsError,
     NumericStats,
 )
-from pipelines.model import PREDICTION_COLUMN, PROBABILITY_COLUMN, ModelSpec, predict_frame
+from pipelines.model.spec import PREDICTION_COLUMN, PROBABILITY_COLUMN, ModelSpec, predict_frame
 
 N = 200
 
@@ -328,7 +328,7 @@ def test_conform_input_keeps_arrow_string_nulls_missing_for_mlflow() -> None:
     from mlflow.models.utils import _enforce_schema
     from mlflow.types import ColSpec, Schema
 
-    from pipelines.model import conform_input
+    from pipelines.model.spec import conform_input
 
     spec = ModelSpec(
         name="t",
@@ -356,7 +356,7 @@ def test_the_model_and_batch_modules_do_not_import_mlflow() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, pickle, pipelines.serving_engine, pipelines.stages.batch; "
+    code = ("import sys, pickle, pipelines.model.engine, pipelines.stages.batch; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout[:300]
@@ -366,9 +366,9 @@ def test_models_logged_before_the_wrapper_moved_still_unpickle() -> None:
     # Registered models pickled the wrapper as pipelines.model.RaypipeModel.
     import pickle
 
-    from pipelines.pyfunc_model import RaypipeModel
+    from pipelines.model.pyfunc import RaypipeModel
 
     old_reference = pickle.dumps(RaypipeModel(), protocol=2).replace(  # names as text
-        b"pipelines.pyfunc_model", b"pipelines.model")
+        b"pipelines.model.pyfunc", b"pipelines.model")
     assert b"pipelines.model" in old_reference
     assert type(pickle.loads(old_reference)) is RaypipeModel

@@ -10,10 +10,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipelines.model import predict_frame
-from pipelines.serving_engine import columns_to_frame, frame_to_columns
+from pipelines.model.engine import columns_to_frame, frame_to_columns
+from pipelines.model.spec import predict_frame
 from pipelines.stages.batch import REASON_COLUMN, score_batch
-from tests.unit.test_serving_engine import SCHEMA, make_model, random_columns
+from tests.unit.model.helpers import SCHEMA, make_model, random_columns
 
 MODEL = make_model("binary")
 
@@ -53,7 +53,7 @@ def test_unscorable_rows_are_quarantined_with_a_reason_and_nothing_is_lost() -> 
 
 
 def test_batch_and_online_paths_agree_on_the_same_rows() -> None:
-    from pipelines.serving_engine import predict_columns
+    from pipelines.model.engine import predict_columns
 
     frame = raw(64)
     out, _ = score_batch(frame, MODEL, keep=["id"], version_column="v")

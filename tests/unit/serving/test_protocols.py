@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.model import PREDICTION_COLUMN, PROBABILITY_COLUMN
-from pipelines.serving_engine import predict_columns
-from pipelines.serving_protocols import (
+from pipelines.model.engine import predict_columns
+from pipelines.model.schema import frame_problems, predict_body_model, row_reasons
+from pipelines.model.spec import PREDICTION_COLUMN, PROBABILITY_COLUMN
+from pipelines.serving.protocols import (
     RequestError,
     bearer_ok,
     check_content_type,
@@ -26,8 +27,7 @@ from pipelines.serving_protocols import (
     v2_infer_response,
     v2_model_metadata,
 )
-from pipelines.serving_schema import frame_problems, predict_body_model, row_reasons
-from tests.unit.test_serving_engine import make_model
+from tests.unit.model.helpers import make_model
 
 MODEL = make_model("binary")
 BODY = predict_body_model(MODEL.pipeline, 100)

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from pipelines.config import ConfigError, ServeConfig, load_config
-from pipelines.serving_engine import LoadedModel, ModelRef
-from pipelines.serving_swap import ModelSlot
-from tests.unit.test_serving_engine import make_model
+from pipelines.model.engine import LoadedModel, ModelRef
+from pipelines.serving.swap import ModelSlot
+from tests.unit.model.helpers import make_model
 
 BASE = make_model()
 
@@ -192,7 +192,7 @@ def test_an_outage_during_a_swap_is_retried_at_the_next_poll() -> None:
     (FileNotFoundError("MLmodel"), False),  # a broken version, not an outage
 ])
 def test_store_unavailable_tells_outages_from_bad_models(err: Exception, outage: bool) -> None:
-    from pipelines.serving_swap import store_unavailable
+    from pipelines.serving.swap import store_unavailable
 
     if isinstance(err, RuntimeError):
         err.__cause__ = ConnectionResetError("socket closed")
@@ -202,7 +202,7 @@ def test_store_unavailable_tells_outages_from_bad_models(err: Exception, outage:
 def test_mlflow_error_codes_tell_outages_from_missing_models() -> None:
     from mlflow.exceptions import MlflowException
 
-    from pipelines.serving_swap import store_unavailable
+    from pipelines.serving.swap import store_unavailable
 
     down = MlflowException("API request to http://127.0.0.1:1/api failed with exception "
                            "ConnectionError")  # MLflow's REST client: INTERNAL_ERROR

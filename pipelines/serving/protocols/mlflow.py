@@ -1,0 +1,149 @@
+"""MLflow's scoring protocol: ``POST /invocations`` as ``mlflow models serve`` answers it.
+
+JSON (``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs``), CSV or Parquet in,
+``{"predictions": [...]}`` out. MLflow is imported inside the functions: the module loads in a
+replica before the first request without it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pipelines.features.pipeline import FeaturePipeline
+from pipelines.model.engine import LoadedModel, Outputs, complete_columns, frame_to_columns, output_names
+from pipelines.model.fastpath import Columns
+from pipelines.model.schema import frame_problems
+from pipelines.model.spec import PREDICTION_COLUMN, ModelSpec
+from pipelines.serving.protocols.common import MAX_ERRORS, RequestError, check_content_type
+
+__all__ = ["INVOCATIONS_TYPES", "invocations_response", "parse_invocations"]
+
+INVOCATIONS_TYPES = ("application/json", "text/csv", "application/vnd.apache.parquet")
+
+
+def parse_invocations(raw: bytes, content_type: str | None, model: LoadedModel,
+                      max_rows: int) -> tuple[Columns, int]:
+    """The MLflow scoring protocol: a JSON body with one of ``dataframe_split``,
+    ``dataframe_records``, ``instances`` or ``inputs`` (and optionally ``params``, ignored as
+    the model takes none), or a CSV or Parquet frame.
+
+    The frame is built without MLflow's schema casts, which turn a missing bool into False and,
+    for ``instances``/``inputs``, a missing string into the text "None"; the values are then
+    checked and converted column by column, as for every other protocol.
+    """
+    import pandas as pd
+    from mlflow.pyfunc import scoring_server as mlflow_scoring
+    from mlflow.utils.proto_json_utils import dataframe_from_parsed_json
+
+    media = check_content_type(content_type, INVOCATIONS_TYPES)
+    try:
+        if media == "text/csv":
+            text_cols = {c: object for c, k in model.pipeline.input_schema.items()
+                         if k == "string"}
+            frame = pd.read_csv(_text_io(raw), dtype=text_cols)
+        elif media == "application/vnd.apache.parquet":
+            frame = pd.read_parquet(_bytes_io(raw))
+        else:
+            try:
+                decoded = json.loads(raw)
+            except (ValueError, RecursionError) as err:
+                raise RequestError(400, f"request body is not valid JSON: {err}") from None
+            if not isinstance(decoded, dict):
+                raise RequestError(400, mlflow_scoring.REQUIRED_INPUT_FORMAT
+                                   + f". Received {type(decoded).__name__}.")
+            keys = set(decoded) & mlflow_scoring.SUPPORTED_FORMATS
+            unknown = set(decoded) - mlflow_scoring.SUPPORTED_FORMATS - {"params"}
+            if unknown or len(keys) != 1:
+                raise RequestError(
+                    400, mlflow_scoring.REQUIRED_INPUT_FORMAT + f". Received {sorted(decoded)}.",
+                    [{"field": k, "message": "unknown key"} for k in sorted(unknown)],
+                )
+            key = keys.pop()
+            data = decoded[key]
+            _check_row_count(data, max_rows)
+            if key == "dataframe_split":
+                frame = dataframe_from_parsed_json(data, pandas_orient="split")
+            elif key == "dataframe_records" or (
+                    isinstance(data, list) and all(isinstance(r, dict) for r in data)):
+                frame = dataframe_from_parsed_json(data, pandas_orient="records")
+            elif isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):
+                frame = pd.DataFrame(data)
+            else:
+                raise RequestError(400, f"'{key}' must hold rows as objects or columns as "
+                                        "lists: this model takes a table",
+                                   [{"field": key, "message": "not tabular"}])
+    except RequestError:
+        raise
+    except Exception as err:  # MLflow's parser raises MlflowException, pandas anything
+        raise RequestError(400, f"cannot parse the input as a data frame: {_message(err)}") \
+            from None
+    if not isinstance(frame, pd.DataFrame):
+        raise RequestError(400, "the input must be tabular: one record per row, one field per "
+                                "column")
+    if len(frame) > max_rows:
+        raise RequestError(413, f"{len(frame)} rows is over the limit of {max_rows} per request")
+    if len(frame) == 0:
+        raise RequestError(400, "the input has no rows")
+    frame = frame.reset_index(drop=True)
+    _check_frame(frame, model.pipeline)
+    columns = frame_to_columns(frame, dict(model.pipeline.input_schema))
+    return complete_columns(columns, model.pipeline, len(frame)), len(frame)
+
+
+def _message(err: Exception) -> str:
+    return str(getattr(err, "message", None) or err).split("\n")[0][:500]
+
+
+def _text_io(raw: bytes) -> Any:
+    from io import StringIO
+
+    try:
+        return StringIO(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise RequestError(400, f"the CSV body is not UTF-8: {err}") from None
+
+
+def _bytes_io(raw: bytes) -> Any:
+    from io import BytesIO
+
+    return BytesIO(raw)
+
+
+def _check_row_count(data: Any, max_rows: int) -> None:
+    # Refuse oversized bodies before pandas builds a frame of them.
+    n = None
+    if isinstance(data, list):
+        n = len(data)
+    elif isinstance(data, dict) and isinstance(data.get("data"), list):
+        n = len(data["data"])
+    elif isinstance(data, dict):
+        lengths = [len(v) for v in data.values() if isinstance(v, list)]
+        n = max(lengths) if lengths else None
+    if n is not None and n > max_rows:
+        raise RequestError(413, f"{n} rows is over the limit of {max_rows} per request")
+
+
+def _check_frame(frame: Any, pipeline: FeaturePipeline) -> None:
+    errors = frame_problems(frame, pipeline)
+    if errors:
+        raise RequestError(
+            400, "invalid input: " + "; ".join(f"{e['field']}: {e['message']}"
+                                               for e in errors[:5]),
+            errors[:MAX_ERRORS],
+        )
+
+
+def invocations_response(outputs: Outputs, spec: ModelSpec) -> bytes:
+    """``{"predictions": [{column: value}, ...]}``, as ``mlflow models serve`` writes it."""
+    import io
+
+    import pandas as pd
+    from mlflow.pyfunc import scoring_server as mlflow_scoring
+
+    frame = pd.DataFrame({c: outputs[c] for c in output_names(spec)})
+    if PREDICTION_COLUMN in frame and frame[PREDICTION_COLUMN].dtype == object:
+        frame[PREDICTION_COLUMN] = frame[PREDICTION_COLUMN].astype(object)
+    buf = io.StringIO()
+    mlflow_scoring.predictions_to_json(frame, buf)
+    return buf.getvalue().encode()

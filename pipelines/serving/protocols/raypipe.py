@@ -1,0 +1,69 @@
+"""raypipe's own protocol: ``POST /predict`` with ``{"instances": [{column: value}]}``.
+
+The request body is validated by the pydantic model the input schema generates
+(:func:`pipelines.model.schema.predict_body_model`), so a bad field is a 422 naming it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from pipelines.features.pipeline import FeaturePipeline
+from pipelines.model.engine import LoadedModel, Outputs
+from pipelines.model.fastpath import Columns
+from pipelines.model.spec import PREDICTION_COLUMN, PROBABILITY_COLUMN
+from pipelines.serving.protocols.common import MAX_ERRORS, RequestError, field_path, nan_to_none
+
+__all__ = ["parse_predict", "predict_response"]
+
+
+def parse_predict(raw: bytes, body: type[BaseModel], pipeline: FeaturePipeline,
+                  max_rows: int) -> tuple[Columns, int]:
+    """``{"instances": [{column: value}]}`` → columns; 400/413/422 naming the field.
+
+    ``body`` is :func:`pipelines.model.schema.predict_body_model` of the pipeline.
+    """
+    try:
+        req = body.model_validate_json(raw)
+    except ValidationError as err:
+        errors = err.errors(include_url=False, include_input=False)
+        if any(e["type"] == "json_invalid" for e in errors):
+            raise RequestError(400, f"request body is not valid JSON: {errors[0]['msg']}") from None
+        if any(e["type"] == "too_long" and e["loc"] == ("instances",) for e in errors):
+            raise RequestError(413, f"more than the limit of {max_rows} rows per request") from None
+        if any(e["loc"] in ((), ("instances",)) for e in errors):
+            raise RequestError(
+                422, "the body must be an object with exactly one key, 'instances', a non-empty "
+                     "list of row objects",
+                [{"field": field_path(e["loc"]) or "instances", "message": e["msg"]} for e in errors[:5]],
+            ) from None
+        fields = [{"field": field_path(e["loc"]), "message": e["msg"]} for e in errors]
+        raise RequestError(
+            422, "invalid instances: " + "; ".join(f"{e['field']}: {e['message']}"
+                                                   for e in fields[:5]),
+            fields[:MAX_ERRORS],
+        ) from None
+    rows = req.instances  # type: ignore[attr-defined]
+    columns: Columns = {c: [getattr(r, c) for r in rows] for c in pipeline.input_schema}
+    return columns, len(rows)
+
+
+def predict_response(outputs: Outputs, model: LoadedModel) -> dict[str, Any]:
+    """The /predict answer: labels, probabilities (classification) and the model version."""
+    task = model.pipeline.task
+    body: dict[str, Any] = {
+        "predictions": nan_to_none(outputs[PREDICTION_COLUMN].tolist()),
+        "model": {"name": model.name, "version": model.version},
+    }
+    if task == "binary":
+        body["probabilities"] = nan_to_none(outputs[PROBABILITY_COLUMN].tolist())
+    elif task == "multiclass":
+        classes = model.pipeline.classes or []
+        per_class = {str(c): outputs[f"{PROBABILITY_COLUMN}_{c}"].tolist() for c in classes}
+        n = len(outputs[PREDICTION_COLUMN])
+        body["probabilities"] = [{c: v[i] for c, v in per_class.items()} for i in range(n)]
+    return body
+
+
