@@ -73,23 +73,61 @@ def _dedupe_block(df: pd.DataFrame, key: list[str] | None = None) -> pd.DataFram
     return ordered.drop_duplicates(subset=[_KEY_HASH]).drop(columns=[_HASH, _KEY_HASH])
 
 
-def drop_duplicates(ds: Dataset, num_blocks: int = 8, key: list[str] | None = None) -> Dataset:
+_DRIVER_HASH_ROWS = 20_000_000
+"""Up to this many rows, duplicates are found from the rows' hashes in the driver (8 bytes a
+row) and only the rows of duplicated groups move; above it, by a hash shuffle of every row."""
+
+
+def _hashed(df: pd.DataFrame, key: list[str] | None) -> pd.DataFrame:
+    return _key_hash(df, key) if key is not None else row_hash(df)
+
+
+def _in_groups(df: pd.DataFrame, column: str, groups: np.ndarray, inside: bool) -> pd.DataFrame:
+    member = np.isin(df[column].to_numpy(dtype=np.uint64), groups)
+    return df[member if inside else ~member]
+
+
+def _drop_hash_columns(df: pd.DataFrame) -> pd.DataFrame:
+    return df.drop(columns=[c for c in (_HASH, _KEY_HASH) if c in df.columns])
+
+
+def drop_duplicates(ds: Dataset, num_blocks: int = 8, key: list[str] | None = None,
+                    driver_rows: int = _DRIVER_HASH_ROWS) -> Dataset:
     """Drop duplicate rows across the whole Dataset: equal on every column, or on ``key``.
 
-    Rows are hash-partitioned on their content (or key), so duplicates meet in the same block
-    and each block is deduplicated on its own: one shuffle, no driver-side collection.
+    Each row is hashed (its content, and its key); the driver counts the hashes and finds the
+    groups that occur more than once. Rows of other groups stay where they are; only the rows
+    of duplicated groups are gathered into one block and reduced to one row per group (the
+    row with the smallest content hash, so the same row whatever the block order). No
+    shuffle: a hash shuffle costs seconds of actor start-up on a small cluster even for a few
+    thousand rows. Past ``driver_rows`` rows the hashes are not gathered; rows are
+    hash-partitioned on the group into ``num_blocks`` instead, so duplicates meet in the same
+    block.
     """
     if key is not None:
         missing = [c for c in key if c not in (ds.columns() or [])]
         if missing:
             raise ValueError(f"clean.dedupe_key: no such column(s): {', '.join(missing)}")
-        hashed = ds.map_batches(partial(_key_hash, key=key), batch_format="pandas")
-        parted = hashed.repartition(num_blocks, keys=[_KEY_HASH])
-    else:
-        hashed = ds.map_batches(row_hash, batch_format="pandas")
-        parted = hashed.repartition(num_blocks, keys=[_HASH])
-    return parted.map_batches(partial(_dedupe_block, key=key), batch_format="pandas",
-                              batch_size=None).materialize()
+    group = _HASH if key is None else _KEY_HASH
+    hashed = ds.map_batches(partial(_hashed, key=key), batch_format="pandas").materialize()
+    rows = hashed.count()
+    if rows == 0:
+        return ds.materialize()
+    if rows > driver_rows:
+        parted = hashed.repartition(num_blocks, keys=[group])
+        return parted.map_batches(partial(_dedupe_block, key=key), batch_format="pandas",
+                                  batch_size=None).materialize()
+    counts = hashed.select_columns([group]).to_pandas()[group].value_counts()
+    repeated = np.sort(counts.index[counts.to_numpy() > 1].to_numpy(dtype=np.uint64))
+    unique = hashed.map_batches(partial(_in_groups, column=group, groups=repeated, inside=False),
+                                batch_format="pandas")
+    if not len(repeated):
+        return unique.map_batches(_drop_hash_columns, batch_format="pandas").materialize()
+    kept = (hashed.map_batches(partial(_in_groups, column=group, groups=repeated, inside=True),
+                               batch_format="pandas")
+            .repartition(1)
+            .map_batches(partial(_dedupe_block, key=key), batch_format="pandas", batch_size=None))
+    return unique.map_batches(_drop_hash_columns, batch_format="pandas").union(kept).materialize()
 
 
 # ---------------------------------------------------------------- rows routed to quarantine

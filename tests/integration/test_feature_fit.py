@@ -148,17 +148,25 @@ def test_drop_row_and_outlier_quarantine_lose_no_row(ray_address: str) -> None:
     assert out["a"].iloc[0] == res.pipeline.numeric["a"].fill
 
 
-def test_dedupe_on_a_key_keeps_one_row_per_key_whatever_the_order(ray_address: str) -> None:
+@pytest.mark.parametrize("driver_rows", [1_000, 0], ids=["hashes-in-driver", "hash-shuffle"])
+def test_dedupe_on_a_key_keeps_one_row_per_key_whatever_the_order(ray_address: str,
+                                                                  driver_rows: int) -> None:
     import ray
 
     df = pd.DataFrame({"k": [1, 1, 2, 2, 2, 3], "v": [5.0, 6.0, 7.0, 7.0, 8.0, 9.0]})
-    one = drop_duplicates(ray.data.from_pandas(df), key=["k"]).to_pandas()
-    two = drop_duplicates(ray.data.from_pandas(df.iloc[::-1]), key=["k"]).to_pandas()
+    one = drop_duplicates(ray.data.from_pandas([df.iloc[:3], df.iloc[3:]]), key=["k"],
+                          driver_rows=driver_rows).to_pandas()
+    two = drop_duplicates(ray.data.from_pandas(df.iloc[::-1]), key=["k"],
+                          driver_rows=driver_rows).to_pandas()
     assert sorted(one["k"]) == [1, 2, 3]
     assert one.sort_values("k").reset_index(drop=True).equals(
         two.sort_values("k").reset_index(drop=True))
-    everything = drop_duplicates(ray.data.from_pandas(df)).count()
-    assert everything == 5
+    # Equal rows in different blocks meet; a frame without duplicates passes whole.
+    everything = drop_duplicates(ray.data.from_pandas([df.iloc[:3], df.iloc[2:]]),
+                                 driver_rows=driver_rows).to_pandas()
+    assert len(everything) == 5 and list(everything.columns) == ["k", "v"]
+    assert drop_duplicates(ray.data.from_pandas(df.iloc[[0, 2, 5]]),
+                           driver_rows=driver_rows).count() == 3
     with pytest.raises(ValueError, match=r"dedupe_key.*nope"):
         drop_duplicates(ray.data.from_pandas(df), key=["nope"])
 
