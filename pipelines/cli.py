@@ -307,7 +307,7 @@ def _model_uri(model: str | None, cfg: PipelineConfig | None) -> str:
         return model
     if cfg is None:
         raise _fail("give --model (e.g. models:/NAME@champion) or --config", 2)
-    return f"models:/{cfg.model_name}@{cfg.tracking.alias}"
+    return cfg.model_uri
 
 
 @app.command()

@@ -111,3 +111,12 @@ class PipelineConfig(_Section):
     @property
     def model_name(self) -> str:
         return self.tracking.registered_model or self.name
+
+    @property
+    def model_uri(self) -> str:
+        """The registered model under the config's alias: ``models:/<name>@<alias>``."""
+        return f"models:/{self.model_name}@{self.tracking.alias}"
+
+    def version_uri(self, version: str | int) -> str:
+        """One registered version of the model, safe against alias moves: ``models:/<name>/<version>``."""
+        return f"models:/{self.model_name}/{version}"
