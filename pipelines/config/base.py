@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from pipelines.errors import RaypipeError
+
 __all__ = ["ConfigError"]
 
 
@@ -13,5 +15,5 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class ConfigError(ValueError):
+class ConfigError(RaypipeError, ValueError):
     """A configuration file or override that cannot be used; the message names the field."""
