@@ -19,6 +19,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
 from pipelines.config import ConfigError, PipelineConfig, RuntimeConfig, load_config
+from pipelines.errors import RaypipeError
 
 __all__ = ["app", "main"]
 
@@ -30,7 +31,7 @@ console = Console(stderr=True)
 logger = logging.getLogger("pipelines.cli")
 
 
-class UserError(Exception):
+class UserError(RaypipeError):
     """An error the user can fix; shown without a traceback."""
 
 
@@ -205,17 +206,10 @@ def run(
 
 
 def _guarded(fn: Any, verbose: bool) -> Any:
-    """Run ``fn``; known input errors become one clear line instead of a traceback."""
-    from pipelines.features.pipeline import MissingColumnsError
-    from pipelines.runner import MissingStageError
-    from pipelines.stages.ingest import InputError
-    from pipelines.stages.split import SplitError
-    from pipelines.stages.validate import ContractError
-
+    """Run ``fn``; an error the user can fix becomes one clear line instead of a traceback."""
     try:
         return fn()
-    except (InputError, ContractError, MissingColumnsError, MissingStageError, SplitError,
-            UserError) as err:
+    except RaypipeError as err:
         raise _fail(str(err)) from None
     except Exception as err:
         if verbose:
@@ -307,7 +301,7 @@ def _model_uri(model: str | None, cfg: PipelineConfig | None) -> str:
         return model
     if cfg is None:
         raise _fail("give --model (e.g. models:/NAME@champion) or --config", 2)
-    return f"models:/{cfg.model_name}@{cfg.tracking.alias}"
+    return cfg.model_uri
 
 
 @app.command()

@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.errors import RaypipeError
+
 __all__ = ["FUNCTIONS", "ExpressionError", "check_expression", "evaluate", "referenced_columns"]
 
 
-class ExpressionError(ValueError):
+class ExpressionError(RaypipeError, ValueError):
     """An expression that is not allowed or cannot be evaluated; the message names the feature."""
 
 

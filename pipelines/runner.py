@@ -22,6 +22,7 @@ from typing import Any
 
 from pipelines.cache import CacheEntry, StageCache, code_version, stage_key
 from pipelines.config import PipelineConfig
+from pipelines.errors import RaypipeError
 from pipelines.features.pipeline import FeaturePipeline, infer_task
 from pipelines.lineage import git_sha
 from pipelines.model.spec import ModelSpec, conform_input
@@ -112,7 +113,7 @@ def plan_stages(from_stage: str | None = None, only: str | None = None) -> tuple
     return list(STAGES), set(STAGES[first:])
 
 
-class MissingStageError(RuntimeError):
+class MissingStageError(RaypipeError, RuntimeError):
     """``--only STAGE`` needs the outputs of the stages before it, and one has none cached."""
 
 

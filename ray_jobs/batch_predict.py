@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     inputs = [Location("--input", args.input)] if args.input else []
     require_shared([*inputs, Location("--output", args.output),
                     Location("tracking.uri", cfg.tracking_uri)])
-    model = args.model or f"models:/{cfg.model_name}@{cfg.tracking.alias}"
+    model = args.model or cfg.model_uri
     ds = (read_files(args.input, args.format) if args.input
           else read_source(cfg.batch.input, cfg.work_dir))  # type: ignore[arg-type]
     try:

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines.config import CleanConfig, ColumnImpute, FeaturesConfig
+from pipelines.errors import RaypipeError
 from pipelines.expressions import ExpressionError, check_expression
 from pipelines.features.columns import ArrowColumns
 from pipelines.features.pipeline import (
@@ -51,7 +52,7 @@ logger = logging.getLogger(__name__)
 _TARGET = "__target__"
 
 
-class FeatureConfigError(ValueError):
+class FeatureConfigError(RaypipeError, ValueError):
     """The clean/features config does not fit the data; the message names the field."""
 
 

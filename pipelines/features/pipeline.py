@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
 from pipelines.config import DerivedFeature, RatioFeature
+from pipelines.errors import RaypipeError
 from pipelines.expressions import evaluate
 from pipelines.features.columns import ArrowColumns, ColumnSource, PandasColumns, to_float
 
@@ -56,7 +57,7 @@ MISSING_SUFFIX = "_missing"
 BIN_SUFFIX = "_bin"
 
 
-class MissingColumnsError(ValueError):
+class MissingColumnsError(RaypipeError, ValueError):
     """Input rows lack columns the fitted pipeline needs."""
 
 

@@ -118,7 +118,7 @@ def monitor(cfg: PipelineConfig, opts: MonitorOptions) -> MonitorResult:
     from pipelines.stages.gate import default_gate_metric
 
     m = cfg.monitor
-    model_uri = opts.model_uri or f"models:/{cfg.model_name}@{cfg.tracking.alias}"
+    model_uri = opts.model_uri or cfg.model_uri
     created = datetime.now(UTC)
     with tracking.tracking_scope(cfg):
         ref = resolve_model(model_uri)

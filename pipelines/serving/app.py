@@ -598,7 +598,7 @@ def build_app(args: dict[str, Any]) -> serve.Application:
 
         cfg = load_config(given.config, [])
         values = {**cfg.serve.model_dump(), "tracking_uri": cfg.tracking_uri,
-                  "model_uri": f"models:/{cfg.model_name}@{cfg.tracking.alias}",
+                  "model_uri": cfg.model_uri,
                   "request_log": cfg.monitor.request_log.model_dump(),
                   "request_log_path": cfg.request_log_path, **values}
     parsed = ServeArgs.model_validate(values)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pipelines.errors import RaypipeError
+
 __all__ = ["InputError", "error_chain", "unwrap_input_error"]
 
 
-class InputError(ValueError):
+class InputError(RaypipeError, ValueError):
     """Input data that cannot be read; the message names the file, table or page."""
 
 

@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pipelines.config import BatchConfig
+from pipelines.errors import RaypipeError
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -48,7 +49,7 @@ logger = logging.getLogger(__name__)
 REASON_COLUMN = "_quarantine_reason"
 
 
-class UnscorableRowsError(ValueError):
+class UnscorableRowsError(RaypipeError, ValueError):
     """Rows the model cannot score, and no quarantine folder to put them in."""
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import SplitConfig
+from pipelines.errors import RaypipeError
 from pipelines.stages.clean import row_hash
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ _BUCKET_BITS = 16
 _GROUP, _BUCKET, _ROWS = "group", "bucket", "rows"
 
 
-class SplitError(ValueError):
+class SplitError(RaypipeError, ValueError):
     """The data cannot be split as configured."""
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import ColumnContract, SchemaConfig
+from pipelines.errors import RaypipeError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -35,7 +36,7 @@ QUARANTINE_COLUMNS = [REASON_COLUMN, COLUMN_COLUMN, RULE_COLUMN]
 (``type``, ``nullable``, ``min``, ``max``, ``allowed``, ``regex``, ``unique_key``, ``target``)."""
 
 
-class ContractError(ValueError):
+class ContractError(RaypipeError, ValueError):
     """The data as a whole breaks the contract (a missing column, too many bad rows)."""
 
 

@@ -82,6 +82,6 @@ def test_build_context_holds_only_what_the_image_needs() -> None:
                  ".mypy_cache/3.11/x.json", "pipelines/__pycache__/config.cpython-311.pyc",
                  "benchmarks/RESULTS.md", "cluster/kuberay/rayjob.train.yaml", "mlruns/0/meta.yaml"):
         assert dockerignored(path, patterns), f"{path} would be sent to the Docker build"
-    for path in ("pyproject.toml", "README.md", "pipelines/config.py", "pipelines/configs/demo.yaml",
+    for path in ("pyproject.toml", "README.md", "pipelines/config/pipeline.py", "pipelines/configs/demo.yaml",
                  "pipelines/stages/train.py", "ray_jobs/run_pipeline.py", "ray_jobs/batch_predict.py"):
         assert not dockerignored(path, patterns), f"{path} is excluded but the image needs it"

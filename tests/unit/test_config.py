@@ -355,3 +355,12 @@ def test_config_is_frozen() -> None:
 def test_configs_compare_by_value() -> None:
     assert parse_config(MINIMAL) == parse_config(MINIMAL)
     assert parse_config(MINIMAL) != parse_config(MINIMAL, overrides=["train.num_samples=8"])
+
+
+def test_model_uris_follow_registered_model_and_alias() -> None:
+    cfg = parse_config(MINIMAL)
+    assert cfg.model_uri == "models:/churn@champion"
+    assert cfg.version_uri(3) == "models:/churn/3"
+    named = parse_config(with_(tracking={"registered_model": "churn-xgb", "alias": "staging"}))
+    assert named.model_uri == "models:/churn-xgb@staging"
+    assert named.version_uri("12") == "models:/churn-xgb/12"

@@ -1,0 +1,258 @@
+"""The ``source`` section: where the data comes from, one model per source kind."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from pipelines.config.base import _Section
+
+__all__ = ["AnySource", "DemoSource", "FileSource", "HttpSource", "Source", "SqlSource"]
+
+
+class DemoSource(_Section):
+    """The bundled, generated demo data set (a customer-churn-like binary problem)."""
+
+    kind: Literal["demo"] = "demo"
+    rows: int = Field(50_000, ge=100, description="Number of rows to generate.")
+    seed: int = Field(7, description="Seed of the generator; the same seed gives the same data.")
+
+
+class FileSource(_Section):
+    """Parquet, CSV or JSON Lines files: a file, a folder or a glob, on any pyarrow filesystem.
+
+    Folders are read recursively; Hive-style folders (``year=2024/region=north/``) add their
+    keys as columns. Remote URIs (``s3://``, ``gs://``, ``abfs://``, ``hdfs://``) are read
+    through pyarrow's filesystems, globs included.
+    """
+
+    kind: Literal["files"] = "files"
+    path: str = Field(description="File, folder or glob pattern (local path or pyarrow URI).")
+    format: Literal["parquet", "csv", "json"] = Field(
+        "parquet", description="parquet | csv | json (JSON Lines: one object per line)."
+    )
+    delimiter: str = Field(",", min_length=1, max_length=1, description="CSV field separator.")
+    header: bool = Field(
+        True, description="CSV: the first line holds the column names. Without a header, give "
+        "column_names (or columns are called f0, f1, ...).",
+    )
+    column_names: list[str] | None = Field(
+        None, description="CSV: the column names, in order; replaces a header line when "
+        "header is true, names header-less files when false.",
+    )
+    null_values: list[str] | None = Field(
+        None, description="CSV: spellings read as missing. Default: pyarrow's (empty, NA, "
+        "NULL, NaN, null, ...).",
+    )
+    column_types: dict[str, Literal["string", "int", "float", "bool"]] = Field(
+        default_factory=dict, description="CSV: read these columns as this type instead of "
+        "guessing from the first block. `string` keeps a column whose values are mostly but "
+        "not all numbers, so that the data contract quarantines the odd rows.",
+    )
+    on_unreadable: Literal["fail", "skip"] = Field(
+        "fail", description="A file that cannot be read (truncated, corrupt, not in the "
+        "encoding). fail: the run stops naming it. skip: every file is checked first (one "
+        "parallel pass), unreadable ones are left out and named in a warning with the reason, "
+        "and the rows of the others are read.",
+    )
+    encoding: str = Field(
+        "utf-8", description="CSV: the files' text encoding (e.g. latin-1, cp1252); they are "
+        "read as UTF-8 otherwise, and text that is not is refused naming the file and column.",
+    )
+    partitioning: Literal["hive", "none"] = Field(
+        "hive", description="hive: key=value folder names become columns (all formats).",
+    )
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        import codecs
+
+        try:
+            return codecs.lookup(v).name
+        except LookupError:
+            raise ValueError(f"unknown text encoding {v!r} (e.g. utf-8, latin-1, cp1252)") from None
+
+    @model_validator(mode="after")
+    def _check_csv(self) -> FileSource:
+        csv_only = {"delimiter": self.delimiter != ",", "header": not self.header,
+                    "column_names": self.column_names is not None,
+                    "null_values": self.null_values is not None,
+                    "column_types": bool(self.column_types),
+                    "encoding": self.encoding != "utf-8"}
+        misplaced = [k for k, set_ in csv_only.items() if set_]
+        if self.format != "csv" and misplaced:
+            raise ValueError(f"{', '.join(misplaced)} only apply to format csv")
+        if self.column_names is not None and len(set(self.column_names)) != len(self.column_names):
+            raise ValueError("column_names lists a name twice")
+        return self
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_env_name(v: str | None) -> str | None:
+    if v is not None and not _ENV_NAME.match(v):
+        raise ValueError(f"{v!r} is not an environment variable name; give the variable's name, "
+                         "not its value (secrets never go in the YAML)")
+    return v
+
+
+class SqlSource(_Section):
+    """A table or query of a SQL database: SQLite (embedded) or PostgreSQL, read with Ray Data.
+
+    With ``shard_key`` the read is split into ``parallelism`` tasks, each selecting the rows
+    where ``MOD(ABS(shard_hash_fn(shard_key)), parallelism)`` equals its number; without one
+    the result is read by a single task.
+    """
+
+    kind: Literal["sql"] = "sql"
+    url: str = Field(
+        description="Database URL: sqlite:///relative.db, sqlite:////abs/path.db, or "
+        "postgresql://user@host:5432/db (also postgresql+psycopg://, and libpq parameters such "
+        "as ?host=/run/postgresql for a unix socket). Never put a password here: see "
+        "password_env.",
+    )
+    table: str | None = Field(
+        None, description="Table (or schema.table) to read whole. Give table or query.",
+    )
+    query: str | None = Field(None, description="SELECT statement to read. Give table or query.")
+    password_env: str | None = Field(
+        None, description="Environment variable holding the database password (read on the "
+        "driver when the run starts).",
+    )
+    shard_key: str | None = Field(
+        None, description="Column that splits the read into parallel tasks; an integer column "
+        "(e.g. the primary key) works everywhere. Default: one read task.",
+    )
+    shard_hash_fn: str | None = Field(
+        None, description="SQL function applied to shard_key before the modulo, for keys that "
+        "are not integers (PostgreSQL: hashtext). Default: the key itself.",
+    )
+    parallelism: int | None = Field(
+        None, ge=2, description="Read tasks with a shard_key (each scans the query once, "
+        "server-side). Default: the cluster's CPUs, at least 2.",
+    )
+
+    @field_validator("password_env")
+    @classmethod
+    def _env(cls, v: str | None) -> str | None:
+        return _check_env_name(v)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        scheme = v.split("://", 1)[0].split("+", 1)[0].lower() if "://" in v else ""
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        if scheme != "sqlite" and re.match(r"^[^:]+://[^/@]*:[^/@]*@", v):
+            raise ValueError("holds a password; put it in an environment variable and name it "
+                             "in password_env")
+        return v
+
+    @model_validator(mode="after")
+    def _check_what(self) -> SqlSource:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of table and query")
+        if self.table is not None and not _IDENTIFIER.match(self.table):
+            raise ValueError(f"table {self.table!r} is not a plain [schema.]table name; use "
+                             "query for anything else")
+        for name in ("shard_key", "shard_hash_fn"):
+            value = getattr(self, name)
+            if value is not None and not _IDENTIFIER.match(value):
+                raise ValueError(f"{name} {value!r} is not a plain column or function name")
+        if self.shard_hash_fn is not None and self.shard_key is None:
+            raise ValueError("shard_hash_fn needs shard_key")
+        if self.parallelism is not None and self.shard_key is None:
+            raise ValueError("parallelism needs shard_key: without one the read is one task")
+        return self
+
+
+class HttpSource(_Section):
+    """A paginated JSON API, read by a Ray Data datasource.
+
+    Pagination styles: ``page`` (``?page=1&per_page=100``), ``offset``
+    (``?offset=0&limit=100``), ``cursor`` (the response names the next cursor or next URL)
+    and ``none`` (one request). Page and offset reads run as parallel tasks when the response
+    states the total (``total_path``); otherwise pages are fetched in order until a short or
+    empty page. Cursor reads are one task, since each page names the next.
+    """
+
+    kind: Literal["http"] = "http"
+    url: str = Field(description="Endpoint URL (http:// or https://), without pagination "
+                     "parameters.")
+    pagination: Literal["page", "offset", "cursor", "none"] = "page"
+    records_path: str = Field(
+        "", description="Dotted path to the list of records in each JSON response, e.g. "
+        "data.items; empty: the response is the list.",
+    )
+    params: dict[str, str] = Field(default_factory=dict,
+                                   description="Query parameters sent with every request.")
+    headers: dict[str, str] = Field(default_factory=dict,
+                                    description="HTTP headers sent with every request (no secrets).")
+    token_env: str | None = Field(
+        None, description="Environment variable holding a token sent as "
+        "`Authorization: Bearer <token>` (read on the driver when the run starts).",
+    )
+    page_size: int = Field(100, ge=1, description="Records asked for per request.")
+    page_param: str = Field("page", description="page: query parameter of the page number.")
+    first_page: int = Field(1, ge=0, description="page: number of the first page.")
+    size_param: str = Field(
+        "per_page", description="page/offset: query parameter of the page size (offset style "
+        "usually calls it limit).",
+    )
+    offset_param: str = Field("offset", description="offset: query parameter of the offset.")
+    total_path: str | None = Field(
+        None, description="page/offset: dotted path to the total number of records in a "
+        "response; when given, pages are fetched by parallel tasks.",
+    )
+    cursor_param: str = Field("cursor", description="cursor: query parameter of the cursor.")
+    next_cursor_path: str = Field(
+        "next_cursor", description="cursor: dotted path to the next cursor (or to the full "
+        "next URL) in a response; missing, null or empty ends the read.",
+    )
+    max_pages: int | None = Field(None, ge=1, description="Stop after this many pages.")
+    timeout_s: float = Field(30.0, gt=0, description="Per-request connect and read timeout.")
+    max_retries: int = Field(
+        5, ge=0, description="Retries of a request that failed with 429, 5xx, a timeout or a "
+        "connection error; other 4xx answers fail at once.",
+    )
+    backoff_s: float = Field(0.5, ge=0, description="First retry delay; doubles each retry.")
+    backoff_max_s: float = Field(30.0, ge=0, description="Longest retry delay (also caps "
+                                 "Retry-After).")
+    rate_limit: float | None = Field(
+        None, gt=0, description="Most requests per second, over all read tasks together.",
+    )
+    parallelism: int | None = Field(
+        None, ge=1, description="page/offset with total_path: read tasks. Default: the "
+        "cluster's CPUs, never more than the pages.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/]+", v):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
+    @field_validator("token_env")
+    @classmethod
+    def _env(cls, v: str | None) -> str | None:
+        return _check_env_name(v)
+
+    @model_validator(mode="after")
+    def _check_style(self) -> HttpSource:
+        if self.total_path is not None and self.pagination not in ("page", "offset"):
+            raise ValueError("total_path only applies to page or offset pagination")
+        if self.parallelism is not None and self.total_path is None:
+            raise ValueError("parallelism needs total_path: without a known total, pages are "
+                             "fetched one after another")
+        return self
+
+
+Source = Annotated[DemoSource | FileSource | SqlSource | HttpSource, Field(discriminator="kind")]
+AnySource = DemoSource | FileSource | SqlSource | HttpSource
+"""A source of any kind, for type hints (``Source`` is the annotated union pydantic parses)."""

@@ -1,0 +1,43 @@
+"""The CLI shows an error the user can fix as one line, exit code 1, without a traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import typer
+
+from pipelines.cli import _guarded
+from pipelines.expressions import ExpressionError
+from pipelines.features.fit import FeatureConfigError
+from pipelines.storage import SharedStorageError
+
+
+def _raises(err: Exception) -> Callable[[], None]:
+    def fn() -> None:
+        raise err
+    return fn
+
+
+@pytest.mark.parametrize("err", [
+    ExpressionError("derived feature 'r': unknown function 'os'"),
+    FeatureConfigError("clean.coerce.age: no such column"),
+    SharedStorageError("runtime.work_dir is node-local"),
+], ids=lambda e: type(e).__name__)
+def test_user_errors_are_one_line_without_traceback(
+        err: Exception, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(typer.Exit) as info:
+        _guarded(_raises(err), verbose=False)
+    assert info.value.exit_code == 1
+    shown = capsys.readouterr().err.strip()
+    assert shown == f"error: {err}"
+    assert "Traceback" not in shown and type(err).__name__ not in shown
+
+
+def test_other_errors_still_name_their_type_and_point_to_verbose(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(typer.Exit) as info:
+        _guarded(_raises(KeyError("x")), verbose=False)
+    assert info.value.exit_code == 1
+    shown = capsys.readouterr().err
+    assert "KeyError" in shown and "--verbose" in shown
