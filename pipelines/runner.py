@@ -46,8 +46,6 @@ __all__ = ["STAGES", "MissingStageError", "RunSummary", "StageCallback", "plan_s
 
 logger = logging.getLogger(__name__)
 
-STAGES = ["ingest", "validate", "split", "features", "train", "register", "batch", "evaluate",
-          "gate"]
 StageCallback = Callable[[str, str, str], None]
 """Called as ``(stage, event, detail)`` with event ``start`` or ``done``."""
 
@@ -242,7 +240,6 @@ def run_pipeline(cfg: PipelineConfig, on_stage: StageCallback | None = None,
     started = time.perf_counter()
     stage = _Stages(on_stage)
     run = _Run(cfg, stage, forced, only, resume, connect)
-    counts: dict[str, int] = {}
 
     with tracking.tracking_scope(cfg):
         previous = _find_unfinished_run(cfg) if resume else None
@@ -250,7 +247,7 @@ def run_pipeline(cfg: PipelineConfig, on_stage: StageCallback | None = None,
             logger.info("--resume: continuing MLflow run %s", previous)
         with mlflow.start_run(run_id=previous, run_name=None if previous else _run_name(cfg)) \
                 as active:
-            summary = _run_stages(run, stages, counts, active.info.run_id)
+            summary = _run_stages(run, stages, active.info.run_id)
             mlflow.set_tag("raypipe.reused_stages", ",".join(run.reused) or "none")
             mlflow.set_tags({f"raypipe.stage_key.{k}": v for k, v in run.keys.items()})
     summary.stage_seconds = stage.seconds
@@ -259,12 +256,34 @@ def run_pipeline(cfg: PipelineConfig, on_stage: StageCallback | None = None,
     return summary
 
 
-def _run_stages(run: _Run, stages: list[str], counts: dict[str, int], run_id: str) -> RunSummary:
+def _run_stages(run: _Run, stages: list[str], run_id: str) -> RunSummary:
+    """Record the run's config and code, then run the planned stages in order.
+
+    ``stages`` is a prefix of :data:`STAGES` (see :func:`plan_stages`): the loop stops after
+    its last one, and the summary holds what the stages run so far filled in.
+    """
+    cfg = run.cfg
+    _log_run_identity(cfg)
+    summary = RunSummary(name=cfg.name, run_id=run_id, task=cfg.task or "", family="",
+                         model_uri="", model_version="", alias="", gate_reason="", metrics={},
+                         champion_metrics=None, counts={}, outputs={}, parallelism="",
+                         best_params={})
+    state = _RunState(summary=summary, raw=_SourceRows(run))
+    for step in _STAGE_TABLE:
+        with run.stage(step.name, step.describe(cfg) if step.describe else "") as note:
+            note["detail"] = step.run(run, state)
+        if step.name == stages[-1]:
+            break
+    return summary
+
+
+def _log_run_identity(cfg: PipelineConfig) -> None:
+    """The config and code versions, logged first: a run that fails in a stage still says
+    what it ran."""
     import mlflow
 
     from pipelines import tracking
 
-    cfg, stage = run.cfg, run.stage
     mlflow.log_dict(cfg.model_dump(mode="json", by_alias=True), "config.yaml")
     sha = git_sha()
     mlflow.set_tags({
@@ -273,137 +292,223 @@ def _run_stages(run: _Run, stages: list[str], counts: dict[str, int], run_id: st
         "raypipe.code_version": code_version(),
         **{f"raypipe.version.{k}": v for k, v in tracking.package_versions().items()},
     })
-    summary = RunSummary(name=cfg.name, run_id=run_id, task=cfg.task or "", family="",
-                         model_uri="", model_version="", alias="", gate_reason="", metrics={},
-                         champion_metrics=None, counts=counts, outputs={}, parallelism="",
-                         best_params={})
 
-    with stage("ingest") as note:
-        raw = _SourceRows(run)
-        if cfg.source.kind == "http":  # its fingerprint and count are those of the snapshot
-            raw.get()
-        data_uri, fingerprint = source_fingerprint(cfg.source, cfg.work_dir, raw.dataset)
-        read_count = rows_read(cfg.source, raw.dataset, cfg.work_dir)
-        if read_count is not None:
-            counts["rows_read"] = read_count
-        mlflow.set_tags({"raypipe.data_fingerprint": fingerprint,
-                         "raypipe.source_kind": cfg.source.kind})
-        rows_note = "" if read_count is None else f"{read_count} rows, "
-        note["detail"] = f"{cfg.source.kind}: {rows_note}fingerprint {fingerprint[:12]}"
-    if stages[-1] == "ingest":
-        return summary
 
-    with stage("validate") as note:
-        rec = run.resolve("validate", stage_key(
-            "validate", code_version(), fingerprint, cfg.source.model_dump(mode="json"),
-            cfg.schema_.model_dump(mode="json"), cfg.target), _compute_validate(cfg, raw))
-        counts |= rec["counts"]
-        if "validate" in run.reused:  # a new MLflow run: it gets the stage's reports too
-            log_quality_files(run.path("validate", QUALITY_DIR))
-        if read_count is not None and read_count != counts["rows_in"]:
-            logger.warning("the source reported %d rows, validation received %d (a live table "
-                           "changed between the count and the read?)", read_count,
-                           counts["rows_in"])
-        tracking.log_dataset(data_uri, fingerprint, cfg.name, counts["rows_in"])
-        if counts["rows_quarantined"]:
-            summary.outputs["quarantine"] = str(run.path("validate", "quarantine").resolve())
-        note["detail"] = _reused(run, "validate", f"{counts['rows_valid']} passed, "
-                                 f"{counts['rows_quarantined']} quarantined")
-    if stages[-1] == "validate":
-        return summary
+@dataclass
+class _RunState:
+    """What the stages of one run hand each other, filled in stage order.
 
-    with stage("split") as note:
-        rec = run.resolve("split", stage_key(
-            "split", run.keys["validate"], cfg.split.model_dump(mode="json"), cfg.task),
-            _compute_split(run))
-        task = summary.task = rec["task"]
-        counts |= rec["counts"]
-        mlflow.log_params({"task": task, "split.strategy": cfg.split.strategy,
-                           "split.seed": cfg.split.seed})
-        note["detail"] = _reused(run, "split", f"{task}: {counts['rows_train']}/"
-                                 f"{counts['rows_valid_split']}/{counts['rows_test']}")
-    if stages[-1] == "split":
-        return summary
+    The loop owns it; each stage reads what earlier stages set and sets its own part. A
+    stage reused from the cache sets the same fields as one computed now.
+    """
 
-    with stage("features") as note:
-        rec = run.resolve("features", stage_key(
-            "features", run.keys["split"], cfg.clean.model_dump(mode="json"),
-            cfg.features.model_dump(mode="json")), _compute_features(run, task))
-        counts |= rec["counts"]
-        pipeline = FeaturePipeline.model_validate_json(
-            run.path("features", PIPELINE_FILE).read_text())
-        mlflow.log_text(pipeline.model_dump_json(indent=2), "feature_pipeline.json")
-        if run.path("features", CLEAN_QUARANTINE).exists():
-            summary.outputs[CLEAN_QUARANTINE] = str(
-                run.path("features", CLEAN_QUARANTINE).resolve())
-        note["detail"] = _reused(run, "features", f"{len(pipeline.feature_names)} features")
-    if stages[-1] == "features":
-        return summary
+    summary: RunSummary
+    """Returned to the caller; its ``counts`` collect every stage's row counts."""
+    raw: _SourceRows
+    """The source's rows, read only if a stage must compute from them."""
+    data_uri: str = ""
+    fingerprint: str = ""
+    """Of the source data: the first part of every stage key."""
+    read_count: int | None = None
+    """Rows the source reported before reading (None when it cannot tell cheaply)."""
+    task: str = ""
+    pipeline: FeaturePipeline | None = None
+    """The fitted feature pipeline (the features stage)."""
+    spec: ModelSpec | None = None
+    """The deployable model's spec (the register stage)."""
+    model_uri: str = ""
+    """The logged model (the register stage)."""
 
-    families = ",".join(cfg.train.families)
-    with stage("train", f"{families}: {cfg.train.num_samples} trial(s) each") as note:
-        rec = run.resolve("train", stage_key(
-            "train", run.keys["features"], cfg.train.model_dump(mode="json")),
-            _compute_train(run, task, pipeline))
-        summary.family, summary.parallelism = rec["family"], rec["parallelism"]
-        summary.best_params = rec["best_params"]
-        mlflow.log_params({"family": rec["family"],
-                           **{f"best.{k}": v for k, v in rec["best_params"].items()}})
-        mlflow.log_metric(f"valid_{rec['metric']}", rec["best_score"])
-        mlflow.set_tag("raypipe.parallelism", rec["parallelism"])
-        mlflow.log_artifact(str(run.path("train", TRIALS_FILE)))
-        note["detail"] = _reused(run, "train", f"best {rec['family']}: valid {rec['metric']} "
-                                 f"{rec['best_score']:.4f}")
-    if stages[-1] == "train":
-        return summary
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.summary.counts
 
-    spec = ModelSpec(pipeline=pipeline, threshold=cfg.evaluate.threshold, name=cfg.name,
-                     family=summary.family)
-    with stage("register") as note:
-        rec = run.resolve("register", stage_key(
-            "register", run.keys["train"], cfg.evaluate.threshold, cfg.name, cfg.tracking_uri),
-            _compute_register(run, spec), still_valid=lambda r: _model_exists(r["model_uri"]))
-        model_uri = rec["model_uri"]
-        mlflow.set_tag("raypipe.model_uri", model_uri)
-        note["detail"] = _reused(run, "register", model_uri)
-    if stages[-1] == "register":
-        return summary
+    def fitted(self) -> FeaturePipeline:
+        assert self.pipeline is not None, "the features stage runs before this one"
+        return self.pipeline
 
-    with stage("batch") as note:
-        rec = run.resolve("batch", stage_key("batch", run.keys["register"], run.keys["split"]),
-                          _compute_batch(run, model_uri))
-        counts["rows_predicted"] = rec["rows_predicted"]
-        if counts["rows_predicted"] != counts["rows_test"]:
-            raise RuntimeError(f"batch inference wrote {counts['rows_predicted']} rows for "
-                               f"{counts['rows_test']} test rows")
-        summary.outputs["test_predictions"] = str(run.path("batch", PREDICTIONS_DIR).resolve())
-        note["detail"] = _reused(run, "batch", summary.outputs["test_predictions"])
-    if stages[-1] == "batch":
-        return summary
 
-    with stage("evaluate") as note:
-        rec = run.resolve("evaluate", stage_key(
-            "evaluate", run.keys["batch"], list(cfg.evaluate.slices), cfg.evaluate.plots),
-            _compute_evaluate(run, task, pipeline))
-        metrics = summary.metrics = rec["metrics"]
-        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
-        mlflow.log_metrics({k: float(v) for k, v in counts.items()})
-        tracking.log_json({"confusion": rec["confusion"], "slices": rec["slices"]},
-                          "evaluation.json")
-        mlflow.log_metrics(_slice_metrics(rec["slices"]))
-        for p in rec["plots"]:
-            mlflow.log_artifact(str(run.path("evaluate", p)), "plots")
-        shown = {k: v for k, v in metrics.items() if "_class_" not in k}
-        note["detail"] = _reused(run, "evaluate", ", ".join(
-            f"{k} {v:.3f}" for k, v in list(shown.items())[:6]))
-    if stages[-1] == "evaluate":
-        return summary
+@dataclass(frozen=True)
+class Stage:
+    """One step of the pipeline, as the runner's loop sees it."""
 
-    with stage("gate") as note:
-        _gate(run, summary, spec, model_uri, fingerprint, run_id)
-        note["detail"] = f"version {summary.model_version} → @{summary.alias}: " \
-                         f"{summary.gate_reason}"
-    return summary
+    name: str
+    run: Callable[[_Run, _RunState], str]
+    """Resolves the stage (from the cache or computed), logs it to MLflow and fills in the
+    run state; returns the detail shown when it ends."""
+    describe: Callable[[PipelineConfig], str] | None = None
+    """The detail shown when it starts, if any."""
+
+
+def _ingest(run: _Run, state: _RunState) -> str:
+    """Fingerprint the source; read it only when it cannot be fingerprinted unread (HTTP)."""
+    import mlflow
+
+    cfg = run.cfg
+    if cfg.source.kind == "http":  # its fingerprint and count are those of the snapshot
+        state.raw.get()
+    state.data_uri, state.fingerprint = source_fingerprint(cfg.source, cfg.work_dir,
+                                                           state.raw.dataset)
+    state.read_count = read_count = rows_read(cfg.source, state.raw.dataset, cfg.work_dir)
+    if read_count is not None:
+        state.counts["rows_read"] = read_count
+    mlflow.set_tags({"raypipe.data_fingerprint": state.fingerprint,
+                     "raypipe.source_kind": cfg.source.kind})
+    rows_note = "" if read_count is None else f"{read_count} rows, "
+    return f"{cfg.source.kind}: {rows_note}fingerprint {state.fingerprint[:12]}"
+
+
+def _validate(run: _Run, state: _RunState) -> str:
+    """Check the rows against the contract; the failing ones go to quarantine."""
+    from pipelines import tracking
+
+    cfg, counts = run.cfg, state.counts
+    rec = run.resolve("validate", stage_key(
+        "validate", code_version(), state.fingerprint, cfg.source.model_dump(mode="json"),
+        cfg.schema_.model_dump(mode="json"), cfg.target), _compute_validate(cfg, state.raw))
+    counts.update(rec["counts"])
+    if "validate" in run.reused:  # a new MLflow run: it gets the stage's reports too
+        log_quality_files(run.path("validate", QUALITY_DIR))
+    if state.read_count is not None and state.read_count != counts["rows_in"]:
+        logger.warning("the source reported %d rows, validation received %d (a live table "
+                       "changed between the count and the read?)", state.read_count,
+                       counts["rows_in"])
+    tracking.log_dataset(state.data_uri, state.fingerprint, cfg.name, counts["rows_in"])
+    if counts["rows_quarantined"]:
+        state.summary.outputs["quarantine"] = str(run.path("validate", "quarantine").resolve())
+    return _reused(run, "validate", f"{counts['rows_valid']} passed, "
+                   f"{counts['rows_quarantined']} quarantined")
+
+
+def _split(run: _Run, state: _RunState) -> str:
+    """Split the valid rows into train, valid and test (and settle the task)."""
+    import mlflow
+
+    cfg, counts = run.cfg, state.counts
+    rec = run.resolve("split", stage_key(
+        "split", run.keys["validate"], cfg.split.model_dump(mode="json"), cfg.task),
+        _compute_split(run))
+    state.task = state.summary.task = rec["task"]
+    counts.update(rec["counts"])
+    mlflow.log_params({"task": state.task, "split.strategy": cfg.split.strategy,
+                       "split.seed": cfg.split.seed})
+    return _reused(run, "split", f"{state.task}: {counts['rows_train']}/"
+                   f"{counts['rows_valid_split']}/{counts['rows_test']}")
+
+
+def _features(run: _Run, state: _RunState) -> str:
+    """Clean the training rows and fit the feature pipeline on them."""
+    import mlflow
+
+    cfg = run.cfg
+    rec = run.resolve("features", stage_key(
+        "features", run.keys["split"], cfg.clean.model_dump(mode="json"),
+        cfg.features.model_dump(mode="json")), _compute_features(run, state.task))
+    state.counts.update(rec["counts"])
+    pipeline = state.pipeline = FeaturePipeline.model_validate_json(
+        run.path("features", PIPELINE_FILE).read_text())
+    mlflow.log_text(pipeline.model_dump_json(indent=2), "feature_pipeline.json")
+    if run.path("features", CLEAN_QUARANTINE).exists():
+        state.summary.outputs[CLEAN_QUARANTINE] = str(
+            run.path("features", CLEAN_QUARANTINE).resolve())
+    return _reused(run, "features", f"{len(pipeline.feature_names)} features")
+
+
+def _train(run: _Run, state: _RunState) -> str:
+    """Tune the model families on the featurised splits; the best one wins."""
+    import mlflow
+
+    cfg, summary = run.cfg, state.summary
+    rec = run.resolve("train", stage_key(
+        "train", run.keys["features"], cfg.train.model_dump(mode="json")),
+        _compute_train(run, state.task, state.fitted()))
+    summary.family, summary.parallelism = rec["family"], rec["parallelism"]
+    summary.best_params = rec["best_params"]
+    mlflow.log_params({"family": rec["family"],
+                       **{f"best.{k}": v for k, v in rec["best_params"].items()}})
+    mlflow.log_metric(f"valid_{rec['metric']}", rec["best_score"])
+    mlflow.set_tag("raypipe.parallelism", rec["parallelism"])
+    mlflow.log_artifact(str(run.path("train", TRIALS_FILE)))
+    return _reused(run, "train", f"best {rec['family']}: valid {rec['metric']} "
+                   f"{rec['best_score']:.4f}")
+
+
+def _describe_train(cfg: PipelineConfig) -> str:
+    return f"{','.join(cfg.train.families)}: {cfg.train.num_samples} trial(s) each"
+
+
+def _register(run: _Run, state: _RunState) -> str:
+    """Log the pipeline and the winning model as one MLflow model (plus its drift reference)."""
+    import mlflow
+
+    cfg = run.cfg
+    spec = state.spec = ModelSpec(pipeline=state.fitted(), threshold=cfg.evaluate.threshold,
+                                  name=cfg.name, family=state.summary.family)
+    rec = run.resolve("register", stage_key(
+        "register", run.keys["train"], cfg.evaluate.threshold, cfg.name, cfg.tracking_uri),
+        _compute_register(run, spec), still_valid=lambda r: _model_exists(r["model_uri"]))
+    state.model_uri = rec["model_uri"]
+    mlflow.set_tag("raypipe.model_uri", state.model_uri)
+    return _reused(run, "register", state.model_uri)
+
+
+def _batch(run: _Run, state: _RunState) -> str:
+    """Predict the test split with the logged model, as batch inference does."""
+    counts, outputs = state.counts, state.summary.outputs
+    rec = run.resolve("batch", stage_key("batch", run.keys["register"], run.keys["split"]),
+                      _compute_batch(run, state.model_uri))
+    counts["rows_predicted"] = rec["rows_predicted"]
+    if counts["rows_predicted"] != counts["rows_test"]:
+        raise RuntimeError(f"batch inference wrote {counts['rows_predicted']} rows for "
+                           f"{counts['rows_test']} test rows")
+    outputs["test_predictions"] = str(run.path("batch", PREDICTIONS_DIR).resolve())
+    return _reused(run, "batch", outputs["test_predictions"])
+
+
+def _evaluate_stage(run: _Run, state: _RunState) -> str:
+    """Score the test predictions: metrics, slices and plots."""
+    import mlflow
+
+    from pipelines import tracking
+
+    cfg = run.cfg
+    rec = run.resolve("evaluate", stage_key(
+        "evaluate", run.keys["batch"], list(cfg.evaluate.slices), cfg.evaluate.plots),
+        _compute_evaluate(run, state.task, state.fitted()))
+    metrics = state.summary.metrics = rec["metrics"]
+    mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+    mlflow.log_metrics({k: float(v) for k, v in state.counts.items()})
+    tracking.log_json({"confusion": rec["confusion"], "slices": rec["slices"]},
+                      "evaluation.json")
+    mlflow.log_metrics(_slice_metrics(rec["slices"]))
+    for p in rec["plots"]:
+        mlflow.log_artifact(str(run.path("evaluate", p)), "plots")
+    shown = {k: v for k, v in metrics.items() if "_class_" not in k}
+    return _reused(run, "evaluate", ", ".join(
+        f"{k} {v:.3f}" for k, v in list(shown.items())[:6]))
+
+
+def _gate_stage(run: _Run, state: _RunState) -> str:
+    """Decide champion or challenger and register the model version."""
+    summary = state.summary
+    _gate(run, state)
+    return f"version {summary.model_version} → @{summary.alias}: {summary.gate_reason}"
+
+
+_STAGE_TABLE: tuple[Stage, ...] = (
+    Stage("ingest", _ingest),
+    Stage("validate", _validate),
+    Stage("split", _split),
+    Stage("features", _features),
+    Stage("train", _train, describe=_describe_train),
+    Stage("register", _register),
+    Stage("batch", _batch),
+    Stage("evaluate", _evaluate_stage),
+    Stage("gate", _gate_stage),
+)
+"""The stages in the order they run: the one place that order is written."""
+
+STAGES = [step.name for step in _STAGE_TABLE]
 
 
 class _SourceRows:
@@ -617,8 +722,7 @@ def _registered_version(name: str, model_uri: str) -> tuple[str, list[str]] | No
     return None
 
 
-def _gate(run: _Run, summary: RunSummary, spec: ModelSpec, model_uri: str, fingerprint: str,
-          run_id: str) -> None:
+def _gate(run: _Run, state: _RunState) -> None:
     """Compare with the champion on the same test rows; register as champion or challenger.
 
     The gate is never cached (the registry moves under it), but it is idempotent: a model
@@ -630,7 +734,9 @@ def _gate(run: _Run, summary: RunSummary, spec: ModelSpec, model_uri: str, finge
     from pipelines.stages.checks import failed_checks, run_model_checks
     from pipelines.stages.gate import decide, default_gate_metric
 
-    cfg, task = run.cfg, summary.task
+    cfg, summary, model_uri = run.cfg, state.summary, state.model_uri
+    task, run_id, spec = summary.task, summary.run_id, state.spec
+    assert spec is not None, "the register stage runs before the gate"
     existing = _registered_version(cfg.model_name, model_uri)
     if existing is not None and "gate" not in run.forced:
         version, aliases = existing
@@ -668,7 +774,7 @@ def _gate(run: _Run, summary: RunSummary, spec: ModelSpec, model_uri: str, finge
     )
     summary.model_version = tracking.register_model(
         model_uri, cfg.model_name, decision.alias,
-        tags={"run_id": run_id, "data_fingerprint": fingerprint, "model_uri": model_uri,
+        tags={"run_id": run_id, "data_fingerprint": state.fingerprint, "model_uri": model_uri,
               "gate": decision.reason[:500]},
     )
     summary.alias, summary.gate_reason = decision.alias, decision.reason

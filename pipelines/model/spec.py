@@ -55,23 +55,30 @@ def load_spec(path: str | Path) -> ModelSpec:
     return ModelSpec.model_validate_json(Path(path).read_text())
 
 
-def conform_input(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
-    """Cast raw rows to the types of the model signature before MLflow checks them.
+def conform_input(df: pd.DataFrame, spec: ModelSpec, *,
+                  for_pipeline: bool = False) -> pd.DataFrame:
+    """Cast raw rows to the types of the model's input schema: the one cast of raw input.
 
     MLflow refuses int64 where the signature says double ("cannot safely convert"); raw files
     often hold whole numbers as int64, so batch and online inference convert them first.
     MLflow also turns a missing value of an Arrow-backed string column (as Ray Data hands
     batches over) into the literal text "<NA>"; plain objects with None keep it missing.
+
+    ``for_pipeline``: the rows go straight to the feature pipeline (batch inference), with no
+    MLflow schema check in between. Then only the model's input columns are kept (selected,
+    not copied: copy-on-write) and strings stay as they are, Arrow-backed: converting them to
+    Python objects would only cost time on that path.
     """
-    out = df.copy()
-    for col, kind in spec.pipeline.input_schema.items():
+    schema = spec.pipeline.input_schema
+    out = df[[c for c in schema if c in df.columns]] if for_pipeline else df.copy()
+    for col, kind in schema.items():
         if col not in out.columns:
             continue
         if kind == "float":
             out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
         elif kind == "datetime":
             out[col] = pd.to_datetime(out[col], errors="coerce", format="mixed")
-        elif kind == "string":
+        elif kind == "string" and not for_pipeline:
             values = out[col].astype(object)
             out[col] = values.where(out[col].notna(), None)
     return out

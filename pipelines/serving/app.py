@@ -23,6 +23,7 @@ versions in place (:mod:`pipelines.serving.swap`).
 # No `from __future__ import annotations` here: FastAPI must see the real `Request` type
 # of the endpoint methods after Serve's ingress has rewrapped them.
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from itertools import chain
 from typing import Any
 
@@ -203,6 +205,31 @@ def _request_logger(args: ServeArgs, metrics: Any) -> Any:
 
     return RequestLogger(cfg, args.request_log_path, on_drop=metrics.log_dropped,
                          on_write=metrics.log_written)
+
+
+_Route = Callable[..., Awaitable[Response]]
+
+
+def _endpoint(name: str) -> Callable[[_Route], _Route]:
+    """Run a :class:`ModelServer` route through the plumbing every route shares.
+
+    The route's body runs inside :meth:`ModelServer._answer` under the metrics name ``name``:
+    a request id, the bearer token (unless ``name`` is open, see ``_OPEN``), the
+    ``request_timeout_s`` limit, the error shape of every status and the request metrics.
+    ``functools.wraps`` keeps the route's own signature, which FastAPI reads (after Serve's
+    ingress turns ``self`` into the replica) to pass the request and the path parameters.
+    """
+
+    def decorate(route: _Route) -> _Route:
+        @functools.wraps(route)
+        async def answered(self: Any, request: Request, **params: Any) -> Response:
+            return await self._answer(name, request,
+                                      partial(route, self, request=request, **params))
+
+        return answered
+
+    return decorate
+
 
 api = FastAPI(
     title="raypipe model server", version="2",
@@ -390,58 +417,45 @@ class ModelServer:
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}
               }}})
+    @_endpoint("predict")
     async def predict(self, request: Request) -> Response:
-        async def handle() -> Response:
-            check_content_type(request.headers.get("content-type"))
-            raw = await self._body(request)
-            served = self._model()
-            columns, n = parse_predict(raw, served.body, served.model.pipeline,
-                                       self.args.max_request_rows)
-            outputs = await self._predict(served.model, columns, n, request)
-            return _json(predict_response(outputs, served.model))
-
-        return await self._answer("predict", request, handle)
+        check_content_type(request.headers.get("content-type"))
+        raw = await self._body(request)
+        served = self._model()
+        columns, n = parse_predict(raw, served.body, served.model.pipeline,
+                                   self.args.max_request_rows)
+        outputs = await self._predict(served.model, columns, n, request)
+        return _json(predict_response(outputs, served.model))
 
     @api.get("/healthz", summary="Liveness: the replica answers")
+    @_endpoint("healthz")
     async def healthz(self, request: Request) -> Response:
-        async def handle() -> Response:
-            # Alive even without a model: restarting the replica would not bring the store back.
-            if self.served is None:
-                return _json({"status": "ok", "model": None})
-            model = self.served.model
-            return _json({"status": "ok", "model": {"name": model.name,
-                                                    "version": model.version}})
-
-        return await self._answer("healthz", request, handle)
+        # Alive even without a model: restarting the replica would not bring the store back.
+        if self.served is None:
+            return _json({"status": "ok", "model": None})
+        model = self.served.model
+        return _json({"status": "ok", "model": {"name": model.name, "version": model.version}})
 
     @api.get("/readyz", summary="Readiness: a model is loaded (degraded: a newer one failed)")
+    @_endpoint("readyz")
     async def readyz(self, request: Request) -> Response:
-        async def handle() -> Response:
-            if self.served is None:
-                return _json({"status": "not_ready", "model": None, "error": self.slot.error},
-                             503)
-            model = self.served.model
-            body: dict[str, Any] = {
-                "status": "degraded" if self.slot.degraded else "ready",
-                "model": {"name": model.name, "version": model.version},
-            }
-            if self.slot.error:
-                body["error"] = self.slot.error
-            return _json(body)
-
-        return await self._answer("readyz", request, handle)
+        if self.served is None:
+            return _json({"status": "not_ready", "model": None, "error": self.slot.error}, 503)
+        model = self.served.model
+        body: dict[str, Any] = {
+            "status": "degraded" if self.slot.degraded else "ready",
+            "model": {"name": model.name, "version": model.version},
+        }
+        if self.slot.error:
+            body["error"] = self.slot.error
+        return _json(body)
 
     @api.get("/metadata", summary="Model name, version, alias, input schema, training metrics")
+    @_endpoint("metadata")
     async def metadata(self, request: Request) -> Response:
-        async def handle() -> Response:
-            return _json(self._metadata())
-
-        return await self._answer("metadata", request, handle)
-
-    def _metadata(self) -> dict[str, Any]:
         model = self._model().model
         pipe = model.pipeline
-        return {
+        return _json({
             "name": model.name,
             "version": model.version,
             "alias": model.ref.alias,
@@ -462,7 +476,7 @@ class ModelServer:
             "fast_path": model.compiled is not None,
             "poll_interval_s": self.slot.poll_interval_s if self.slot.follows_registry else 0,
             "swaps": self.slot.swaps,
-        }
+        })
 
     # ---------------------------------------------------------------- MLflow scoring protocol
 
@@ -472,24 +486,20 @@ class ModelServer:
                       "One of dataframe_split, dataframe_records, instances, inputs"}},
                   "text/csv": {"schema": {"type": "string"}},
               }}})
+    @_endpoint("invocations")
     async def invocations(self, request: Request) -> Response:
-        async def handle() -> Response:
-            raw = await self._body(request)
-            served = self._model()
-            columns, n = parse_invocations(raw, request.headers.get("content-type"),
-                                           served.model, self.args.max_request_rows)
-            outputs = await self._predict(served.model, columns, n, request)
-            return Response(invocations_response(outputs, served.model.spec),
-                            media_type="application/json")
-
-        return await self._answer("invocations", request, handle)
+        raw = await self._body(request)
+        served = self._model()
+        columns, n = parse_invocations(raw, request.headers.get("content-type"),
+                                       served.model, self.args.max_request_rows)
+        outputs = await self._predict(served.model, columns, n, request)
+        return Response(invocations_response(outputs, served.model.spec),
+                        media_type="application/json")
 
     @api.get("/ping", summary="MLflow scoring server health check")
+    @_endpoint("ping")
     async def ping(self, request: Request) -> Response:
-        async def handle() -> Response:
-            return Response("\n", media_type="application/json")
-
-        return await self._answer("ping", request, handle)
+        return Response("\n", media_type="application/json")
 
     @api.get("/health", summary="MLflow scoring server health check", include_in_schema=False)
     async def health(self, request: Request) -> Response:
@@ -498,27 +508,20 @@ class ModelServer:
     # ---------------------------------------------------------------- KServe V2
 
     @api.get("/v2", summary="V2 server metadata")
+    @_endpoint("v2_server")
     async def v2_server(self, request: Request) -> Response:
-        async def handle() -> Response:
-            return _json({"name": "raypipe", "version": "2",
-                          "extensions": ["binary_tensor_data"]})
-
-        return await self._answer("v2_server", request, handle)
+        return _json({"name": "raypipe", "version": "2", "extensions": ["binary_tensor_data"]})
 
     @api.get("/v2/health/live", summary="V2 liveness")
+    @_endpoint("v2_live")
     async def v2_live(self, request: Request) -> Response:
-        async def handle() -> Response:
-            return _json({"live": True})
-
-        return await self._answer("v2_live", request, handle)
+        return _json({"live": True})
 
     @api.get("/v2/health/ready", summary="V2 readiness")
+    @_endpoint("v2_ready")
     async def v2_ready(self, request: Request) -> Response:
-        async def handle() -> Response:
-            ready = self.served is not None
-            return _json({"ready": ready}, 200 if ready else 503)
-
-        return await self._answer("v2_ready", request, handle)
+        ready = self.served is not None
+        return _json({"ready": ready}, 200 if ready else 503)
 
     def _v2_served(self, name: str, version: str | None) -> _Served:
         served = self._model()
@@ -529,43 +532,38 @@ class ModelServer:
         return served
 
     @api.get("/v2/models/{name}", summary="V2 model metadata")
+    @_endpoint("v2_metadata")
     async def v2_model(self, name: str, request: Request) -> Response:
-        return await self._answer("v2_metadata", request,
-                                  lambda: self._v2_metadata(name, None))
+        return _json(self._v2_served(name, None).v2_metadata)
 
     @api.get("/v2/models/{name}/versions/{version}", summary="V2 model metadata (version)")
+    @_endpoint("v2_metadata")
     async def v2_model_version(self, name: str, version: str, request: Request) -> Response:
-        return await self._answer("v2_metadata", request,
-                                  lambda: self._v2_metadata(name, version))
-
-    async def _v2_metadata(self, name: str, version: str | None) -> Response:
         return _json(self._v2_served(name, version).v2_metadata)
 
     @api.get("/v2/models/{name}/ready", summary="V2 model readiness")
+    @_endpoint("v2_metadata")
     async def v2_model_ready(self, name: str, request: Request) -> Response:
-        return await self._answer("v2_metadata", request, lambda: self._v2_ready(name, None))
+        return _json({"name": self._v2_served(name, None).model.name, "ready": True})
 
     @api.get("/v2/models/{name}/versions/{version}/ready", summary="V2 model readiness (version)")
+    @_endpoint("v2_metadata")
     async def v2_model_version_ready(self, name: str, version: str, request: Request) -> Response:
-        return await self._answer("v2_metadata", request,
-                                  lambda: self._v2_ready(name, version))
-
-    async def _v2_ready(self, name: str, version: str | None) -> Response:
-        served = self._v2_served(name, version)
-        return _json({"name": served.model.name, "ready": True})
+        return _json({"name": self._v2_served(name, version).model.name, "ready": True})
 
     @api.post("/v2/models/{name}/infer", summary="V2 inference: one input tensor per column",
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": {"type": "object"}},
                   "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
               }}})
+    @_endpoint("v2_infer")
     async def v2_infer(self, name: str, request: Request) -> Response:
-        return await self._answer("v2_infer", request, lambda: self._v2_infer(name, None, request))
+        return await self._v2_infer(name, None, request)
 
     @api.post("/v2/models/{name}/versions/{version}/infer", summary="V2 inference (version)")
+    @_endpoint("v2_infer")
     async def v2_infer_version(self, name: str, version: str, request: Request) -> Response:
-        return await self._answer("v2_infer", request,
-                                  lambda: self._v2_infer(name, version, request))
+        return await self._v2_infer(name, version, request)
 
     async def _v2_infer(self, name: str, version: str | None, request: Request) -> Response:
         served = self._v2_served(name, version)

@@ -99,30 +99,14 @@ def score_batch(batch: pd.DataFrame, model: Any, *, keep: list[str] | None,
     return out, quarantined.reset_index(drop=True)
 
 
-def _model_input(rows: pd.DataFrame, model: Any) -> pd.DataFrame:
-    """The model's columns of ``rows``, numbers and datetimes cast as ``conform_input`` does.
-
-    Strings stay as they are (Arrow-backed from Ray Data): ``conform_input`` turns them into
-    Python objects only because MLflow's schema check would read a missing Arrow string as the
-    text "<NA>", and this path calls the pipeline directly, without that check.
-    """
-    schema = model.pipeline.input_schema
-    out = rows[[c for c in schema if c in rows.columns]]  # copy-on-write: no data copied
-    for c in out.columns:
-        if schema[c] == "float":
-            out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
-        elif schema[c] == "datetime":
-            out[c] = pd.to_datetime(out[c], errors="coerce", format="mixed")
-    return out
-
-
 def _predict(rows: pd.DataFrame, model: Any) -> pd.DataFrame:
     # Imported here: pipelines.model imports MLflow (0.7 s), which the read tasks that run
     # check_rows never need.
-    from pipelines.model.spec import predict_frame
+    from pipelines.model.spec import conform_input, predict_frame
 
     try:
-        return predict_frame(model.spec, model.predictor, _model_input(rows, model))
+        return predict_frame(model.spec, model.predictor,
+                             conform_input(rows, model.spec, for_pipeline=True))
     except Exception as err:
         if rows.empty:
             raise
@@ -132,7 +116,8 @@ def _predict(rows: pd.DataFrame, model: Any) -> pd.DataFrame:
     for i in range(len(rows)):
         one = rows.iloc[i:i + 1]
         try:
-            parts.append(predict_frame(model.spec, model.predictor, _model_input(one, model)))
+            parts.append(predict_frame(model.spec, model.predictor,
+                                       conform_input(one, model.spec, for_pipeline=True)))
         except Exception as err:
             parts.append(pd.DataFrame({REASON_COLUMN: [f"model failed: {type(err).__name__}: "
                                                        f"{str(err)[:200]}"]}))

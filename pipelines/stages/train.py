@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LABEL_COLUMN",
+    "TrainContext",
     "TrainResult",
     "featurize",
     "resolve_parallelism",
@@ -206,31 +207,73 @@ def _settings(cfg: TrainConfig, family: str) -> dict[str, Any]:
     return section.model_dump(exclude={"params", "search_space"})
 
 
-def _context(static: dict[str, Any], family: str, report: Any) -> FitContext:
-    return FitContext(
-        task=static["task"], num_classes=static["num_classes"], metric=static["metric"],
-        report=report, seed=static["seed"], threads=static["threads"],
-        use_gpu=static["use_gpu"], settings=static["settings"][family],
-    )
+@dataclass(frozen=True)
+class TrainContext:
+    """What every fit of one sweep shares, built once by :func:`tune_models`.
 
+    Handed to Tune trials (``tune.with_parameters``), Ray tasks and Ray Train workers, so it
+    holds plain values only and pickles as it is. The per-trial hyperparameters are not here:
+    they come from Tune's ``config`` (the ``param_space``).
+    """
 
-def _final_report(static: dict[str, Any], family: str, score: float, iterations: int,
-                  params: dict[str, Any], fit_seconds: float) -> dict[str, Any]:
-    # fit_seconds: the family's fit alone (data to model), so a benchmark can tell the
-    # training work from the sweep's overhead.
-    return {static["metric"]: score, "iterations": iterations, "family": family, "final": 1,
-            "params": params, "fit_seconds": fit_seconds}
+    task: str
+    """``binary``, ``multiclass`` or ``regression``."""
+    num_classes: int
+    """Classes of the encoded label (0 for regression)."""
+    metric: str
+    """The validation metric every trial reports and the sweep optimises."""
+    seed: int
+    """Seed of every fit (``train.seed``)."""
+    threads: int
+    """Threads a fit may use: the whole CPUs of one worker."""
+    use_gpu: bool
+    num_workers: int
+    """Ray Train workers of a data-parallel trial."""
+    cpus_per_worker: float
+    storage_path: str
+    """Where Tune and Ray Train keep experiments and checkpoints."""
+    run_name: str
+    """The sweep's name; a data-parallel trial's Train run is named after it and the trial."""
+    max_failures: int
+    """Restarts of a Ray Train worker group that lost a worker."""
+    fixed: dict[str, dict[str, Any]]
+    """Per family: the fixed hyperparameters (``train.<family>.params``), under each trial's."""
+    settings: dict[str, dict[str, Any]]
+    """Per family: its non-searched settings, plus ``prescaled`` (the feature pipeline scaled
+    the features, so mlp and linear must not scale them again)."""
+    cv_folds: int
+    """Cross-validation folds of a small sweep (1: score on the validation split)."""
+    cv_max_rows: int
+    """Above this many rows a sweep scores on the validation split, not by folds."""
+
+    def fit_context(self, family: str, report: Any) -> FitContext:
+        """A fresh family fit's context (a worker then sets its checkpoint hooks on it)."""
+        return FitContext(
+            task=self.task, num_classes=self.num_classes, metric=self.metric, report=report,
+            seed=self.seed, threads=self.threads, use_gpu=self.use_gpu,
+            settings=self.settings[family],
+        )
+
+    def final_report(self, family: str, score: float, iterations: int, params: dict[str, Any],
+                     fit_seconds: float) -> dict[str, Any]:
+        """A trial's last report: the sweep's best trial and its trial record are read from it.
+
+        fit_seconds: the family's fit alone (data to model), so a benchmark can tell the
+        training work from the sweep's overhead.
+        """
+        return {self.metric: score, "iterations": iterations, "family": family, "final": 1,
+                "params": params, "fit_seconds": fit_seconds}
 
 
 # ---------------------------------------------------------------- trials
 
 
 def _fit_trial(fam: Any, params: dict[str, Any], train: TrainData, valid: TrainData,
-               ctx: FitContext, static: dict[str, Any]) -> tuple[Any, int, float]:
+               ctx: FitContext, context: TrainContext) -> tuple[Any, int, float]:
     """One configuration's fit, by cross-validation on small data: (result, folds, seconds)."""
     start = time.perf_counter()
-    folds = (static["cv_folds"]
-             if use_cross_validation(static["cv_folds"], static["cv_max_rows"], train, valid)
+    folds = (context.cv_folds
+             if use_cross_validation(context.cv_folds, context.cv_max_rows, train, valid)
              else 1)
     if folds > 1:
         result = cross_validated_fit(fam, params, train, valid, ctx, folds)
@@ -240,24 +283,24 @@ def _fit_trial(fam: Any, params: dict[str, Any], train: TrainData, valid: TrainD
 
 
 def _in_process_trial(config: dict[str, Any], *, train_ds: Any, valid_ds: Any,
-                      static: dict[str, Any]) -> None:
+                      context: TrainContext) -> None:
     import ray.tune
 
     family = config["family"]
-    params = {**static["fixed"][family], **config[family]}
+    params = {**context.fixed[family], **config[family]}
     fam = get_family(family)
     train, valid = _split_arrays(train_ds), _split_arrays(valid_ds)
-    ctx = _context(static, family, ray.tune.report)
-    result, folds, fit_seconds = _fit_trial(fam, params, train, valid, ctx, static)
+    ctx = context.fit_context(family, ray.tune.report)
+    result, folds, fit_seconds = _fit_trial(fam, params, train, valid, ctx, context)
     with tempfile.TemporaryDirectory() as tmp:
         fam.save(result.model, Path(tmp))
         write_family_marker(Path(tmp), family)
-        ray.tune.report({**_final_report(static, family, result.score, result.iterations,
-                                         params, fit_seconds), "cv_folds": folds},
+        ray.tune.report({**context.final_report(family, result.score, result.iterations,
+                                                params, fit_seconds), "cv_folds": folds},
                         checkpoint=ray.tune.Checkpoint.from_directory(tmp))
 
 
-def _single_fit_task(train_ds: Any, valid_ds: Any, static: dict[str, Any],
+def _single_fit_task(train_ds: Any, valid_ds: Any, context: TrainContext,
                      family: str) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The whole sweep when it is one configuration: one fit in a plain Ray task."""
     fam = get_family(family)
@@ -265,16 +308,16 @@ def _single_fit_task(train_ds: Any, valid_ds: Any, static: dict[str, Any],
     # this one converts the splits (Arrow and numpy kernels, which release the GIL).
     loader = threading.Thread(target=_import_all, args=(fam.libraries,), daemon=True)
     loader.start()
-    threads, dtype = static["threads"], fam.input_dtype
+    threads, dtype = context.threads, fam.input_dtype
     train = _dataset_arrays(train_ds, threads=threads, dtype=dtype)
     valid = _dataset_arrays(valid_ds, threads=threads, dtype=dtype)
     loader.join()
-    params = dict(static["fixed"][family])
+    params = dict(context.fixed[family])
     # No per-round reports: with nothing to compare, there is nothing for a scheduler to stop.
-    ctx = _context(static, family, lambda m: None)
-    result, folds, fit_seconds = _fit_trial(fam, params, train, valid, ctx, static)
-    record = {**_final_report(static, family, result.score, result.iterations, params,
-                              fit_seconds), "cv_folds": folds}
+    ctx = context.fit_context(family, lambda m: None)
+    result, folds, fit_seconds = _fit_trial(fam, params, train, valid, ctx, context)
+    record = {**context.final_report(family, result.score, result.iterations, params,
+                                     fit_seconds), "cv_folds": folds}
     return record, _model_files(fam, result.model, family)
 
 
@@ -289,12 +332,13 @@ def _xgboost_worker(config: dict[str, Any]) -> None:
 
     from pipelines.families.xgb import XGBoostFamily
 
-    static, params = config["static"], config["params"]
+    context: TrainContext = config["context"]
+    params = config["params"]
     fam = XGBoostFamily()
     train, valid = (_dataset_arrays(ray.train.get_dataset_shard(name).materialize(),
-                                    threads=static["threads"], dtype=fam.input_dtype)
+                                    threads=context.threads, dtype=fam.input_dtype)
                     for name in ("train", "valid"))
-    ctx = _context(static, "xgboost", lambda m: ray.train.report(m))
+    ctx = context.fit_context("xgboost", lambda m: ray.train.report(m))
     ctx.settings = {**ctx.settings, "global_score": True}
     ctx.checkpoint = partial(_checkpoint_from_worker, fam)
     ctx.init_model = _resumed_state(lambda d: fam.load(d).booster)
@@ -302,7 +346,7 @@ def _xgboost_worker(config: dict[str, Any]) -> None:
         logger.info("resuming the fit from round %d", ctx.init_model.num_boosted_rounds())
     start = time.perf_counter()
     result = fam.fit(params, train, valid, ctx)
-    _report_from_worker(fam, "xgboost", result, static, params, time.perf_counter() - start,
+    _report_from_worker(fam, "xgboost", result, context, params, time.perf_counter() - start,
                         resumed_from_round=(ctx.init_model.num_boosted_rounds()
                                             if ctx.init_model is not None else 0))
 
@@ -347,12 +391,13 @@ def _torch_worker(config: dict[str, Any]) -> None:
 
     from pipelines.families.mlp import MLPFamily, load_train_state, save_train_state
 
-    static, params = config["static"], config["params"]
+    context: TrainContext = config["context"]
+    params = config["params"]
     fam = MLPFamily()
     train, valid = (_dataset_arrays(ray.train.get_dataset_shard(name).materialize(),
-                                    threads=static["threads"], dtype=fam.input_dtype)
+                                    threads=context.threads, dtype=fam.input_dtype)
                     for name in ("train", "valid"))
-    ctx = _context(static, "mlp", lambda m: ray.train.report(m))
+    ctx = context.fit_context("mlp", lambda m: ray.train.report(m))
     ctx.checkpoint = lambda state, metrics: _report_with_files(
         partial(save_train_state, state), metrics)
     # A finished model's checkpoint holds no training state: that fit starts over.
@@ -362,45 +407,45 @@ def _torch_worker(config: dict[str, Any]) -> None:
         logger.info("resuming the fit after epoch %d", done)
     start = time.perf_counter()
     result = fam.fit_distributed(params, train, valid, ctx, config["scaler"])
-    _report_from_worker(fam, "mlp", result, static, params, time.perf_counter() - start,
+    _report_from_worker(fam, "mlp", result, context, params, time.perf_counter() - start,
                         resumed_from_round=done)
 
 
-def _report_from_worker(fam: Any, family: str, result: Any, static: dict[str, Any],
+def _report_from_worker(fam: Any, family: str, result: Any, context: TrainContext,
                         params: dict[str, Any], fit_seconds: float,
                         resumed_from_round: int = 0) -> None:
-    final = _final_report(static, family, result.score, result.iterations, params, fit_seconds)
+    final = context.final_report(family, result.score, result.iterations, params, fit_seconds)
     _checkpoint_from_worker(fam, result.model, {**final, "resumed_from_round": resumed_from_round})
 
 
 def _data_parallel_trial(config: dict[str, Any], *, train_ds: Any, valid_ds: Any,
-                         static: dict[str, Any]) -> None:
+                         context: TrainContext) -> None:
     import ray.train
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
     family = config["family"]
     if family == "linear":  # nothing to parallelise: one solver call on the whole split
-        _in_process_trial(config, train_ds=train_ds, valid_ds=valid_ds, static=static)
+        _in_process_trial(config, train_ds=train_ds, valid_ds=valid_ds, context=context)
         return
-    params = {**static["fixed"][family], **config[family]}
+    params = {**context.fixed[family], **config[family]}
     # A Ray Train worker's result queue holds one report, and the controller takes it when it
     # polls the workers, every 2 s by default: a worker reporting every 10 boosting rounds
     # waits up to 2 s at each report (13 s of a 21 s run on 1M rows). Poll often instead;
     # Ray Train propagates the variable from this process to its controller, and a value
     # the user set wins.
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
-    loop_config: dict[str, Any] = {"static": static, "params": params}
+    loop_config: dict[str, Any] = {"context": context, "params": params}
     common: dict[str, Any] = {
         "datasets": {"train": train_ds, "valid": valid_ds},
         "scaling_config": ray.train.ScalingConfig(
-            num_workers=static["num_workers"], use_gpu=static["use_gpu"],
-            resources_per_worker={"CPU": static["cpus_per_worker"]},
+            num_workers=context.num_workers, use_gpu=context.use_gpu,
+            resources_per_worker={"CPU": context.cpus_per_worker},
         ),
         "run_config": ray.train.RunConfig(
-            name=f"{static['run_name']}-{ray.tune.get_context().get_trial_id()}",
-            storage_path=static["storage_path"],
-            failure_config=ray.train.FailureConfig(max_failures=static["max_failures"]),
+            name=f"{context.run_name}-{ray.tune.get_context().get_trial_id()}",
+            storage_path=context.storage_path,
+            failure_config=ray.train.FailureConfig(max_failures=context.max_failures),
             # Periodic checkpoints exist to resume from: the latest two are enough (the newest
             # may still be uploading when a worker dies) and storage does not fill up.
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
@@ -417,15 +462,15 @@ def _data_parallel_trial(config: dict[str, Any], *, train_ds: Any, valid_ds: Any
         from pipelines.families.mlp import standardizer_from_dataset
 
         loop_config["scaler"] = standardizer_from_dataset(
-            train_ds, LABEL_COLUMN, scale=not static["settings"]["mlp"].get("prescaled"))
+            train_ds, LABEL_COLUMN, scale=not context.settings["mlp"].get("prescaled"))
         trainer = TorchTrainer(_torch_worker, train_loop_config=loop_config, **common)
     result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"{family} trial: the Ray Train run produced no checkpoint")
     metrics = dict(result.metrics or {})
     ray.tune.report(
-        {**_final_report(static, family, metrics[static["metric"]], metrics["iterations"],
-                         params, metrics["fit_seconds"]),
+        {**context.final_report(family, metrics[context.metric], metrics["iterations"],
+                                params, metrics["fit_seconds"]),
          # > 0: a worker died and the restarted group continued from this round's checkpoint.
          "resumed_from_round": metrics.get("resumed_from_round", 0)},
         checkpoint=result.checkpoint,
@@ -435,19 +480,19 @@ def _data_parallel_trial(config: dict[str, Any], *, train_ds: Any, valid_ds: Any
 # ---------------------------------------------------------------- the sweep
 
 
-def _refit_task(train_ds: Any, valid_ds: Any, static: dict[str, Any], family: str,
+def _refit_task(train_ds: Any, valid_ds: Any, context: TrainContext, family: str,
                 params: dict[str, Any], iterations: int) -> dict[str, bytes]:
     """Fit ``family`` with ``params`` on train + valid for exactly ``iterations``."""
     fam = get_family(family)
-    threads, dtype = static["threads"], fam.input_dtype
+    threads, dtype = context.threads, fam.input_dtype
     train = _dataset_arrays(train_ds, valid_ds, threads=threads, dtype=dtype)
     valid = _dataset_arrays(valid_ds, threads=threads, dtype=dtype)
-    settings = dict(static["settings"][family])
+    settings = dict(context.settings[family])
     if family == "xgboost":  # no early stopping: the sweep already chose the round count
         settings |= {"num_boost_round": iterations, "early_stopping_rounds": iterations + 1}
     elif family == "mlp":
         settings |= {"max_epochs": iterations, "patience": iterations + 1}
-    ctx = _context({**static, "settings": {family: settings}}, family, lambda m: None)
+    ctx = replace(context, settings={family: settings}).fit_context(family, lambda m: None)
     return _model_files(fam, fam.fit(params, train, valid, ctx).model, family)
 
 
@@ -466,13 +511,13 @@ def _write_model(files: dict[str, bytes]) -> Path:
     return out_dir
 
 
-def _refit(train_ds: Any, valid_ds: Any, static: dict[str, Any], family: str,
+def _refit(train_ds: Any, valid_ds: Any, context: TrainContext, family: str,
            params: dict[str, Any], iterations: int, cpus: float) -> Path:
     """More data for the winner: on small data sets the validation rows matter."""
     import ray
 
-    task = ray.remote(num_cpus=cpus, num_gpus=1 if static["use_gpu"] else 0)(_refit_task)
-    out_dir = _write_model(ray.get(task.remote(train_ds, valid_ds, static, family, params,
+    task = ray.remote(num_cpus=cpus, num_gpus=1 if context.use_gpu else 0)(_refit_task)
+    out_dir = _write_model(ray.get(task.remote(train_ds, valid_ds, context, family, params,
                                                iterations)))
     logger.info("refitted %s on train + valid for %d round(s)/epoch(s)", family, iterations)
     return out_dir
@@ -530,31 +575,30 @@ def tune_models(
     parallelism = resolve_parallelism(cfg)
     if "mlp" in cfg.families:
         import torch  # noqa: F401  # fail here, clearly, rather than inside every trial
-    static = {
-        "task": task, "num_classes": num_classes, "metric": metric, "seed": cfg.seed,
-        "threads": max(1, int(cfg.cpus_per_worker)), "use_gpu": cfg.use_gpu,
-        "num_workers": cfg.num_workers, "cpus_per_worker": cfg.cpus_per_worker,
-        "storage_path": storage_path, "run_name": run_name, "max_failures": cfg.max_failures,
-        "fixed": {f: dict(getattr(cfg, f).params) for f in cfg.families},
-        # prescaled: the feature pipeline scaled the features; mlp/linear must not scale again.
-        "settings": {f: {**_settings(cfg, f), "prescaled": prescaled} for f in cfg.families},
+    context = TrainContext(
+        task=task, num_classes=num_classes, metric=metric, seed=cfg.seed,
+        threads=max(1, int(cfg.cpus_per_worker)), use_gpu=cfg.use_gpu,
+        num_workers=cfg.num_workers, cpus_per_worker=cfg.cpus_per_worker,
+        storage_path=storage_path, run_name=run_name, max_failures=cfg.max_failures,
+        fixed={f: dict(getattr(cfg, f).params) for f in cfg.families},
+        settings={f: {**_settings(cfg, f), "prescaled": prescaled} for f in cfg.families},
         # Cross-validation needs the refit (its folds' models never saw every row) and must not
         # train on later rows than it scores (time split).
-        "cv_folds": (cfg.cv_folds if cfg.refit and parallelism == "in_process" and not time_ordered
-                     else 1),
-        "cv_max_rows": cfg.cv_max_rows,
-    }
+        cv_folds=(cfg.cv_folds if cfg.refit and parallelism == "in_process" and not time_ordered
+                  else 1),
+        cv_max_rows=cfg.cv_max_rows,
+    )
     if parallelism == "in_process" and _single_configuration(cfg):
-        outcome = _single_fit(train_ds, valid_ds, cfg, static)
+        outcome = _single_fit(train_ds, valid_ds, cfg, context)
     else:
-        outcome = _tune_sweep(train_ds, valid_ds, cfg, static, parallelism=parallelism,
+        outcome = _tune_sweep(train_ds, valid_ds, cfg, context, parallelism=parallelism,
                               storage_path=storage_path, run_name=run_name, resume=resume)
     best_metrics, out_dir = outcome.best, outcome.model_dir
     family = str(best_metrics["family"])
     params = dict(best_metrics.get("params") or {})
     iterations = int(best_metrics.get("iterations", -1))
     if cfg.refit and parallelism == "in_process" and iterations > 0:
-        out_dir = _refit(train_ds, valid_ds, static, family, params, iterations,
+        out_dir = _refit(train_ds, valid_ds, context, family, params, iterations,
                          cfg.cpus_per_worker)
     return TrainResult(
         model_dir=out_dir,
@@ -573,7 +617,7 @@ def tune_models(
 @dataclass(frozen=True)
 class _Outcome:
     best: dict[str, Any]
-    """The winning trial's final report (see ``_final_report``)."""
+    """The winning trial's final report (see :meth:`TrainContext.final_report`)."""
     model_dir: Path
     trials: list[dict[str, Any]]
     experiment_path: str
@@ -586,7 +630,7 @@ def _single_configuration(cfg: TrainConfig) -> bool:
 
 
 def _single_fit(train_ds: Dataset, valid_ds: Dataset, cfg: TrainConfig,
-                static: dict[str, Any]) -> _Outcome:
+                context: TrainContext) -> _Outcome:
     """Fit the one configuration without Tune: here, or in one Ray task.
 
     Tune's set-up, its trial actor (a fresh process) and the per-round reports cost 1.5-2.5 s
@@ -608,7 +652,7 @@ def _single_fit(train_ds: Dataset, valid_ds: Dataset, cfg: TrainConfig,
         # schedule, 0.3-0.7 s after Ray Data's or a previous fit's CPUs were given back here,
         # while nothing else of this run uses them. Granted, it keeps other work off them.
         try:
-            record, files = _single_fit_task(train_ds, valid_ds, static, family)
+            record, files = _single_fit_task(train_ds, valid_ds, context, family)
         finally:
             granted, _ = ray.wait([reservation.ready()], timeout=0)
             if not granted:
@@ -620,10 +664,10 @@ def _single_fit(train_ds: Dataset, valid_ds: Dataset, cfg: TrainConfig,
                           max_retries=cfg.max_failures)(_single_fit_task)
         logger.info("training one %s configuration in one task (nothing to tune)", family)
         # The task converts the splits itself: one worker, not a second for a conversion task.
-        record, files = ray.get(task.remote(train_ds, valid_ds, static, family))
+        record, files = ray.get(task.remote(train_ds, valid_ds, context, family))
         where = "task"
     trial = {"trial_id": "single", "family": family, "params": record["params"],
-             static["metric"]: record[static["metric"]], "iterations": record["iterations"],
+             context.metric: record[context.metric], "iterations": record["iterations"],
              "fit_seconds": record["fit_seconds"], "cv_folds": record["cv_folds"],
              "resumed_from_round": 0, "status": "finished", "error": None, "ran_in": where}
     return _Outcome(record, _write_model(files), [trial], "")
@@ -647,7 +691,7 @@ def _local_cpus_request(cfg: TrainConfig) -> Any:
     return placement_group([{"CPU": cfg.cpus_per_worker}], strategy="STRICT_PACK")
 
 
-def _tune_sweep(train_ds: Dataset, valid_ds: Dataset, cfg: TrainConfig, static: dict[str, Any],
+def _tune_sweep(train_ds: Dataset, valid_ds: Dataset, cfg: TrainConfig, context: TrainContext,
                 *, parallelism: Parallelism, storage_path: str, run_name: str,
                 resume: bool) -> _Outcome:
     """A Ray Tune experiment over the families' search spaces; the best trial wins."""
@@ -657,7 +701,7 @@ def _tune_sweep(train_ds: Dataset, valid_ds: Dataset, cfg: TrainConfig, static: 
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import BasicVariantGenerator
 
-    metric = static["metric"]
+    metric = context.metric
     mode = "max" if higher_is_better(metric) else "min"
     total_cpus = float(ray.cluster_resources().get("CPU", 1))
     if parallelism == "in_process":
@@ -678,7 +722,7 @@ def _tune_sweep(train_ds: Dataset, valid_ds: Dataset, cfg: TrainConfig, static: 
                            "autoscaler", per_trial, total_cpus)
     concurrency = cfg.max_concurrent_trials or max(1, int(total_cpus // per_trial))
     trainable = ray.tune.with_resources(
-        ray.tune.with_parameters(fn, **splits, static=static),
+        ray.tune.with_parameters(fn, **splits, context=context),
         resources,
     )
     path = _experiment_path(storage_path, run_name)

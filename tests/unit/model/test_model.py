@@ -350,6 +350,35 @@ def test_conform_input_keeps_arrow_string_nulls_missing_for_mlflow() -> None:
     assert enforced["x"].tolist() == [1.0, 2.0]
 
 
+def test_conform_input_for_the_pipeline_keeps_model_columns_and_arrow_strings() -> None:
+    """Batch inference calls the pipeline directly: the same casts, only the model's columns,
+    strings left Arrow-backed (no MLflow check to protect them from)."""
+    import pyarrow as pa
+
+    from pipelines.model.spec import conform_input
+
+    spec = ModelSpec(
+        name="t",
+        pipeline=FeaturePipeline(
+            target="y", task="binary", classes=[0, 1],
+            input_schema={"x": "float", "plan": "string", "at": "datetime"},
+            numeric={"x": NumericStats(fill=0.0)}, boolean=[],
+            categorical={"plan": CategoricalStats(fill="basic", vocab=["basic"])},
+            datetime=["at"], datetime_parts=[], ratios=[], encoding="ordinal",
+            normalize_categories=True, feature_names=["x", "plan"],
+        ),
+    )
+    raw = pd.DataFrame({"id": [1, 2], "plan": ["basic", None], "x": [1, 2],
+                        "at": ["2024-01-01", "2024-01-02 10:00"]})
+    raw = pa.Table.from_pandas(raw).to_pandas(types_mapper=pd.ArrowDtype)
+    out = conform_input(raw, spec, for_pipeline=True)
+    assert list(out.columns) == ["x", "plan", "at"]
+    assert out["x"].dtype == "float64" and out["x"].tolist() == [1.0, 2.0]
+    assert isinstance(out["plan"].dtype, pd.ArrowDtype)
+    assert pd.api.types.is_datetime64_any_dtype(out["at"])
+    assert list(raw.columns) == ["id", "plan", "x", "at"]  # the input is left as it was
+
+
 def test_the_model_and_batch_modules_do_not_import_mlflow() -> None:
     # Batch actors unpickle a LoadedModel; importing MLflow for it cost each actor 0.75 s of CPU
     # before its first batch. Only the pyfunc wrapper needs MLflow.
