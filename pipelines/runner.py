@@ -744,7 +744,7 @@ def _gate(run: _Run, state: _RunState) -> None:
         summary.model_version, summary.alias = version, alias
         summary.gate_reason = (f"unchanged: this model is already registered as version "
                                f"{version} (@{alias}); nothing to decide")
-        summary.model_uri = f"models:/{cfg.model_name}/{version}"
+        summary.model_uri = cfg.version_uri(version)
         run.reused.append("gate")
         return
     run.ensure_ray()
@@ -753,7 +753,7 @@ def _gate(run: _Run, state: _RunState) -> None:
     champion = tracking.alias_version(cfg.model_name, "champion")
     if champion is not None:
         out = cfg.output_dir / _run_name(cfg) / "champion_predictions"
-        _predict_to(f"models:/{cfg.model_name}/{champion}", test_raw, cfg, out)
+        _predict_to(cfg.version_uri(champion), test_raw, cfg, out)
         summary.champion_metrics = _evaluate(out, cfg, task, spec.pipeline.classes, None).metrics
         mlflow.log_metrics({f"champion_test_{k}": v
                             for k, v in summary.champion_metrics.items()})
@@ -778,7 +778,7 @@ def _gate(run: _Run, state: _RunState) -> None:
               "gate": decision.reason[:500]},
     )
     summary.alias, summary.gate_reason = decision.alias, decision.reason
-    summary.model_uri = f"models:/{cfg.model_name}@{decision.alias}"
+    summary.model_uri = cfg.alias_uri(decision.alias)
     mlflow.set_tags({"raypipe.gate.alias": decision.alias,
                      "raypipe.gate.reason": decision.reason[:500]})
 

@@ -115,7 +115,11 @@ class PipelineConfig(_Section):
     @property
     def model_uri(self) -> str:
         """The registered model under the config's alias: ``models:/<name>@<alias>``."""
-        return f"models:/{self.model_name}@{self.tracking.alias}"
+        return self.alias_uri(self.tracking.alias)
+
+    def alias_uri(self, alias: str) -> str:
+        """The registered model under ``alias`` (the gate's choice): ``models:/<name>@<alias>``."""
+        return f"models:/{self.model_name}@{alias}"
 
     def version_uri(self, version: str | int) -> str:
         """One registered version of the model, safe against alias moves: ``models:/<name>/<version>``."""

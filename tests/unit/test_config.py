@@ -364,3 +364,4 @@ def test_model_uris_follow_registered_model_and_alias() -> None:
     named = parse_config(with_(tracking={"registered_model": "churn-xgb", "alias": "staging"}))
     assert named.model_uri == "models:/churn-xgb@staging"
     assert named.version_uri("12") == "models:/churn-xgb/12"
+    assert named.alias_uri("challenger") == "models:/churn-xgb@challenger"
