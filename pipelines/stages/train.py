@@ -419,7 +419,7 @@ def _report_from_worker(fam: Any, family: str, result: Any, context: TrainContex
 
 
 def _data_parallel_trial(config: dict[str, Any], *, train_ds: Any, valid_ds: Any,
-                         context: TrainContext) -> None:
+                         context: TrainContext, scaler: Any = None) -> None:
     import ray.train
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -459,10 +459,8 @@ def _data_parallel_trial(config: dict[str, Any], *, train_ds: Any, valid_ds: Any
     else:
         from ray.train.torch import TorchTrainer
 
-        from pipelines.families.mlp import standardizer_from_dataset
-
-        loop_config["scaler"] = standardizer_from_dataset(
-            train_ds, LABEL_COLUMN, scale=not context.settings["mlp"].get("prescaled"))
+        assert scaler is not None, "the sweep computes the MLP's scaler before its trials"
+        loop_config["scaler"] = scaler
         trainer = TorchTrainer(_torch_worker, train_loop_config=loop_config, **common)
     result = trainer.fit()
     if result.checkpoint is None:
@@ -717,6 +715,14 @@ def _tune_sweep(train_ds: Dataset, valid_ds: Dataset, cfg: TrainConfig, context:
         fn = _data_parallel_trial
         per_trial = cfg.cpus_per_worker * cfg.num_workers
         splits = {"train_ds": train_ds, "valid_ds": valid_ds}
+        if "mlp" in cfg.families:
+            from pipelines.families.mlp import standardizer_from_dataset
+
+            # Once, here: the statistics are the same for every trial, and a Ray Data
+            # aggregation inside a trial would be scheduled in the trial's placement group,
+            # which holds no CPU for it (Ray refuses the shuffle task).
+            splits["scaler"] = standardizer_from_dataset(
+                train_ds, LABEL_COLUMN, scale=not context.settings["mlp"].get("prescaled"))
         if per_trial > total_cpus:
             logger.warning("a trial needs %.1f CPUs but the cluster has %.1f; it waits for the "
                            "autoscaler", per_trial, total_cpus)
