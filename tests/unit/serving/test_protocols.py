@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -298,6 +299,32 @@ def test_v2_refuses_bad_header_lengths(header: str) -> None:
     with pytest.raises(RequestError) as err:
         parse_v2_infer(v2_body(_rows(1)), header, MODEL, 100)
     assert err.value.status == 400
+
+
+def test_v2_refuses_more_inputs_than_columns_at_once() -> None:
+    # Review finding: duplicates were found with names.count() per input, quadratic in the
+    # inputs (20,000 unknown inputs took 12 s; 100,000 did not finish in 120 s).
+    inputs = [{"name": f"x{i}", "datatype": "FP64", "shape": [1], "data": [1.0]}
+              for i in range(100_000)]
+    body = json.dumps({"inputs": inputs}).encode()
+    start = time.perf_counter()
+    with pytest.raises(RequestError) as err:
+        parse_v2_infer(body, None, MODEL, 100)
+    elapsed = time.perf_counter() - start
+    print(f"\n100,000 inputs ({len(body) / 1e6:.1f} MB) refused in {elapsed:.3f} s")
+    assert err.value.status == 400
+    assert "100000 inputs is over the model's 7 columns" in err.value.message
+    assert elapsed < 2.0
+
+
+def test_v2_names_duplicated_inputs() -> None:
+    body = json.loads(v2_body(_rows(2)))
+    body["inputs"][-1] = {**_inp(body, "tenure")}
+    with pytest.raises(RequestError) as err:
+        parse_v2_infer(json.dumps(body).encode(), None, MODEL, 100)
+    assert err.value.status == 400
+    assert {"field": "inputs.tenure", "message": "given twice"} in err.value.errors
+    assert {"field": "inputs.signup", "message": "missing input"} in err.value.errors
 
 
 # --------------------------------------------------------------------------- frame checks
