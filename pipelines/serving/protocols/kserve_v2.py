@@ -10,11 +10,20 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from pipelines.features.pipeline import ColumnKind
 from pipelines.model.engine import LoadedModel, Outputs, complete_columns, output_names
@@ -66,6 +75,18 @@ class _V2Request(BaseModel):
     parameters: dict[str, Any] | None = None
     inputs: list[_V2Tensor] = Field(min_length=1)
     outputs: list[_V2Output] | None = None
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _at_most_one_per_column(cls, value: Any, info: ValidationInfo) -> Any:
+        # Runs on the decoded JSON list, before a tensor is validated: a request cannot make
+        # the server do work per input beyond the model's column count. RequestError is not a
+        # ValueError, so pydantic passes it through unchanged.
+        limit = (info.context or {}).get("max_inputs")
+        if limit is not None and isinstance(value, list) and len(value) > limit:
+            raise RequestError(400, f"{len(value)} inputs is over the model's {limit} columns: "
+                                    "send one tensor per column")
+        return value
 
 
 _DATETIME = TypeAdapter(datetime)
@@ -124,8 +145,9 @@ def parse_v2_infer(raw: bytes, header_length: str | None, model: LoadedModel,
             raise RequestError(400, f"Inference-Header-Content-Length {size} does not fit the "
                                     f"{len(raw)}-byte body")
         json_part, binary = raw[:size], raw[size:]
+    schema = model.pipeline.input_schema
     try:
-        req = _V2Request.model_validate_json(json_part)
+        req = _V2Request.model_validate_json(json_part, context={"max_inputs": len(schema)})
     except ValidationError as err:
         errors = err.errors(include_url=False, include_input=False)
         if any(e["type"] == "json_invalid" for e in errors):
@@ -134,11 +156,10 @@ def parse_v2_infer(raw: bytes, header_length: str | None, model: LoadedModel,
         raise RequestError(400, "invalid inference request: " + "; ".join(
             f"{e['field']}: {e['message']}" for e in fields[:5]), fields) from None
 
-    schema = model.pipeline.input_schema
-    names = [t.name for t in req.inputs]
-    unknown = [c for c in names if c not in schema]
-    missing = [c for c in schema if c not in names and c not in model.pipeline.optional_columns]
-    duplicated = sorted({c for c in names if names.count(c) > 1})
+    counts = Counter(t.name for t in req.inputs)
+    unknown = [c for c in counts if c not in schema]
+    missing = [c for c in schema if c not in counts and c not in model.pipeline.optional_columns]
+    duplicated = sorted(c for c, k in counts.items() if k > 1)
     if unknown or missing or duplicated:
         problems: list[dict[str, Any]] = (
             [{"field": f"inputs.{c}", "message": "unknown input"} for c in unknown]

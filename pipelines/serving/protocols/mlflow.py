@@ -43,7 +43,7 @@ def parse_invocations(raw: bytes, content_type: str | None, model: LoadedModel,
                          if k == "string"}
             frame = pd.read_csv(_text_io(raw), dtype=text_cols)
         elif media == "application/vnd.apache.parquet":
-            frame = pd.read_parquet(_bytes_io(raw))
+            frame = _read_parquet(raw, model.pipeline, max_rows)
         else:
             try:
                 decoded = json.loads(raw)
@@ -108,6 +108,69 @@ def _bytes_io(raw: bytes) -> Any:
     from io import BytesIO
 
     return BytesIO(raw)
+
+
+_DECODED_BYTES_FLOOR = 16 * 2**20
+_DECODED_BYTES_PER_VALUE = 1024
+"""A Parquet body may decode to 16 MiB plus 1 KiB per value (rows x columns), no more."""
+
+
+def _read_parquet(raw: bytes, pipeline: FeaturePipeline, max_rows: int) -> Any:
+    """The Parquet body as a frame, checked from its footer before any page is decoded.
+
+    A few kilobytes of Parquet can hold millions of compressed rows, or one long text that a
+    dictionary repeats on every row: the row count, the columns and the row groups' declared
+    sizes are refused from the footer; only the model's columns are decoded, with text kept
+    dictionary-encoded until its decoded size is known to be within the limit.
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(pa.BufferReader(raw))  # reads the footer only
+    meta, arrow_schema = file.metadata, file.schema_arrow
+    n = meta.num_rows
+    if n > max_rows:
+        raise RequestError(413, f"{n} rows is over the limit of {max_rows} per request")
+    if n <= 0:
+        return pd.DataFrame()
+    index_cols = {c for c in (arrow_schema.pandas_metadata or {}).get("index_columns", [])
+                  if isinstance(c, str)}
+    names = [c for c in arrow_schema.names if c not in index_cols]
+    if len(names) > len(pipeline.input_schema):
+        raise RequestError(400, f"{len(names)} columns is over the model's "
+                                f"{len(pipeline.input_schema)}: send one column per input")
+    _check_frame(pd.DataFrame(columns=names), pipeline)  # unknown or repeated columns
+    leaves = [i for i in range(meta.num_columns)
+              if meta.schema.column(i).path.split(".")[0] in names]
+    budget = _DECODED_BYTES_FLOOR + n * len(names) * _DECODED_BYTES_PER_VALUE
+    declared = 0
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        if not 0 <= group.num_rows <= n:
+            raise RequestError(400, f"row group {g} claims {group.num_rows} rows of the file's {n}")
+        declared += sum(max(group.column(i).total_uncompressed_size, 0) for i in leaves)
+    if declared > budget:
+        raise RequestError(413, f"the Parquet body declares {declared} decoded bytes, over the "
+                                f"limit of {budget} for {n} rows")
+    text = [f.name for f in arrow_schema if f.name in names and (
+        pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+        or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type))]
+    table = pq.ParquetFile(pa.BufferReader(raw), metadata=meta, read_dictionary=text
+                           ).read(columns=names)
+    decoded = 0
+    for column in table.columns:
+        for chunk in column.chunks:
+            if isinstance(chunk, pa.DictionaryArray):
+                lengths = pc.take(pc.binary_length(chunk.dictionary), chunk.indices)
+                decoded += (pc.sum(lengths).as_py() or 0) + 8 * len(chunk)
+            else:
+                decoded += chunk.nbytes
+    if decoded > budget:
+        raise RequestError(413, f"the Parquet body decodes to {decoded} bytes, over the limit "
+                                f"of {budget} for {n} rows")
+    return pd.read_parquet(_bytes_io(raw), columns=names)
 
 
 def _check_row_count(data: Any, max_rows: int) -> None:
