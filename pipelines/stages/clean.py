@@ -119,15 +119,16 @@ def drop_duplicates(ds: Dataset, num_blocks: int = 8, key: list[str] | None = No
                                   batch_size=None).materialize()
     counts = hashed.select_columns([group]).to_pandas()[group].value_counts()
     repeated = np.sort(counts.index[counts.to_numpy() > 1].to_numpy(dtype=np.uint64))
-    unique = hashed.map_batches(partial(_in_groups, column=group, groups=repeated, inside=False),
-                                batch_format="pandas")
+    unique = (hashed.map_batches(partial(_in_groups, column=group, groups=repeated, inside=False),
+                                 batch_format="pandas")
+              .map_batches(_drop_hash_columns, batch_format="pandas"))
     if not len(repeated):
-        return unique.map_batches(_drop_hash_columns, batch_format="pandas").materialize()
+        return unique.materialize()
     kept = (hashed.map_batches(partial(_in_groups, column=group, groups=repeated, inside=True),
                                batch_format="pandas")
             .repartition(1)
             .map_batches(partial(_dedupe_block, key=key), batch_format="pandas", batch_size=None))
-    return unique.map_batches(_drop_hash_columns, batch_format="pandas").union(kept).materialize()
+    return unique.union(kept).materialize()
 
 
 # ---------------------------------------------------------------- rows routed to quarantine
