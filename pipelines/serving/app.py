@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
 from itertools import chain
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -64,6 +64,25 @@ from pipelines.serving.protocols import (
 __all__ = ["ServeArgs", "build_app", "deployment_options", "resolve_version", "row_model"]
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+_INLINE_PARSE_BYTES = 16 * 1024
+"""Bodies up to this size are parsed on the event loop: their parse costs tens of microseconds,
+less than the hop to a worker thread, and one-row requests are the latency-critical ones."""
+
+
+async def _off_loop(raw: bytes, parse: Callable[..., _T], *args: Any) -> _T:
+    """``parse(*args)`` in a worker thread unless ``raw`` is small.
+
+    Parsing and validating a large body takes milliseconds to seconds (bounded by its size,
+    but still long): on the event loop it would stall every other request of the replica,
+    health probes included. Defined above the deployment class: ``serve.ingress`` captures
+    the class's globals when the class is defined.
+    """
+    if len(raw) <= _INLINE_PARSE_BYTES:
+        return parse(*args)
+    return await asyncio.to_thread(parse, *args)
 
 
 class ServeArgs(ServeConfig):
@@ -422,8 +441,8 @@ class ModelServer:
         check_content_type(request.headers.get("content-type"))
         raw = await self._body(request)
         served = self._model()
-        columns, n = parse_predict(raw, served.body, served.model.pipeline,
-                                   self.args.max_request_rows)
+        columns, n = await _off_loop(raw, parse_predict, raw, served.body, served.model.pipeline,
+                                     self.args.max_request_rows)
         outputs = await self._predict(served.model, columns, n, request)
         return _json(predict_response(outputs, served.model))
 
@@ -490,8 +509,9 @@ class ModelServer:
     async def invocations(self, request: Request) -> Response:
         raw = await self._body(request)
         served = self._model()
-        columns, n = parse_invocations(raw, request.headers.get("content-type"),
-                                       served.model, self.args.max_request_rows)
+        columns, n = await _off_loop(raw, parse_invocations, raw,
+                                     request.headers.get("content-type"), served.model,
+                                     self.args.max_request_rows)
         outputs = await self._predict(served.model, columns, n, request)
         return Response(invocations_response(outputs, served.model.spec),
                         media_type="application/json")
@@ -570,8 +590,9 @@ class ModelServer:
         check_content_type(request.headers.get("content-type"),
                            ("application/json", "application/octet-stream"))
         raw = await self._body(request)
-        parsed: V2Request = parse_v2_infer(raw, request.headers.get("inference-header-content-length"),
-                                           served.model, self.args.max_request_rows)
+        parsed: V2Request = await _off_loop(
+            raw, parse_v2_infer, raw, request.headers.get("inference-header-content-length"),
+            served.model, self.args.max_request_rows)
         outputs = await self._predict(served.model, parsed.columns, parsed.n, request)
         body, headers = v2_infer_response(outputs, served.model, parsed)
         return Response(body, headers=headers, media_type=headers["content-type"])
