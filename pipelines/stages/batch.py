@@ -311,9 +311,13 @@ def predict_dataset(
         mlflow.set_tracking_uri(tracking_uri)
     model = load_model(model_uri, check_fast_path=False)
     pipeline = model.pipeline
+    # The check takes the actors' CPU fraction, not a whole CPU: on a small node a read task
+    # paused by backpressure keeps its CPU, and a whole-CPU check then waits for it. Under
+    # an object-store budget that stalled each block ~10 s (150k rows: 137 s against 9 s).
     checked = ds.map_batches(partial(_check_block, pipeline=pipeline,
                                      quarantine_dir=quarantine_dir),
-                             batch_format="pyarrow", batch_size=None)
+                             batch_format="pyarrow", batch_size=None,
+                             num_cpus=cfg.num_cpus_per_actor)
     # Without the MLflow signature (the actors never parse requests): unpickling it would import
     # MLflow in every actor, 0.75 s of CPU before its first batch.
     shipped = replace(model, input_schema=None)
