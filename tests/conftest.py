@@ -28,7 +28,8 @@ def small_config(work_dir: Path, *extra: str) -> PipelineConfig:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every end-to-end and cluster test is ``slow``: the inner-loop lane (``-m "not slow"``)
-    runs the unit tests and the integration tests that do not run a whole pipeline."""
+    runs the unit tests and the integration tests that do not run a whole pipeline (the
+    integration modules that do carry the mark themselves)."""
     for item in items:
         if item.get_closest_marker("e2e") or item.get_closest_marker("cluster"):
             item.add_marker(pytest.mark.slow)

@@ -10,7 +10,7 @@ import pytest
 
 from ray_jobs import batch_predict
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # ray job submit + a pipeline run
 
 
 def test_bad_config_returns_2(tmp_path: Path) -> None:

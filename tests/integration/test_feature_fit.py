@@ -78,6 +78,7 @@ def test_zscore_bounds_most_frequent_and_coercion(ray_address: str) -> None:
     assert pipe.numeric["const"].fill == 1.0
 
 
+@pytest.mark.slow  # a whole pipeline run
 def test_valid_and_test_rows_never_move_the_fitted_statistics(ray_address: str) -> None:
     """Time split: the newest 30% are valid/test. Replacing their values by anything at all
     (hypothesis) leaves every fitted statistic unchanged."""
@@ -148,6 +149,7 @@ def test_drop_row_and_outlier_quarantine_lose_no_row(ray_address: str) -> None:
     assert out["a"].iloc[0] == res.pipeline.numeric["a"].fill
 
 
+@pytest.mark.slow  # a hash shuffle per order
 @pytest.mark.parametrize("driver_rows", [1_000, 0], ids=["hashes-in-driver", "hash-shuffle"])
 def test_dedupe_on_a_key_keeps_one_row_per_key_whatever_the_order(ray_address: str,
                                                                   driver_rows: int) -> None:
@@ -209,6 +211,7 @@ def test_config_that_does_not_fit_the_data_names_the_field(
         fit(frame(60), **kw)
 
 
+@pytest.mark.slow  # a whole pipeline run
 def test_a_run_with_every_cleaning_option_quarantines_and_predicts_the_same_everywhere(
     ray_address: str, tmp_path: Any,
 ) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from ray_jobs import run_pipeline
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # runs whole pipelines or fault-injected fits
 
 
 def test_bad_config_returns_2(tmp_path: Path) -> None:

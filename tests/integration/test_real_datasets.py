@@ -19,7 +19,7 @@ from sklearn.metrics import log_loss, mean_squared_error, roc_auc_score
 from pipelines.config import parse_config
 from pipelines.runner import run_pipeline
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # runs whole pipelines or fault-injected fits
 
 CASES = {
     # name: (loader, expected task, metric, higher is better)

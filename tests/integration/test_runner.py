@@ -15,7 +15,7 @@ from pipelines.demo import generate_demo_frame
 from pipelines.runner import STAGES
 from pipelines.stages.validate import REASON_COLUMN
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # runs whole pipelines or fault-injected fits
 
 
 def test_every_stage_ran_in_order(trained: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from pipelines.sources import InputError
 from pipelines.stages.ingest import read_source, rows_read, source_errors, source_fingerprint
 from tests.integration.servers import PagedApi, Postgres, serve_api
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # runs whole pipelines or fault-injected fits
 
 ROWS = 2000
 # One trial, few rounds, no plots: these tests prove the data path, not the model.

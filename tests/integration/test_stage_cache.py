@@ -11,7 +11,7 @@ from pipelines import tracking
 from pipelines.runner import STAGES, MissingStageError, RunSummary, run_pipeline
 from tests.conftest import small_config
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # runs whole pipelines or fault-injected fits
 
 FAST = ["train.num_samples=2", "train.xgboost.num_boost_round=20", "evaluate.plots=false"]
 

@@ -73,6 +73,7 @@ def test_sweep_compares_all_families_in_process(splits: tuple[Any, Any], tmp_pat
     assert result.best_score < 0.45  # all learn something; a constant guess scores ~0.43-0.69
 
 
+@pytest.mark.slow  # a Ray Train worker group per family
 @pytest.mark.parametrize("family", ["xgboost", "mlp"])
 def test_data_parallel_trial_runs_ray_train_workers(splits: tuple[Any, Any], tmp_path: Path,
                                                     family: str) -> None:

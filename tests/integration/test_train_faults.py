@@ -21,7 +21,7 @@ from pipelines.config import TrainConfig
 from tests.integration.test_train import _sweep, _valid_logloss, splits  # noqa: F401 (fixture)
 from tests.procs import ray_workers
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # runs whole pipelines or fault-injected fits
 
 
 def _checkpointed(storage: Path) -> bool:
