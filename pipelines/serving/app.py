@@ -458,15 +458,17 @@ class ModelServer:
     @api.get("/readyz", summary="Readiness: a model is loaded (degraded: a newer one failed)")
     @_endpoint("readyz")
     async def readyz(self, request: Request) -> Response:
+        # Probes are open to anyone who reaches the port: a coarse reason only. The load
+        # error itself (credentials masked) is in /metadata, behind the token.
         if self.served is None:
-            return _json({"status": "not_ready", "model": None, "error": self.slot.error}, 503)
+            return _json({"status": "not_ready", "model": None, "reason": self.slot.reason}, 503)
         model = self.served.model
         body: dict[str, Any] = {
             "status": "degraded" if self.slot.degraded else "ready",
             "model": {"name": model.name, "version": model.version},
         }
-        if self.slot.error:
-            body["error"] = self.slot.error
+        if self.slot.degraded:
+            body["reason"] = self.slot.reason
         return _json(body)
 
     @api.get("/metadata", summary="Model name, version, alias, input schema, training metrics")

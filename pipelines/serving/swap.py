@@ -25,8 +25,11 @@ import time
 from collections.abc import Callable
 
 from pipelines.model.engine import LoadedModel, ModelRef, load_ref, resolve_model
+from pipelines.redact import redact
 
-__all__ = ["ModelSlot", "promote", "store_unavailable"]
+__all__ = ["STORE_UNREACHABLE", "ModelSlot", "promote", "store_unavailable"]
+
+STORE_UNREACHABLE = "the model store is unreachable"
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +94,9 @@ class ModelSlot:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: str | None = None
+        """What went wrong last (first line, credentials masked); None while all is well."""
+        self.reason: str | None = None
+        """The same, coarse and fixed-vocabulary: what an open probe may say."""
         self.failed_uri: str | None = None
         self.last_check: float | None = None
         self.swaps = 0
@@ -101,6 +107,7 @@ class ModelSlot:
             if not store_unavailable(err):
                 raise  # a wrong URI or a broken model: no retry will fix it
             self.error = _message(f"cannot load {model_uri}: {type(err).__name__}: {err}")
+            self.reason = STORE_UNREACHABLE
             logger.warning("model store unreachable at start, not ready; retrying every %.0f s: "
                            "%s", retry_interval_s, self.error)
             if on_fail:
@@ -133,10 +140,11 @@ class ModelSlot:
             try:
                 ref = self._resolve(self.model_uri)
             except Exception as err:
-                self._fail(None, f"cannot resolve {self.model_uri}: {err}")
+                self._fail(None, f"cannot resolve {self.model_uri}: {err}",
+                           STORE_UNREACHABLE if store_unavailable(err) else "cannot resolve the model URI")
                 return False
             if self.current is not None and ref.uri == self.current.ref.uri:
-                self.error = self.failed_uri = None
+                self.error = self.reason = self.failed_uri = None
                 return False
             if ref.uri == self.failed_uri:
                 return False  # already failed; retry only when the alias moves again
@@ -147,11 +155,13 @@ class ModelSlot:
             except Exception as err:
                 # A broken version is not tried again until the alias moves; an outage is
                 # retried at the next poll.
-                self._fail(None if store_unavailable(err) else ref.uri,
-                           f"cannot load {ref.uri}: {type(err).__name__}: {err}")
+                outage = store_unavailable(err)
+                self._fail(None if outage else ref.uri,
+                           f"cannot load {ref.uri}: {type(err).__name__}: {err}",
+                           STORE_UNREACHABLE if outage else "the model version failed to load")
                 return False
             old, self.current = self.current, new
-            self.error = self.failed_uri = None
+            self.error = self.reason = self.failed_uri = None
             self.swaps += old is not None  # a first load after an outage is no swap
         logger.info("model %s: now serving version %s (was %s)", new.name, new.version,
                     old.version if old else "none")
@@ -165,8 +175,8 @@ class ModelSlot:
         self.failed_uri = None
         return self.refresh()
 
-    def _fail(self, uri: str | None, message: str) -> None:
-        self.error = _message(message)
+    def _fail(self, uri: str | None, message: str, reason: str) -> None:
+        self.error, self.reason = _message(message), reason
         self.failed_uri = uri
         if self.current is None:
             logger.warning("model %s: still no model loaded: %s", self.model_uri, self.error)
@@ -205,7 +215,8 @@ class ModelSlot:
 
 
 def _message(text: str) -> str:
-    return text.splitlines()[0][:500] if text.strip() else text
+    """The first line of an error, credentials masked: it goes to logs and ``/metadata``."""
+    return redact(text.splitlines()[0])[:500] if text.strip() else text
 
 
 def promote(name: str, version: str, alias: str = "champion") -> str | None:

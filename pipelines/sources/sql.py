@@ -29,8 +29,9 @@ def _dialect(url: str) -> str:
 class SqlConnect:
     """A picklable DB-API connection factory; Ray's read tasks call it on the workers.
 
-    SQLite files are opened read-only (a missing file is an error, not a new empty database)
-    and by absolute path, since a worker's working directory is not the driver's.
+    Every connection is read-only: SQLite files are opened with ``mode=ro`` (a missing file is
+    an error, not a new empty database) and by absolute path, since a worker's working
+    directory is not the driver's; PostgreSQL sessions are read-only transactions only.
     """
 
     def __init__(self, url: str, password: str | None = None) -> None:
@@ -53,9 +54,14 @@ class SqlConnect:
             return sqlite3.connect(f"file:{self.target}?mode=ro", uri=True)
         import psycopg
 
-        if self._password is None:
-            return psycopg.connect(self.target)
-        return psycopg.connect(self.target, password=self._password)
+        # Read-only twice over: the session default (covers statements after a COMMIT inside
+        # the query text) and every transaction psycopg begins. A data-modifying query, e.g.
+        # WITH d AS (DELETE ... RETURNING *) SELECT * FROM d, then fails instead of writing.
+        # The database role should be read-only too; this guards the roles that are not.
+        extra: dict[str, Any] = {} if self._password is None else {"password": self._password}
+        conn = psycopg.connect(self.target, options="-c default_transaction_read_only=on", **extra)
+        conn.read_only = True
+        return conn
 
     def __repr__(self) -> str:  # never show the password in logs or errors
         return f"SqlConnect({self.target!r})"

@@ -179,3 +179,44 @@ def test_request_time_and_size_are_bounded(trained: dict[str, Any], server: str)
     assert rows.status_code == 413 and "10000" in rows.text.replace(",", "")
     assert body.status_code == 413 and "4000000" in body.text
     serve.delete("raypipe-bounded")
+
+
+def test_a_slow_to_parse_request_does_not_stall_the_replica(trained: dict[str, Any],
+                                                            server: str) -> None:
+    """Hostile bodies that take seconds to refuse (one row with 400,000 unknown keys, ~5 MB)
+    are parsed off the event loop: meanwhile the same replica answers other clients at once."""
+    from ray import serve
+
+    from pipelines.serving import build_app
+
+    serve.run(build_app({"model_uri": f"models:/{MODEL}@champion",
+                         "tracking_uri": trained["cfg"].tracking_uri, "model_poll_interval_s": 0}),
+              name="raypipe-hostile", route_prefix="/hostile")
+    url = f"{server}/hostile"
+    wide = {"instances": [{**ROW, **{f"x{i}": 0 for i in range(400_000)}}]}
+    answers: list[tuple[int, float]] = []
+
+    def attack() -> None:
+        for _ in range(2):
+            t0 = time.perf_counter()
+            r = httpx.post(f"{url}/predict", json=wide, timeout=120)
+            answers.append((r.status_code, time.perf_counter() - t0))
+
+    attacker = threading.Thread(target=attack)
+    attacker.start()
+    latencies: list[float] = []
+    statuses: set[int] = set()
+    while attacker.is_alive():
+        t0 = time.perf_counter()
+        r = httpx.post(f"{url}/predict", json={"instances": [ROW]}, timeout=30)
+        latencies.append(time.perf_counter() - t0)
+        statuses.add(r.status_code)
+        time.sleep(0.02)
+    attacker.join()
+    serve.delete("raypipe-hostile")
+    latencies.sort()
+    print(f"\nhostile wide rows: answers {answers}; meanwhile {len(latencies)} one-row "
+          f"predictions, p50 {latencies[len(latencies) // 2]:.3f} s, max {latencies[-1]:.3f} s")
+    assert [a[0] for a in answers] == [400, 400]
+    assert statuses == {200}
+    assert latencies[-1] < 1.0

@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.config import ConfigError, ServeConfig, load_config
 from pipelines.model.engine import LoadedModel, ModelRef
-from pipelines.serving.swap import ModelSlot
+from pipelines.serving.swap import STORE_UNREACHABLE, ModelSlot
 from tests.unit.model.helpers import make_model
 
 BASE = make_model()
@@ -81,6 +81,31 @@ def test_registry_errors_never_escape_refresh() -> None:
     assert not s.refresh()
     assert s.degraded and "tracking server down" in (s.error or "")
     assert s.current.version == "1"
+
+
+def test_load_errors_are_kept_without_credentials_and_with_a_coarse_reason(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A store error quoting the tracking URI must not carry its password to the log, to
+    /metadata or (through the reason) to the open /readyz probe."""
+    reg = Registry()
+    s = slot(reg)
+
+    def down(uri: str) -> ModelRef:
+        raise ConnectionError("API request to http://admin:s3cret@mlflow:5000/api/2.0/mlflow/"
+                              "registered-models/alias failed: Max retries exceeded")
+
+    s._resolve = down
+    with caplog.at_level("WARNING"):
+        assert not s.refresh()
+    assert s.degraded and "admin:***@mlflow:5000" in (s.error or "")
+    assert s.reason == STORE_UNREACHABLE
+    assert "s3cret" not in (s.error or "") and "s3cret" not in caplog.text
+    reg.alias_version, reg.broken = "3", {"3"}
+    s._resolve = reg.resolve
+    assert not s.refresh()
+    assert s.reason == "the model version failed to load" and "version 3" in (s.error or "")
+    reg.alias_version = "1"
+    assert not s.refresh() and s.reason is None and s.error is None
 
 
 def test_retarget_follows_another_uri() -> None:

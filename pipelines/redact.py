@@ -1,0 +1,54 @@
+"""Strip credentials from text before it leaves the process: logs, probes, errors, MLflow.
+
+Secrets reach messages by accident, inside URLs that a library quotes in its error: a
+tracking URI with ``user:password@``, a presigned object-store URL with its signature, an
+API URL with ``?api_key=``. :func:`redact` rewrites those parts of any text and leaves the
+rest readable, so a message still says which host or file failed.
+
+Every pattern is linear in the text (no nested quantifiers): redaction runs on error texts
+of any size, some of them written by whoever controls a remote server.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["MASK", "SENSITIVE_NAMES", "redact"]
+
+MASK = "***"
+
+SENSITIVE_NAMES = frozenset({
+    "password", "passwd", "pwd", "pass", "secret", "client_secret", "token", "access_token",
+    "refresh_token", "id_token", "api_key", "apikey", "api-key", "key", "auth", "authorization",
+    "credential", "credentials", "signature", "sig", "x-amz-signature", "x-amz-credential",
+    "x-amz-security-token", "x-goog-signature", "x-goog-credential", "sas", "session_token",
+})
+"""Query-parameter and header names whose values are secrets (compared lower-cased)."""
+
+# scheme://user:password@ (the password may hold "/", which some drivers accept unescaped)
+# or scheme://token@. Bounded repeats: at most a few thousand steps per "://".
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]{0,30}://)"
+                       r"(?:(?P<user>[^/?#@:\s]{0,256}):[^@\s]{1,1024}|(?P<token>[^/?#@:\s]{1,1024}))@")
+# name=value in a query string (after ? or &, or ; as some servers use).
+_PARAM = re.compile(r"(?P<lead>[?&;])(?P<name>[A-Za-z0-9_.\-]{1,64})=(?P<value>[^&#\s\"'<>]*)")
+_BEARER = re.compile(r"(?i)\b(?P<kind>bearer|basic|token)\s+(?P<value>[A-Za-z0-9._~+/=\-]{8,})")
+
+
+def _userinfo(match: re.Match[str]) -> str:
+    # A user name alone may be a token (https://TOKEN@host): mask it unless a password follows.
+    if match["token"] is not None:
+        return f"{match['scheme']}{MASK}@"
+    return f"{match['scheme']}{match['user']}:{MASK}@"
+
+
+def _param(match: re.Match[str]) -> str:
+    if match["name"].lower() in SENSITIVE_NAMES and match["value"]:
+        return f"{match['lead']}{match['name']}={MASK}"
+    return match.group(0)
+
+
+def redact(text: str) -> str:
+    """``text`` with URL passwords, secret query values and bearer tokens replaced by ``***``."""
+    text = _USERINFO.sub(_userinfo, text)
+    text = _PARAM.sub(_param, text)
+    return _BEARER.sub(lambda m: f"{m['kind']} {MASK}", text)
