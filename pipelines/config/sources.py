@@ -92,6 +92,7 @@ class FileSource(_Section):
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HOST_PORT = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$")
 
 
 def _check_env_name(v: str | None) -> str | None:
@@ -212,9 +213,27 @@ class HttpSource(_Section):
     cursor_param: str = Field("cursor", description="cursor: query parameter of the cursor.")
     next_cursor_path: str = Field(
         "next_cursor", description="cursor: dotted path to the next cursor (or to the full "
-        "next URL) in a response; missing, null or empty ends the read.",
+        "next URL) in a response; missing, null or empty ends the read. A next URL is "
+        "followed only on the url's own scheme, host and port (or a next_url_hosts host): "
+        "it is sent the token.",
     )
-    max_pages: int | None = Field(None, ge=1, description="Stop after this many pages.")
+    next_url_hosts: list[str] = Field(
+        default_factory=list, description="cursor: other hosts (`host`, or `host:port` for a "
+        "port other than the scheme's default) whose next URLs are followed, over the url's "
+        "scheme; they are sent the token too. Next URLs anywhere else are refused.",
+    )
+    max_pages: int | None = Field(
+        10_000, ge=1, description="Most pages one read may take. An API with more fails the "
+        "read naming this field, rather than passing part of its data off as all of it; with "
+        "total_path, a total that implies more pages is refused before any page task is "
+        "planned. null: no limit (a runaway cursor chain or total is then fetched to the end).",
+    )
+    max_response_bytes: int = Field(
+        64 * 2**20, ge=1, description="Largest response body accepted, in bytes after "
+        "decompression; a larger one fails the read naming this field. Checked against "
+        "Content-Length before reading and counted while streaming, so an oversized or "
+        "endless body is never held whole in memory.",
+    )
     timeout_s: float = Field(30.0, gt=0, description="Per-request connect and read timeout.")
     max_retries: int = Field(
         5, ge=0, description="Retries of a request that failed with 429, 5xx, a timeout or a "
@@ -243,10 +262,21 @@ class HttpSource(_Section):
     def _env(cls, v: str | None) -> str | None:
         return _check_env_name(v)
 
+    @field_validator("next_url_hosts")
+    @classmethod
+    def _check_hosts(cls, v: list[str]) -> list[str]:
+        bad = [h for h in v if not _HOST_PORT.match(h)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a host name: give e.g. api-eu.example.com or "
+                             "api-eu.example.com:8443, without scheme or path")
+        return [h.lower() for h in v]
+
     @model_validator(mode="after")
     def _check_style(self) -> HttpSource:
         if self.total_path is not None and self.pagination not in ("page", "offset"):
             raise ValueError("total_path only applies to page or offset pagination")
+        if self.next_url_hosts and self.pagination != "cursor":
+            raise ValueError("next_url_hosts only applies to cursor pagination")
         if self.parallelism is not None and self.total_path is None:
             raise ValueError("parallelism needs total_path: without a known total, pages are "
                              "fetched one after another")

@@ -4,6 +4,9 @@ Page and offset pagination with a known total are split into contiguous page ran
 parallel tasks; without a total, and for cursor pagination (each page names the next), one
 task walks the pages in order. Records become Arrow tables with nested objects flattened to
 ``parent.child`` columns.
+
+The token goes to the source's own origin only: a next URL elsewhere is refused, not
+followed. A read is bounded: at most ``max_pages`` pages of at most ``max_response_bytes``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import hashlib
 import itertools
 import json
 import logging
-import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,15 +24,22 @@ from ray.data.datasource import Datasource, ReadTask
 
 from pipelines.config import HttpSource
 from pipelines.sources._errors import InputError
-from pipelines.sources.http_client import Clock, JsonFetcher, RateLimiter, RetryPolicy, SystemClock
+from pipelines.sources.http_client import (
+    Clock,
+    JsonFetcher,
+    RateLimiter,
+    RetryPolicy,
+    SystemClock,
+    redact_url,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from ray.data import Dataset
     from ray.data.context import DataContext
 
-__all__ = ["HttpDatasource", "Page", "dig", "http_fingerprint", "page_params", "read_http_source",
-           "records_to_table", "walk_pages"]
+__all__ = ["HttpDatasource", "Page", "check_next_url", "dig", "http_fingerprint", "page_params",
+           "planned_pages", "read_http_source", "records_to_table", "walk_pages"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,16 +64,24 @@ def dig(body: Any, path: str, label: str, required: bool = True) -> Any:
 
 @dataclass(frozen=True)
 class Page:
-    """One request: its 0-based index, query parameters and URL; ``label`` names it in errors."""
+    """One request: its 0-based index, query parameters and URL; ``label`` names it in errors.
+
+    The label shows no secret: the URL goes through :func:`redact_url`, and the values of the
+    ``hidden`` parameters (the source's own ``params``, which may hold an API key) are ``***``;
+    the pagination parameters are shown, since they say which page failed.
+    """
 
     index: int
     url: str
     params: dict[str, str] = field(default_factory=dict)
+    hidden: frozenset[str] = frozenset()
 
     @property
     def label(self) -> str:
-        query = "&".join(f"{k}={v}" for k, v in self.params.items())
-        return f"http source {self.url}{'?' + query if query else ''} (page {self.index + 1})"
+        url = redact_url(self.url)
+        query = "&".join(f"{k}={'***' if k in self.hidden else v}" for k, v in self.params.items())
+        sep = "&" if "?" in url else "?"
+        return f"http source {url}{sep + query if query else ''} (page {self.index + 1})"
 
 
 def page_params(source: HttpSource, index: int) -> dict[str, str]:
@@ -79,6 +96,56 @@ def page_params(source: HttpSource, index: int) -> dict[str, str]:
     return params
 
 
+def _page(source: HttpSource, index: int) -> Page:
+    return Page(index, source.url, page_params(source, index), frozenset(source.params))
+
+
+def _origin(url: str, label: str) -> tuple[str, str, int]:
+    """Scheme, host and port of ``url`` as httpx will connect to them (port made explicit)."""
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as err:
+        raise InputError(f"{label}: {redact_url(url)} is not a valid URL") from err
+    port = parsed.port or {"http": 80, "https": 443}.get(parsed.scheme, 0)
+    return parsed.scheme, parsed.host, port
+
+
+def _allowed_hosts(source: HttpSource, default_port: int) -> set[tuple[str, int]]:
+    """``(host, port)`` pairs of ``next_url_hosts``; a bare host means the default port."""
+    pairs = set()
+    for entry in source.next_url_hosts:
+        host, _, port = entry.partition(":")
+        pairs.add((host, int(port) if port else default_port))
+    return pairs
+
+
+def check_next_url(source: HttpSource, url: str, label: str) -> str:
+    """``url`` if a next URL may be followed there, else an :class:`InputError` naming it.
+
+    Every request carries the source's token, so a next URL is followed only on the source's
+    own scheme, host and port, or on a host the user listed in ``next_url_hosts`` over the
+    same scheme: a response must not be able to send the token elsewhere, or in clear text
+    (``https`` to ``http``), or to turn the read into requests to internal addresses.
+    """
+    scheme, host, port = _origin(url, label)
+    own_scheme, own_host, own_port = _origin(source.url, label)
+    shown = redact_url(url)
+    if scheme != own_scheme:
+        why = ("plain http from an https source would send the token in clear text"
+               if own_scheme == "https" else
+               f"it is {scheme}, the source {own_scheme}; next URLs keep the source's scheme")
+        raise InputError(f"{label}: refusing the next URL {shown}: {why}")
+    if (host, port) != (own_host, own_port) and \
+            (host, port) not in _allowed_hosts(source, own_port):
+        where = host if port == own_port else f"{host}:{port}"
+        raise InputError(f"{label}: refusing the next URL {shown}: {where} is not the "
+                         "source's host and port, and every request carries the token; if "
+                         f"{where} is the API's own, add it to next_url_hosts")
+    return url
+
+
 def _records(source: HttpSource, body: Any, page: Page) -> list[dict[str, Any]]:
     records = dig(body, source.records_path, page.label)
     if not isinstance(records, list):
@@ -90,45 +157,69 @@ def _records(source: HttpSource, body: Any, page: Page) -> list[dict[str, Any]]:
     return records
 
 
+def _next_cursor_page(source: HttpSource, body: Any, page: Page,
+                      seen: set[str]) -> Page | None:
+    """The page the response's cursor (or full next URL) points to, or None at the end."""
+    cursor = dig(body, source.next_cursor_path, page.label, required=False)
+    if cursor in (None, "") or not isinstance(cursor, str | int):
+        return None
+    cursor = str(cursor)
+    is_url = cursor.lower().startswith(("http://", "https://"))
+    if cursor in seen:
+        shown = redact_url(cursor) if is_url else cursor
+        raise InputError(f"{page.label}: the API returned cursor {shown!r} twice; "
+                         "stopping instead of looping forever")
+    seen.add(cursor)
+    if is_url:
+        return Page(page.index + 1, check_next_url(source, cursor, page.label))
+    return Page(page.index + 1, source.url, {**source.params, source.cursor_param: cursor},
+                frozenset(source.params))
+
+
+def _next_page(source: HttpSource, body: Any, page: Page, records: list[dict[str, Any]],
+               stop: int | None, seen: set[str]) -> Page | None:
+    """The page after ``page``, or None when the read (or this task's range) is done."""
+    if source.pagination == "none":
+        return None
+    if source.pagination == "cursor":
+        return _next_cursor_page(source, body, page, seen)
+    if stop is None:
+        return None if len(records) < source.page_size else _page(source, page.index + 1)
+    if page.index + 1 >= stop:
+        return None
+    if not records:
+        # Past the end of the data although total_path promised more: later pages of the
+        # range would be empty too, and each costs a request.
+        logger.warning("%s: empty page; the total claimed more records, so pages %d..%d are "
+                       "not fetched", page.label, page.index + 2, stop)
+        return None
+    return _page(source, page.index + 1)
+
+
 def walk_pages(source: HttpSource, fetcher: JsonFetcher, start: int = 0, stop: int | None = None,
                first_body: Any = None) -> Iterator[tuple[Page, list[dict[str, Any]]]]:
     """Fetch pages in order, yielding each page with its records.
 
-    Page/offset: pages ``start`` up to ``stop`` (exclusive); with no ``stop``, until a page
-    shorter than ``page_size``. Cursor: from the first page until the cursor is missing.
-    ``max_pages`` caps every style. ``first_body`` is page ``start``'s response, if already
-    fetched.
+    Page/offset: pages ``start`` up to ``stop`` (exclusive), ending early at an empty page;
+    with no ``stop``, until a page shorter than ``page_size``. Cursor: from the first page
+    until the cursor is missing, following a full next URL only where
+    :func:`check_next_url` allows. A read that has more pages than ``max_pages`` fails
+    rather than passing part of the data off as all of it. ``first_body`` is page
+    ``start``'s response, if already fetched.
     """
-    caps = [x for x in (stop, source.max_pages) if x is not None]
-    limit = min(caps) if caps else None
-    index, url, params = start, source.url, page_params(source, start)
+    page: Page | None = _page(source, start)
     seen_cursors: set[str] = set()
-    while limit is None or index < limit:
-        page = Page(index, url, params)
-        body = first_body if (first_body is not None and index == start) else \
-            fetcher.get(url, params, page.label)
+    while page is not None:
+        body = first_body if (first_body is not None and page.index == start) else \
+            fetcher.get(page.url, page.params, page.label)
         records = _records(source, body, page)
         yield page, records
-        if source.pagination == "none":
-            return
-        if source.pagination == "cursor":
-            cursor = dig(body, source.next_cursor_path, page.label, required=False)
-            if cursor in (None, "") or not isinstance(cursor, str | int):
-                return
-            cursor = str(cursor)
-            if cursor in seen_cursors:
-                raise InputError(f"{page.label}: the API returned cursor {cursor!r} twice; "
-                                 "stopping instead of looping forever")
-            seen_cursors.add(cursor)
-            if cursor.startswith(("http://", "https://")):
-                url, params = cursor, {}
-            else:
-                url, params = source.url, {**source.params, source.cursor_param: cursor}
-        else:
-            if stop is None and len(records) < source.page_size:
-                return
-            params = page_params(source, index + 1)
-        index += 1
+        following = _next_page(source, body, page, records, stop, seen_cursors)
+        if following is not None and source.max_pages is not None and \
+                following.index >= source.max_pages:
+            raise InputError(f"{page.label}: the API has more pages than "
+                             f"max_pages={source.max_pages}; raise max_pages to read them all")
+        page = following
 
 
 def _flatten(table: pa.Table) -> pa.Table:
@@ -167,6 +258,24 @@ def records_to_table(records: list[dict[str, Any]], where: str) -> pa.Table:
     return _flatten(pa.table(columns))
 
 
+def planned_pages(source: HttpSource, first_body: Any, label: str) -> tuple[int, int]:
+    """``(records, pages)`` a read with ``total_path`` takes, from the first page's total.
+
+    A total implying more than ``max_pages`` pages is refused here, before any read task is
+    planned: an API claiming 10**12 records would otherwise be asked for every page of them.
+    """
+    path = source.total_path or ""
+    total = dig(first_body, path, label)
+    if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+        raise InputError(f"{label}: total_path {path!r} is {total!r}, not a record count")
+    pages = max(1, -(-total // source.page_size))
+    if source.max_pages is not None and pages > source.max_pages:
+        raise InputError(f"{label}: total_path {path!r} gives {total} records, {pages} pages "
+                         f"of {source.page_size}: more than max_pages={source.max_pages}; "
+                         "raise max_pages (or page_size) if the API really holds that many")
+    return total, pages
+
+
 class HttpDatasource(Datasource):
     """Ray Data datasource over a paginated JSON API (see :class:`pipelines.config.HttpSource`)."""
 
@@ -195,7 +304,8 @@ class HttpDatasource(Datasource):
                               follow_redirects=True)
         policy = RetryPolicy(self.source.max_retries, self.source.backoff_s,
                              self.source.backoff_max_s)
-        return JsonFetcher(client, policy, RateLimiter(rate, self._clock), self._clock)
+        return JsonFetcher(client, policy, RateLimiter(rate, self._clock), self._clock,
+                           self.source.max_response_bytes)
 
     def _read_fn(self, start: int, stop: int | None, share: int,
                  first_body: Any = None) -> Any:
@@ -217,8 +327,8 @@ class HttpDatasource(Datasource):
                 assert first is not None and last is not None
                 yield records_to_table(pending, f"{first.label} to page {last.index + 1}")
             logger.info("http source %s: %d records read from pages %d..%s in %d requests",
-                        self.source.url, rows, start + 1, last.index + 1 if last else start,
-                        fetcher.requests)
+                        redact_url(self.source.url), rows, start + 1,
+                        last.index + 1 if last else start, fetcher.requests)
         return read
 
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
@@ -231,23 +341,17 @@ class HttpDatasource(Datasource):
                              per_task_row_limit=per_task_row_limit)]
         # The first page says how many records there are; keep it for the first task. Ray
         # plans a read more than once (sizing, then executing): fetch it only the first time.
-        first = Page(0, self.source.url, page_params(self.source, 0))
+        first = _page(self.source, 0)
         if self._first_body is None:
             fetcher = self._fetcher()
             with fetcher.client:
                 self._first_body = fetcher.get(first.url, first.params, first.label)
         body = self._first_body
-        total = dig(body, self.source.total_path, first.label)
-        if not isinstance(total, int) or isinstance(total, bool) or total < 0:
-            raise InputError(f"{first.label}: total_path {self.source.total_path!r} is "
-                             f"{total!r}, not a record count")
-        pages = max(1, math.ceil(total / self.source.page_size))
-        if self.source.max_pages is not None:
-            pages = min(pages, self.source.max_pages)
+        total, pages = planned_pages(self.source, body, first.label)
         tasks = max(1, min(parallelism, pages))
         bounds = [round(i * pages / tasks) for i in range(tasks + 1)]
-        logger.info("http source %s: %d records in %d pages, %d read tasks", self.source.url,
-                    total, pages, tasks)
+        logger.info("http source %s: %d records in %d pages, %d read tasks",
+                    redact_url(self.source.url), total, pages, tasks)
         return [ReadTask(self._read_fn(lo, hi, tasks, body if lo == 0 else None), meta,
                          per_task_row_limit=per_task_row_limit)
                 for lo, hi in itertools.pairwise(bounds) if hi > lo]
@@ -284,7 +388,8 @@ def read_http_source(source: HttpSource) -> Dataset:
         inner = unwrap_input_error(err)
         if inner is not None:
             raise InputError(str(inner)) from err
-        raise InputError(f"http source {source.url}: {type(err).__name__}: {err}") from err
+        raise InputError(f"http source {redact_url(source.url)}: {type(err).__name__}: "
+                         f"{err}") from err
 
 
 def _block_digest(batch: pa.Table) -> dict[str, list[Any]]:

@@ -1,10 +1,12 @@
-"""HTTP requests for the http source: timeouts, retries with backoff, Retry-After, rate limit.
+"""HTTP requests for the http source: timeouts, retries with backoff, Retry-After, rate limit,
+a cap on response size, and URLs fit to print.
 
 The clock is injected so that the retry and rate-limit arithmetic is tested without waiting.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -12,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pipelines.sources._errors import InputError
 
@@ -19,9 +22,26 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = ["Clock", "JsonFetcher", "RateLimiter", "RetryPolicy", "SystemClock",
-           "parse_retry_after"]
+           "parse_retry_after", "redact_url"]
 
 logger = logging.getLogger(__name__)
+
+# Bytes of an error response read for its excerpt; the rest is never read.
+_EXCERPT_BYTES = 4096
+
+
+def redact_url(url: str) -> str:
+    """``url`` fit for an error message or a log: no userinfo, query values as ``***``.
+
+    API keys travel as userinfo or query parameters (``?api_key=...``, signed next URLs);
+    scheme, host, path and the parameter names are enough to tell which request failed.
+    """
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    query = "&".join(f"{k}=***" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
+    if parts.query and not query:
+        query = "***"
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 class Clock(Protocol):
@@ -105,52 +125,111 @@ def _excerpt(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def _text(resp: httpx.Response, data: bytes) -> str:
+    return data.decode(resp.encoding or "utf-8", errors="replace")
+
+
+def _head(resp: httpx.Response, limit: int) -> bytes:
+    """At most about ``limit`` bytes of the body: an error answer is quoted, not kept."""
+    data = b""
+    for chunk in resp.iter_bytes():
+        data += chunk
+        if len(data) >= limit:
+            break
+    return data[:limit]
+
+
+@dataclass(frozen=True)
+class _Retry:
+    """An attempt that may succeed if repeated: what went wrong, and the server's Retry-After."""
+
+    failure: str
+    retry_after: float | None = None
+
+
 class JsonFetcher:
     """GETs JSON documents with retries on 429, 5xx, timeouts and connection errors.
 
-    Other 4xx answers and bodies that are not JSON fail at once: repeating them cannot help.
-    Every error names the request (``label``: URL and page).
+    Other 4xx answers, bodies that are not JSON and bodies over ``max_response_bytes`` fail at
+    once: repeating them cannot help. Every error names the request (``label``: URL and page).
+    ``max_response_bytes=None`` accepts a body of any size.
     """
 
     def __init__(self, client: httpx.Client, policy: RetryPolicy, limiter: RateLimiter,
-                 clock: Clock) -> None:
+                 clock: Clock, max_response_bytes: int | None = None) -> None:
         self.client = client
         self.policy = policy
         self.limiter = limiter
         self.clock = clock
+        self.max_response_bytes = max_response_bytes
         self.requests = 0
 
     def get(self, url: str, params: Mapping[str, str], label: str) -> Any:
-        """The decoded JSON body of ``GET url?params``; raises :class:`InputError` naming ``label``."""
+        """The decoded JSON body of ``GET url?params``; raises :class:`InputError` naming ``label``.
+
+        ``params`` are added to the URL's own query string: httpx replaces it when given
+        ``params`` (even ``{}``), which would drop a next URL's cursor.
+        """
         import httpx
 
+        target = httpx.URL(url).copy_merge_params(dict(params))
         for attempt in range(self.policy.max_retries + 1):
             self.limiter.wait()
             self.requests += 1
-            retry_after: float | None = None
             try:
-                resp = self.client.get(url, params=dict(params))
+                outcome = self._attempt(target, label)
             except (httpx.TimeoutException, httpx.TransportError) as err:
-                failure = f"{type(err).__name__}: {err}"
-            else:
-                if resp.status_code == 429 or resp.status_code >= 500:
-                    failure = f"HTTP {resp.status_code}: {_excerpt(resp.text)}"
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After"),
-                                                    self.clock.wall())
-                elif resp.status_code >= 400:
-                    raise InputError(f"{label}: HTTP {resp.status_code} "
-                                     f"{resp.reason_phrase}: {_excerpt(resp.text)}")
-                else:
-                    try:
-                        return resp.json()
-                    except ValueError as err:
-                        raise InputError(f"{label}: the response is not JSON: "
-                                         f"{_excerpt(resp.text)}") from err
+                outcome = _Retry(f"{type(err).__name__}: {err}")
+            if not isinstance(outcome, _Retry):
+                return outcome
             if attempt == self.policy.max_retries:
-                raise InputError(f"{label}: {failure} (gave up after "
+                raise InputError(f"{label}: {outcome.failure} (gave up after "
                                  f"{self.policy.max_retries + 1} attempts)")
-            delay = self.policy.delay(attempt, retry_after)
-            logger.warning("%s: %s; retry %d/%d in %.2fs", label, failure, attempt + 1,
+            delay = self.policy.delay(attempt, outcome.retry_after)
+            logger.warning("%s: %s; retry %d/%d in %.2fs", label, outcome.failure, attempt + 1,
                            self.policy.max_retries, delay)
             self.clock.sleep(delay)
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _attempt(self, target: httpx.URL, label: str) -> Any:
+        """One request: the decoded body, a :class:`_Retry`, or an :class:`InputError`."""
+        with self.client.stream("GET", target) as resp:
+            if resp.status_code == 429 or resp.status_code >= 500:
+                excerpt = _excerpt(_text(resp, _head(resp, _EXCERPT_BYTES)))
+                return _Retry(f"HTTP {resp.status_code}: {excerpt}",
+                              parse_retry_after(resp.headers.get("Retry-After"), self.clock.wall()))
+            if resp.status_code >= 400:
+                excerpt = _excerpt(_text(resp, _head(resp, _EXCERPT_BYTES)))
+                raise InputError(f"{label}: HTTP {resp.status_code} {resp.reason_phrase}: "
+                                 f"{excerpt}")
+            data = self._body(resp, label)
+        try:
+            return json.loads(data)
+        except ValueError as err:
+            raise InputError(f"{label}: the response is not JSON: "
+                             f"{_excerpt(_text(resp, data[:_EXCERPT_BYTES]))}") from err
+
+    def _body(self, resp: httpx.Response, label: str) -> bytes:
+        """The whole body, refused past ``max_response_bytes`` before it is all in memory.
+
+        Content-Length is checked first; the bytes are counted too, since the header may be
+        missing (chunked), false, or of a compressed body that inflates past the cap.
+        """
+        cap = self.max_response_bytes
+        if cap is None:
+            return resp.read()
+        declared = resp.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise InputError(f"{label}: the response is {int(declared)} bytes (Content-Length), "
+                             f"over max_response_bytes={cap}; raise max_response_bytes if the "
+                             "API really answers that much")
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in resp.iter_bytes():
+            size += len(chunk)
+            if size > cap:
+                raise InputError(f"{label}: the response is over max_response_bytes={cap} "
+                                 f"(stopped reading at {size} bytes); raise max_response_bytes "
+                                 "if the API really answers that much")
+            chunks.append(chunk)
+        return b"".join(chunks)

@@ -102,20 +102,23 @@ def postgres_server() -> Iterator[Postgres]:
 
 @dataclass
 class PagedApi:
-    """Serves ``records`` at /page, /offset and /cursor; plays scripted failures first.
+    """Serves ``records`` at /page, /offset, /cursor and /links; plays scripted failures first.
 
     ``faults`` maps a request (``"/page?page=2"``) to the statuses it answers before it
     succeeds; 429 answers carry ``Retry-After``. ``hits`` counts requests per such key.
+    /links is cursor pagination whose ``next`` is a full URL with its own query string.
     """
 
     records: list[dict[str, Any]]
     faults: dict[str, list[int]] = field(default_factory=dict)
     token: str | None = None  # when set, requests without `Authorization: Bearer <token>` get 401
+    claimed_total: int | None = None  # /page states this total instead of the true one
+    next_base: str | None = None  # /links points its next URLs here instead of at itself
     hits: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def answer(self, path: str, query: dict[str, str],
-               authorization: str | None = None) -> tuple[int, dict[str, str], Any]:
+    def answer(self, path: str, query: dict[str, str], authorization: str | None = None,
+               host: str = "127.0.0.1") -> tuple[int, dict[str, str], Any]:
         key = path + ("?" + "&".join(f"{k}={query[k]}" for k in ("page", "offset", "cursor")
                                       if k in query) if query else "")
         with self.lock:
@@ -129,8 +132,9 @@ class PagedApi:
         n = len(self.records)
         if path == "/page":
             size, page = int(query.get("per_page", 100)), int(query.get("page", 1))
+            total = n if self.claimed_total is None else self.claimed_total
             return 200, {}, {"data": self.records[(page - 1) * size: page * size],
-                             "meta": {"total": n}}
+                             "meta": {"total": total}}
         if path == "/offset":
             off, size = int(query.get("offset", 0)), int(query.get("limit", 100))
             return 200, {}, {"results": self.records[off: off + size]}
@@ -138,6 +142,12 @@ class PagedApi:
             start, size = int(query.get("cursor", 0)), 250
             nxt = str(start + size) if start + size < n else None
             return 200, {}, {"items": self.records[start: start + size], "next": nxt}
+        if path == "/links":
+            start, size = int(query.get("cursor", 0)), int(query.get("limit", 250))
+            base = self.next_base or f"http://{host}"
+            link = (f"{base}/links?cursor={start + size}&limit={size}" if start + size < n
+                    else None)
+            return 200, {}, {"items": self.records[start: start + size], "next": link}
         return 404, {}, {"error": "no such endpoint"}
 
 
@@ -150,7 +160,8 @@ def serve_api(api: PagedApi) -> Iterator[str]:
             url = urlparse(self.path)
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             status, headers, body = api.answer(url.path, query,
-                                               self.headers.get("Authorization"))
+                                               self.headers.get("Authorization"),
+                                               self.headers.get("Host", "127.0.0.1"))
             data = json.dumps(body).encode()
             self.send_response(status)
             for k, v in {**headers, "Content-Type": "application/json"}.items():

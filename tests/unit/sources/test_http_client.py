@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -32,7 +34,7 @@ class FakeClock:
 
 
 def _fetcher(answers: list[httpx.Response | Exception], clock: FakeClock, retries: int = 5,
-             rate: float | None = None) -> tuple[JsonFetcher, list[float]]:
+             rate: float | None = None, **kw: Any) -> tuple[JsonFetcher, list[float]]:
     """A fetcher over a transport that plays ``answers`` in order; returns request times too."""
     times: list[float] = []
 
@@ -44,8 +46,21 @@ def _fetcher(answers: list[httpx.Response | Exception], clock: FakeClock, retrie
         return answer
 
     client = httpx.Client(transport=httpx.MockTransport(handler))
-    fetcher = JsonFetcher(client, RetryPolicy(retries, 0.5, 8.0), RateLimiter(rate, clock), clock)
+    fetcher = JsonFetcher(client, RetryPolicy(retries, 0.5, 8.0), RateLimiter(rate, clock), clock,
+                          **kw)
     return fetcher, times
+
+
+class Body(httpx.SyncByteStream):
+    """A streamed response body of ``chunks`` equal chunks; counts the chunks read."""
+
+    def __init__(self, chunks: int, chunk: bytes = b" " * 65_536) -> None:
+        self.chunks, self.chunk, self.read = chunks, chunk, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for _ in range(self.chunks):
+            self.read += 1
+            yield self.chunk
 
 
 def test_backoff_doubles_and_is_capped() -> None:
@@ -131,3 +146,47 @@ def test_no_rate_limit_never_sleeps() -> None:
     for _ in range(100):
         limiter.wait()
     assert clock.sleeps == []
+
+
+def test_a_url_keeps_its_own_query_string() -> None:
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(str(request.url))
+        return httpx.Response(200, json=[])
+
+    clock = FakeClock()
+    fetcher = JsonFetcher(httpx.Client(transport=httpx.MockTransport(handler)), RetryPolicy(),
+                          RateLimiter(None, clock), clock)
+    fetcher.get("http://api/x?cursor=p2&limit=5", {}, "a next URL")
+    fetcher.get("http://api/x?version=2", {"page": "3"}, "a source URL with a query")
+    assert sent == ["http://api/x?cursor=p2&limit=5", "http://api/x?version=2&page=3"]
+
+
+def test_a_response_over_max_response_bytes_is_refused_by_its_content_length() -> None:
+    body = Body(1, b"[]")
+    big = httpx.Response(200, headers={"Content-Length": str(2**20 + 1)}, stream=body)
+    fetcher, _ = _fetcher([big], FakeClock(), max_response_bytes=2**20)
+    with pytest.raises(InputError, match=r"page 4: the response is 1048577 bytes "
+                       r"\(Content-Length\), over max_response_bytes=1048576; raise"):
+        fetcher.get("http://api/x", {}, "page 4")
+    assert body.read == 0 and fetcher.requests == 1  # not read, not retried
+
+
+def test_a_response_is_cut_off_while_streaming_at_max_response_bytes() -> None:
+    body = Body(1000)  # 64 MB without a Content-Length
+    fetcher, _ = _fetcher([httpx.Response(200, stream=body)], FakeClock(),
+                          max_response_bytes=2**20)
+    with pytest.raises(InputError, match=r"page 5: the response is over "
+                       r"max_response_bytes=1048576 \(stopped reading at 1114112 bytes\)"):
+        fetcher.get("http://api/x", {}, "page 5")
+    assert body.read == 17  # 16 chunks of 64 KiB fit in 1 MiB, the 17th went over
+
+
+def test_an_error_body_is_read_only_for_its_excerpt() -> None:
+    body = Body(1000, b"x" * 65_536)
+    clock = FakeClock()
+    fetcher, _ = _fetcher([httpx.Response(503, stream=body), httpx.Response(200, json={"ok": 1})],
+                          clock, max_response_bytes=2**20)
+    assert fetcher.get("http://api/x", {}, "page 6") == {"ok": 1}
+    assert body.read == 1 and clock.sleeps == [0.5]

@@ -76,10 +76,110 @@ def test_cursor_style_follows_cursors_and_next_urls() -> None:
     assert [c[1].get("cursor") for c in api.calls] == [None, "10", "20"]
 
 
-def test_max_pages_caps_every_style() -> None:
+class NextUrls(FakeApi):
+    """Cursor pages whose next is the full URL ``links[i]``, one record each."""
+
+    def __init__(self, links: list[str]) -> None:
+        super().__init__("cursor")
+        self.links = links
+
+    def get(self, url: str, params: Mapping[str, str], label: str) -> Any:
+        self.calls.append((url, dict(params)))
+        i = len(self.calls) - 1
+        return {"items": [{"page": i}], "next": self.links[i] if i < len(self.links) else None}
+
+
+def test_next_urls_on_the_source_origin_are_followed() -> None:
+    src = HttpSource(url="https://API.example.com/items", pagination="cursor",
+                     records_path="items", next_cursor_path="next")
+    links = ["https://api.example.com:443/items?cursor=2", "https://api.example.com/items?c=3"]
+    api = NextUrls(links)
+    assert _read(src, api) == [{"page": 0}, {"page": 1}, {"page": 2}]
+    assert api.calls[1:] == [(links[0], {}), (links[1], {})]
+
+
+@pytest.mark.parametrize("link", [
+    "http://169.254.169.254/latest/meta-data/iam?sig=s3cr3t",  # another host, plain http
+    "http://api.example.com/items?cursor=2&sig=s3cr3t",  # the source host, https downgraded
+    "https://api.example.com:8443/items?sig=s3cr3t",  # the source host, another port
+    "https://user:" + "pw0rd@evil.example/items?sig=s3cr3t",  # another host, with userinfo
+])
+def test_a_next_url_off_the_source_origin_is_refused_and_never_fetched(link: str) -> None:
+    src = HttpSource(url="https://api.example.com/items", pagination="cursor",
+                     records_path="items", next_cursor_path="next")
+    api = NextUrls([link])
+    with pytest.raises(InputError, match=r"^http source https://api.example.com/items "
+                       r"\(page 1\): refusing the next URL .*sig=\*\*\*") as info:
+        _read(src, api)
+    assert api.calls == [("https://api.example.com/items", {})]  # the token never left
+    assert "s3cr3t" not in str(info.value) and "pw0rd" not in str(info.value)
+
+
+def test_a_next_url_host_must_be_listed_in_next_url_hosts() -> None:
+    src = HttpSource(url="https://api.example.com/items", pagination="cursor",
+                     records_path="items", next_cursor_path="next",
+                     next_url_hosts=["api-eu.example.com", "mirror.example.com:8443"])
+    links = ["https://api-eu.example.com/items?c=2", "https://mirror.example.com:8443/x?c=3"]
+    assert len(_read(src, NextUrls(links))) == 3
+    with pytest.raises(InputError, match=r"clear text"):  # listed, but not over https
+        _read(src, NextUrls(["http://api-eu.example.com/items?c=2"]))
+    with pytest.raises(InputError, match=r"add it to next_url_hosts"):  # listed, other port
+        _read(src, NextUrls(["https://mirror.example.com/x?c=3"]))
+
+
+def test_a_repeated_next_url_is_named_without_its_query() -> None:
+    src = HttpSource(url="https://api.example.com/items", pagination="cursor",
+                     records_path="items", next_cursor_path="next")
+    link = "https://api.example.com/items?sig=s3cr3t"
+    with pytest.raises(InputError, match=r"cursor 'https://api.example.com/items\?sig=\*\*\*' "
+                       r"twice"):
+        _read(src, NextUrls([link, link]))
+
+
+@pytest.mark.parametrize(("style", "records_path"), [("cursor", "items"), ("page", "data.items")])
+def test_max_pages_refuses_a_read_with_more_pages(style: str, records_path: str) -> None:
+    def source(max_pages: int) -> HttpSource:
+        return HttpSource(url="http://api/items", pagination=style, records_path=records_path,
+                          next_cursor_path="meta.next", page_size=10, max_pages=max_pages)
+
+    with pytest.raises(InputError, match=r"\(page 2\): the API has more pages than "
+                       r"max_pages=2; raise max_pages"):
+        _read(source(2), FakeApi(style))
+    assert _read(source(3), FakeApi(style)) == ROWS  # exactly max_pages pages: no error
+
+
+def test_max_pages_by_default_ends_a_runaway_cursor_chain() -> None:
+    class Endless(FakeApi):
+        def get(self, url: str, params: Mapping[str, str], label: str) -> Any:
+            self.calls.append((url, dict(params)))
+            if len(self.calls) > 10_001:
+                raise RuntimeError("still fetching")
+            return {"items": [{"a": 1}], "next": f"c{len(self.calls)}"}
+
     src = HttpSource(url="http://api/items", pagination="cursor", records_path="items",
-                     next_cursor_path="meta.next", max_pages=2)
-    assert _read(src, FakeApi("cursor")) == ROWS[:20]
+                     next_cursor_path="next")
+    api = Endless("cursor")
+    with pytest.raises(InputError, match=r"more pages than max_pages=10000"):
+        _read(src, api)
+    assert len(api.calls) == 10_000
+
+
+def test_a_page_range_ends_at_the_first_empty_page() -> None:
+    src = HttpSource(url="http://api/items", records_path="data.items", page_size=5,
+                     total_path="total")
+    api = FakeApi("page")
+    assert _read(src, api, start=3, stop=1000) == ROWS[15:]
+    assert len(api.calls) == 3  # pages 4 and 5 hold records, page 6 is empty: the total lied
+
+
+def test_errors_name_the_page_without_userinfo_or_secret_params() -> None:
+    src = HttpSource(url="https://user:" + "pw0rd@api.example.com/items?api_key=k3y",
+                     records_path="data.rows", page_size=10, params={"key": "k3y"})
+    with pytest.raises(InputError, match=r"^http source https://api.example.com/items\?"
+                       r"api_key=\*\*\*&key=\*\*\*&page=1&per_page=10 \(page 1\): the "
+                       r"response has no 'data.rows'") as info:
+        _read(src, FakeApi("page"))
+    assert "k3y" not in str(info.value) and "pw0rd" not in str(info.value)
 
 
 def test_a_repeated_cursor_stops_with_an_error() -> None:

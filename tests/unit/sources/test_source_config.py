@@ -59,6 +59,18 @@ def test_http_option_combinations() -> None:
         {"kind": "http", "url": "http://x/y", "timeout_s": 0})
     assert "source.surprise: Extra inputs are not permitted" in _error(
         {"kind": "http", "url": "http://x/y", "surprise": 1})
+    assert "next_url_hosts only applies to cursor pagination" in _error(
+        {"kind": "http", "url": "http://x/y", "next_url_hosts": ["x"]})
+    assert "source.next_url_hosts: Value error, 'https://x' is not a host name" in _error(
+        {"kind": "http", "url": "http://x/y", "pagination": "cursor",
+         "next_url_hosts": ["https://x"]})
+
+
+def test_http_reads_are_bounded_by_default() -> None:
+    src = HttpSource(url="https://api.example.com/v1", pagination="cursor",
+                     next_url_hosts=["API-EU.example.com:8443"])
+    assert (src.max_pages, src.max_response_bytes) == (10_000, 64 * 2**20)
+    assert src.next_url_hosts == ["api-eu.example.com:8443"]
 
 
 def test_csv_options_only_apply_to_csv() -> None:
