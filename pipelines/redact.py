@@ -3,7 +3,9 @@
 Secrets reach messages by accident, inside URLs that a library quotes in its error: a
 tracking URI with ``user:password@``, a presigned object-store URL with its signature, an
 API URL with ``?api_key=``. :func:`redact` rewrites those parts of any text and leaves the
-rest readable, so a message still says which host or file failed.
+rest readable, so a message still says which host or file failed. :func:`redact_url` is
+stricter, for a URL raypipe prints itself: every query value goes, not only the ones whose
+name looks secret, since an API may call its key anything.
 
 Every pattern is linear in the text (no nested quantifiers): redaction runs on error texts
 of any size, some of them written by whoever controls a remote server.
@@ -12,8 +14,9 @@ of any size, some of them written by whoever controls a remote server.
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-__all__ = ["MASK", "SENSITIVE_NAMES", "redact"]
+__all__ = ["MASK", "SENSITIVE_NAMES", "redact", "redact_url"]
 
 MASK = "***"
 
@@ -52,3 +55,17 @@ def redact(text: str) -> str:
     text = _USERINFO.sub(_userinfo, text)
     text = _PARAM.sub(_param, text)
     return _BEARER.sub(lambda m: f"{m['kind']} {MASK}", text)
+
+
+def redact_url(url: str) -> str:
+    """``url`` fit for an error message or a log: no userinfo, query values as ``***``.
+
+    API keys travel as userinfo or query parameters (``?api_key=...``, signed next URLs);
+    scheme, host, path and the parameter names are enough to tell which request failed.
+    """
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    query = "&".join(f"{k}={MASK}" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
+    if parts.query and not query:
+        query = MASK
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))

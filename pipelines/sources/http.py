@@ -23,15 +23,9 @@ from typing import TYPE_CHECKING, Any
 from ray.data.datasource import Datasource, ReadTask
 
 from pipelines.config import HttpSource
+from pipelines.redact import redact_url
 from pipelines.sources._errors import InputError
-from pipelines.sources.http_client import (
-    Clock,
-    JsonFetcher,
-    RateLimiter,
-    RetryPolicy,
-    SystemClock,
-    redact_url,
-)
+from pipelines.sources.http_client import Clock, JsonFetcher, RateLimiter, RetryPolicy, SystemClock
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pipelines.sources._errors import InputError
 
@@ -22,26 +21,12 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = ["Clock", "JsonFetcher", "RateLimiter", "RetryPolicy", "SystemClock",
-           "parse_retry_after", "redact_url"]
+           "parse_retry_after"]
 
 logger = logging.getLogger(__name__)
 
 # Bytes of an error response read for its excerpt; the rest is never read.
 _EXCERPT_BYTES = 4096
-
-
-def redact_url(url: str) -> str:
-    """``url`` fit for an error message or a log: no userinfo, query values as ``***``.
-
-    API keys travel as userinfo or query parameters (``?api_key=...``, signed next URLs);
-    scheme, host, path and the parameter names are enough to tell which request failed.
-    """
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    query = "&".join(f"{k}=***" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
-    if parts.query and not query:
-        query = "***"
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 class Clock(Protocol):

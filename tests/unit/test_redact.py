@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from pipelines.redact import redact
+from pipelines.redact import redact, redact_url
 
 
 @pytest.mark.parametrize(("text", "secret", "kept"), [
@@ -36,3 +36,8 @@ def test_cost_is_linear_in_hostile_text() -> None:
     t0 = time.perf_counter()
     redact(hostile)
     assert time.perf_counter() - t0 < 2.0
+
+
+def test_a_printed_url_keeps_no_userinfo_and_no_query_value() -> None:
+    shown = redact_url("https://bot:t0k@api.example.com/v1/items?cursor=c2&custom_key=abc#frag")
+    assert shown == "https://api.example.com/v1/items?cursor=***&custom_key=***"
