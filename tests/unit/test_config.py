@@ -365,3 +365,17 @@ def test_model_uris_follow_registered_model_and_alias() -> None:
     assert named.model_uri == "models:/churn-xgb@staging"
     assert named.version_uri("12") == "models:/churn-xgb/12"
     assert named.alias_uri("challenger") == "models:/churn-xgb@challenger"
+
+
+# --------------------------------------------------------------------------- checked at load
+
+
+def test_derived_expressions_are_checked_when_the_config_loads() -> None:
+    msg = config_error(with_(features={"derived": [
+        {"name": "ok", "expr": "log1p(a)"}, {"name": "r", "expr": "+".join(["a"] * 3000)}]}))
+    assert "features.derived.1.expr" in msg and "derived feature 'r'" in msg
+    assert len(msg) < 600  # names the field; does not echo 6,000 characters
+    msg = config_error(with_(features={"derived": [{"name": "r", "expr": "a.real"}]}))
+    assert "features.derived.0.expr" in msg and "Attribute" in msg
+    parse_config(with_(features={"derived": [{"name": "r", "expr": "log1p(a) + b"}]}))
+
