@@ -298,10 +298,22 @@ def _format_of(path: str, fmt: str | None) -> str:
 
 def _model_uri(model: str | None, cfg: PipelineConfig | None) -> str:
     if model:
-        return model
+        return _checked_model_option(model)
     if cfg is None:
         raise _fail("give --model (e.g. models:/NAME@champion) or --config", 2)
     return cfg.model_uri
+
+
+def _checked_model_option(model: str) -> str:
+    """``--model`` if its name, alias or version obey the registry naming rules; the name
+    becomes a folder name (request logs), so it is checked before anything runs."""
+    from pipelines.config import parse_model_uri
+
+    try:
+        parse_model_uri(model)
+    except ConfigError as err:
+        raise _fail(f"--model: {err}", 2) from None
+    return model
 
 
 @app.command()
@@ -498,6 +510,8 @@ def monitor(
     sets = list(overrides or [])
     cfg = _load(config, sets)
     window_path = window or cfg.request_log_path
+    if model is not None:
+        _checked_model_option(model)
 
     def _do() -> Any:
         from pipelines.monitoring import MonitorOptions

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from pipelines.config import ConfigError, PipelineConfig, load_config
+from pipelines.config import ConfigError, PipelineConfig, load_config, parse_model_uri
 
-__all__ = ["add_set_argument", "job_config"]
+__all__ = ["add_set_argument", "job_config", "job_model_uri"]
 
 logger = logging.getLogger("ray_jobs")
 
@@ -31,3 +31,15 @@ def job_config(args: argparse.Namespace) -> PipelineConfig | None:
     except ConfigError as err:
         logger.error("%s", err)
         return None
+
+
+def job_model_uri(given: str | None, cfg: PipelineConfig) -> str | None:
+    """``--model`` (default: the config's ``models:/<name>@<alias>``); None (logged) when its
+    name, alias or version breaks the naming rules, so the job exits 2 before Ray starts."""
+    uri = given or cfg.model_uri
+    try:
+        parse_model_uri(uri)
+    except ConfigError as err:
+        logger.error("--model: %s", err)
+        return None
+    return uri

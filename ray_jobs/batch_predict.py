@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 
-from pipelines.job_args import add_set_argument, job_config
+from pipelines.job_args import add_set_argument, job_config, job_model_uri
 
 logger = logging.getLogger("ray_jobs.batch_predict")
 
@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     add_set_argument(parser)
     args = parser.parse_args(argv)
     cfg = job_config(args)
-    if cfg is None:
+    model = job_model_uri(args.model, cfg) if cfg is not None else None
+    if cfg is None or model is None:
         return 2
 
     import ray
@@ -47,7 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     inputs = [Location("--input", args.input)] if args.input else []
     require_shared([*inputs, Location("--output", args.output),
                     Location("tracking.uri", cfg.tracking_uri)])
-    model = args.model or cfg.model_uri
     ds = (read_files(args.input, args.format) if args.input
           else read_source(cfg.batch.input, cfg.work_dir))  # type: ignore[arg-type]
     try:
