@@ -1,5 +1,5 @@
-"""The CLI refuses, with exit code 2 and before Ray starts, a model URI that would send files
-outside the work dir."""
+"""The CLI refuses, with exit code 2 and before Ray starts, what would delete a folder raypipe
+did not write or send files outside the work dir."""
 
 from __future__ import annotations
 
@@ -19,6 +19,31 @@ def _predict(tmp_path: Path, *args: str) -> tuple[int, str]:
                                       (tmp_path / "mlruns").as_uri(), *args])
     # Rich wraps long lines at the terminal width; compare without whitespace.
     return result.exit_code, "".join(result.output.split())
+
+
+def test_predict_overwrite_refuses_a_folder_raypipe_did_not_write(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_text("years of work")
+    raw = tmp_path / "raw.parquet"
+    raw.write_bytes(b"")
+    code, shown = _predict(tmp_path, "--model", "models:/m@champion", "--input", str(raw),
+                           "--output", str(home), "--overwrite")
+    assert code == 2
+    assert str(home) in shown and "_RAYPIPE_OUTPUT" in shown
+    assert (home / "thesis.tex").read_text() == "years of work"
+
+
+def test_predict_refuses_an_input_inside_the_output(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "_RAYPIPE_OUTPUT").write_text('{"writer": "raypipe predict"}')
+    raw = data / "raw.parquet"
+    raw.write_bytes(b"")
+    code, shown = _predict(tmp_path, "--model", "models:/m@champion", "--input", str(raw),
+                           "--output", str(data), "--overwrite")
+    assert code == 2 and "--input" in shown and "--output" in shown
+    assert raw.exists()
 
 
 def test_predict_refuses_a_model_uri_that_leaves_the_registry(tmp_path: Path) -> None:
