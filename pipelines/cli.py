@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import sys
 import time
@@ -298,10 +297,34 @@ def _format_of(path: str, fmt: str | None) -> str:
 
 def _model_uri(model: str | None, cfg: PipelineConfig | None) -> str:
     if model:
-        return model
+        return _checked_model_option(model)
     if cfg is None:
         raise _fail("give --model (e.g. models:/NAME@champion) or --config", 2)
     return cfg.model_uri
+
+
+def _checked_model_option(model: str) -> str:
+    """``--model`` if its name, alias or version obey the registry naming rules; the name
+    becomes a folder name (request logs), so it is checked before anything runs."""
+    from pipelines.config import parse_model_uri
+
+    try:
+        parse_model_uri(model)
+    except ConfigError as err:
+        raise _fail(f"--model: {err}", 2) from None
+    return model
+
+
+def _check_predict_output(output: str, output_field: str, input: str | None, input_field: str,
+                          overwrite: bool) -> None:
+    """Before Ray starts: the output folder may be written (see :mod:`pipelines.outputs`)."""
+    from pipelines.outputs import OutputFolderError, check_output
+
+    try:
+        check_output(output, input, overwrite=overwrite, output_field=output_field,
+                     input_field=input_field)
+    except OutputFolderError as err:
+        raise _fail(str(err), 2) from None
 
 
 @app.command()
@@ -310,16 +333,22 @@ def predict(
         help="Model URI, e.g. models:/NAME@champion (default: the config's name and alias).")] = None,
     input: Annotated[str | None, typer.Option(
         "--input", help="Raw input file, folder or glob (default: the config's batch.input).")] = None,
-    output: Annotated[Path | None, typer.Option(
+    output: Annotated[str | None, typer.Option(
         help="Output folder for Parquet predictions (default: the config's batch.output_dir).")] = None,
     format: Annotated[str | None, typer.Option(help="parquet | csv | json; default: by suffix.")] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
     config: Annotated[Path | None, typer.Option(help="Pipeline YAML for batch settings.")] = None,
     overrides: OverrideOpt = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace an output folder an earlier `raypipe predict` wrote (it holds a "
+             "_RAYPIPE_OUTPUT marker); any other non-empty folder is refused.")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Batch inference on raw rows: every row is predicted or quarantined with a reason."""
+    """Batch inference on raw rows: every row is predicted or quarantined with a reason.
+
+    The predictions replace the output folder only when the run has finished; a failed run
+    leaves the previous output as it was.
+    """
     _setup_logging(verbose)
     sets = list(overrides or [])
     cfg = _load(config, sets) if config or sets else None
@@ -330,12 +359,13 @@ def predict(
     model_uri = _model_uri(model, cfg)
     if input is None and batch_cfg.input is None:
         raise _fail("give --input, or batch.input in the --config file", 2)
-    if output is None:
-        if cfg is None or cfg.batch.output_dir is None:
-            raise _fail("give --output, or batch.output_dir in the --config file", 2)
-        output = Path(cfg.batch.output_dir)
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise _fail(f"output folder {output} is not empty; pass --overwrite to replace it", 2)
+    if output is None and batch_cfg.output_dir is None:
+        raise _fail("give --output, or batch.output_dir in the --config file", 2)
+    out = output or str(batch_cfg.output_dir)
+    input_path = input or (batch_cfg.input.path if isinstance(batch_cfg.input, FileSource)
+                           else None)
+    _check_predict_output(out, "--output" if output else "batch.output_dir", input_path,
+                          "--input" if input else "batch.input.path", overwrite)
 
     def _do() -> Any:
         import mlflow
@@ -362,19 +392,18 @@ def predict(
             source = batch_cfg.input
             ds = read_source(source, cfg.work_dir if cfg else Path("."))
         loaded.pipeline.check_columns(ds.columns())
-        if output.exists():
-            shutil.rmtree(output)
         # Pinned to the version just checked, whatever the alias does meanwhile.
         with source_errors(source):  # a lazy read that fails names its file or page
             return run_batch_inference(ds, model_uri=loaded.ref.uri, tracking_uri=uri,
-                                       cfg=batch_cfg, output_dir=str(output), rows_in=rows_in)
+                                       cfg=batch_cfg, output_dir=out, rows_in=rows_in,
+                                       overwrite=overwrite)
 
     with console.status("predicting"):
         result = _guarded(_do, verbose)
     note = (f", {result.rows_quarantined} quarantined in {result.quarantine_dir}"
             if result.rows_quarantined else "")
     console.print(f"[green]done[/]: {result.rows_in} rows in, {result.rows_predicted} predictions "
-                  f"(model version {result.model_version}) in {output}{note}")
+                  f"(model version {result.model_version}) in {out}{note}")
 
 
 @app.command()
@@ -498,6 +527,8 @@ def monitor(
     sets = list(overrides or [])
     cfg = _load(config, sets)
     window_path = window or cfg.request_log_path
+    if model is not None:
+        _checked_model_option(model)
 
     def _do() -> Any:
         from pipelines.monitoring import MonitorOptions

@@ -5,12 +5,19 @@ anything runs; it is then evaluated by walking the tree with NumPy on float arra
 ever handed to ``eval``/``exec``, so an expression can read columns and call the listed
 functions, and nothing else (no attributes, subscripts, imports, lambdas or other calls).
 
+Size is bounded before anything recurses: CPython's parser, :func:`ast.unparse` and the
+evaluator here all recurse once per nesting level, and a hostile expression (a 3,000-term sum,
+100k unary minuses) would otherwise end in ``RecursionError`` or ``MemoryError`` instead of an
+error naming the feature. The length is checked first (constant time), then the parsed tree's
+depth and size in one iterative pass, so refusing costs time linear in the text at most.
+
 Imported by the MLflow model at load time: NumPy only.
 """
 
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,7 +25,26 @@ import numpy as np
 
 from pipelines.errors import RaypipeError
 
-__all__ = ["FUNCTIONS", "ExpressionError", "check_expression", "evaluate", "referenced_columns"]
+__all__ = [
+    "FUNCTIONS",
+    "MAX_DEPTH",
+    "MAX_EXPRESSION_CHARS",
+    "MAX_NODES",
+    "ExpressionError",
+    "check_expression",
+    "check_syntax",
+    "evaluate",
+    "referenced_columns",
+]
+
+MAX_EXPRESSION_CHARS = 1_000
+"""Longest expression accepted, checked before parsing (the parser recurses on nesting)."""
+MAX_DEPTH = 64
+"""Deepest nesting of terms and operations (a left-to-right sum of n terms nests n deep); the
+evaluator recurses once per level, far below Python's recursion limit at this depth."""
+MAX_NODES = 256
+"""Most terms and operations (names, numbers, operators, calls) in one expression."""
+_SHOWN_CHARS = 80
 
 
 class ExpressionError(RaypipeError, ValueError):
@@ -65,34 +91,88 @@ _ALLOWED: tuple[type, ...] = (
 )
 
 
+def _shown(expr: str) -> str:
+    """``expr`` quoted for an error message, cut short: messages stay one readable line."""
+    if len(expr) <= _SHOWN_CHARS:
+        return repr(expr)
+    return f"{expr[:_SHOWN_CHARS]!r}... ({len(expr):,} characters)"
+
+
+def _check_size(name: str, tree: ast.Expression) -> None:
+    """Refuse trees deeper than MAX_DEPTH or larger than MAX_NODES, without recursing."""
+    count = 0
+    todo: list[tuple[ast.AST, int]] = [(tree.body, 1)]
+    while todo:
+        node, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            raise ExpressionError(f"derived feature {name!r}: nested more than {MAX_DEPTH} "
+                                  "levels deep; split it into several derived features")
+        count += 1
+        if count > MAX_NODES:
+            raise ExpressionError(f"derived feature {name!r}: more than {MAX_NODES} terms and "
+                                  "operations; split it into several derived features")
+        todo.extend((child, depth + 1) for child in ast.iter_child_nodes(node)
+                    if isinstance(child, ast.expr))
+
+
+def _check_constant(name: str, expr: str, node: ast.Constant) -> None:
+    value = node.value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ExpressionError(
+            f"derived feature {name!r}: only numbers may be constants, got {repr(value)[:_SHOWN_CHARS]}"
+        )
+    try:
+        finite = math.isfinite(float(value))
+    except OverflowError:  # an integer literal beyond the float range (e.g. 400 digits)
+        finite = False
+    if not finite:
+        text = ast.get_source_segment(expr, node) or str(value)
+        raise ExpressionError(f"derived feature {name!r}: the number {_shown(text)} is beyond "
+                              "the float64 range (about 1.8e308)")
+
+
 def _parse(name: str, expr: str) -> ast.Expression:
+    if len(expr) > MAX_EXPRESSION_CHARS:
+        raise ExpressionError(f"derived feature {name!r}: the expression has {len(expr):,} "
+                              f"characters, more than {MAX_EXPRESSION_CHARS:,}")
     try:
         tree = ast.parse(expr, mode="eval")
     except SyntaxError as err:
-        raise ExpressionError(f"derived feature {name!r}: cannot parse {expr!r}: {err.msg}") from None
+        raise ExpressionError(
+            f"derived feature {name!r}: cannot parse {_shown(expr)}: {err.msg}") from None
+    except (RecursionError, MemoryError, OverflowError, ValueError) as err:
+        # The length bound keeps CPython's parser clear of these; kept for other interpreters.
+        raise ExpressionError(f"derived feature {name!r}: cannot parse {_shown(expr)}: "
+                              f"{type(err).__name__}") from None
+    _check_size(name, tree)
     nodes = list(ast.walk(tree))
     for node in nodes:  # every node type first, so the message names the real culprit
         if not isinstance(node, _ALLOWED):
             raise ExpressionError(
-                f"derived feature {name!r}: {type(node).__name__} is not allowed in {expr!r}"
+                f"derived feature {name!r}: {type(node).__name__} is not allowed in {_shown(expr)}"
             )
     for node in nodes:
-        if isinstance(node, ast.Constant) and (
-            isinstance(node.value, bool) or not isinstance(node.value, int | float)
-        ):
-            raise ExpressionError(
-                f"derived feature {name!r}: only numbers may be constants, got {node.value!r}"
-            )
+        if isinstance(node, ast.Constant):
+            _check_constant(name, expr, node)
         if isinstance(node, ast.Call):
             fname = node.func.id if isinstance(node.func, ast.Name) else None
             if fname not in FUNCTIONS:
                 raise ExpressionError(f"derived feature {name!r}: unknown function "
-                                      f"{ast.unparse(node.func)!r}; allowed: "
+                                      f"{_shown(ast.unparse(node.func))}; allowed: "
                                       f"{', '.join(sorted(FUNCTIONS))}")
             if node.keywords or len(node.args) != FUNCTIONS[fname][1]:
                 raise ExpressionError(f"derived feature {name!r}: {fname}() takes "
                                       f"{FUNCTIONS[fname][1]} positional argument(s)")
     return tree
+
+
+def check_syntax(name: str, expr: str) -> None:
+    """Raise :class:`ExpressionError` unless ``expr`` is allowed, whatever columns it reads.
+
+    What a config can be checked for when it loads, before any data is seen: the size limits,
+    the syntax, the constructs, the functions and their argument counts.
+    """
+    _parse(name, expr)
 
 
 def referenced_columns(name: str, expr: str) -> list[str]:
@@ -111,7 +191,7 @@ def check_expression(name: str, expr: str, columns: set[str]) -> None:
     unknown = [c for c in referenced_columns(name, expr) if c not in columns]
     if unknown:
         raise ExpressionError(
-            f"derived feature {name!r}: unknown column(s) {', '.join(unknown)} in {expr!r}; "
+            f"derived feature {name!r}: unknown column(s) {', '.join(unknown)} in {_shown(expr)}; "
             "expressions read numeric or boolean columns and earlier derived features"
         )
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from pipelines.config import ConfigError, PipelineConfig, load_config
+from pipelines.config import ConfigError, FileSource, PipelineConfig, load_config, parse_model_uri
 
-__all__ = ["add_set_argument", "job_config"]
+__all__ = ["add_set_argument", "job_config", "job_model_uri", "job_output_ok"]
 
 logger = logging.getLogger("ray_jobs")
 
@@ -31,3 +31,33 @@ def job_config(args: argparse.Namespace) -> PipelineConfig | None:
     except ConfigError as err:
         logger.error("%s", err)
         return None
+
+
+def job_model_uri(given: str | None, cfg: PipelineConfig) -> str | None:
+    """``--model`` (default: the config's ``models:/<name>@<alias>``); None (logged) when its
+    name, alias or version breaks the naming rules, so the job exits 2 before Ray starts."""
+    uri = given or cfg.model_uri
+    try:
+        parse_model_uri(uri)
+    except ConfigError as err:
+        logger.error("--model: %s", err)
+        return None
+    return uri
+
+
+def job_output_ok(output: str, given_input: str | None, cfg: PipelineConfig) -> bool:
+    """Whether ``output`` may receive predictions (see :func:`pipelines.outputs.check_output`):
+    new or empty, and apart from the input (``--input``, else the config's ``batch.input``
+    files). False (logged) otherwise, so the job exits 2 before Ray starts."""
+    from pipelines.outputs import OutputFolderError, check_output
+
+    source = cfg.batch.input
+    files = source.path if isinstance(source, FileSource) else None
+    try:
+        check_output(output, given_input or files, overwrite=False,
+                     input_field="--input" if given_input else "batch.input.path",
+                     how_to_replace="choose a new or empty folder")
+    except OutputFolderError as err:
+        logger.error("%s", err)
+        return False
+    return True

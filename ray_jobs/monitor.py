@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 
-from pipelines.job_args import add_set_argument, job_config
+from pipelines.job_args import add_set_argument, job_config, job_model_uri
 
 logger = logging.getLogger("ray_jobs.monitor")
 FLAGGED = 3
@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     add_set_argument(parser)
     args = parser.parse_args(argv)
     cfg = job_config(args)
-    if cfg is None:
+    model = job_model_uri(args.model, cfg) if cfg is not None else None
+    if cfg is None or model is None:
         return 2
 
     import ray
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if not ray.is_initialized():
         ray.init(address=cfg.runtime.ray_address)
     result = monitor(cfg, MonitorOptions(
-        window=args.window or cfg.request_log_path, model_uri=args.model, labels=args.labels,
+        window=args.window or cfg.request_log_path, model_uri=model, labels=args.labels,
         since=args.since, until=args.until, config_path=args.config, overrides=args.overrides))
     print(json.dumps({"flagged": result.flagged, "alerts": result.summary["alerts"],
                       "report": str(result.report_path)}))  # the job's result, one JSON line

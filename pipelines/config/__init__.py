@@ -12,6 +12,7 @@ One module per section; this package only re-exports:
 - ``features``: ``clean`` and ``features``
 - ``split``, ``training`` (``train``), ``evaluate``, ``batch``, ``serve``, ``monitor``
 - ``runtime``: ``tracking`` and ``runtime``
+- ``names``: the rule for pipeline and registered model names, aliases and ``models:/`` URIs
 - ``pipeline``: :class:`PipelineConfig`, cross-section checks and derived settings
 - ``loading``: YAML files, ``section.field=value`` overrides, readable errors
 """
@@ -31,6 +32,7 @@ from pipelines.config.features import (
 )
 from pipelines.config.loading import demo_config_path, load_config, parse_config
 from pipelines.config.monitor import MonitorConfig, RequestLogConfig, RetrainConfig
+from pipelines.config.names import ModelUriError, check_alias, check_name, parse_model_uri
 from pipelines.config.pipeline import PipelineConfig, Task
 from pipelines.config.runtime import RuntimeConfig, TrackingConfig
 from pipelines.config.serve import ServeConfig
@@ -68,6 +70,7 @@ __all__ = [
     "LinearSettings",
     "LogUniform",
     "MLPSettings",
+    "ModelUriError",
     "MonitorConfig",
     "PipelineConfig",
     "ProfileConfig",
@@ -88,7 +91,10 @@ __all__ = [
     "TrainConfig",
     "Uniform",
     "XGBoostSettings",
+    "check_alias",
+    "check_name",
     "demo_config_path",
     "load_config",
     "parse_config",
+    "parse_model_uri",
 ]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from pipelines.config.base import _Section
+from pipelines.expressions import MAX_EXPRESSION_CHARS, check_syntax
 
 __all__ = ["BinFeature", "CleanConfig", "ColumnImpute", "DerivedFeature", "FeaturesConfig",
            "RatioFeature", "SelectionConfig"]
@@ -120,7 +121,18 @@ class DerivedFeature(_Section):
     """
 
     name: str = Field(min_length=1)
-    expr: str = Field(min_length=1)
+    expr: str = Field(
+        min_length=1, description=f"The expression; at most {MAX_EXPRESSION_CHARS:,} characters "
+        "(see pipelines.expressions for the depth and size limits). Checked when the config "
+        "loads; its columns are checked when the features are fitted.",
+    )
+
+    @field_validator("expr")
+    @classmethod
+    def _check_expr(cls, v: str, info: ValidationInfo) -> str:
+        # Here, not at fit time: a bad expression fails before Ray starts.
+        check_syntax(str(info.data.get("name", "?")), v)
+        return v
 
 
 class BinFeature(_Section):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +14,7 @@ from pipelines.config.contract import SchemaConfig
 from pipelines.config.evaluate import EvaluateConfig
 from pipelines.config.features import CleanConfig, FeaturesConfig
 from pipelines.config.monitor import MonitorConfig
+from pipelines.config.names import check_name
 from pipelines.config.runtime import RuntimeConfig, TrackingConfig
 from pipelines.config.serve import ServeConfig
 from pipelines.config.sources import Source
@@ -24,8 +24,6 @@ from pipelines.config.training import TrainConfig
 __all__ = ["PipelineConfig", "Task"]
 
 Task = Literal["binary", "multiclass", "regression"]
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class PipelineConfig(_Section):
@@ -52,11 +50,7 @@ class PipelineConfig(_Section):
     @field_validator("name")
     @classmethod
     def _check_name(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError(
-                "must start with a letter or digit and use only letters, digits, '_', '.', '-'"
-            )
-        return v
+        return check_name(v)
 
     @model_validator(mode="after")
     def _check_columns(self) -> PipelineConfig:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pipelines.config.base import _Section
+from pipelines.config.names import check_alias, check_name
 
 __all__ = ["RuntimeConfig", "TrackingConfig"]
 
@@ -17,8 +18,24 @@ class TrackingConfig(_Section):
         "under the work dir.",
     )
     experiment: str | None = Field(None, description="Default: the pipeline name.")
-    registered_model: str | None = Field(None, description="Default: the pipeline name.")
-    alias: str = "champion"
+    registered_model: str | None = Field(
+        None, description="Default: the pipeline name. The same rule as `name`: it also "
+        "names folders (request logs), so it must stay one path segment.",
+    )
+    alias: str = Field(
+        "champion", description="Registry alias the model is served and predicted from "
+        "(letters, digits, '_', '-', as MLflow allows).",
+    )
+
+    @field_validator("registered_model")
+    @classmethod
+    def _check_registered_model(cls, v: str | None) -> str | None:
+        return None if v is None else check_name(v)
+
+    @field_validator("alias")
+    @classmethod
+    def _check_alias(cls, v: str) -> str:
+        return check_alias(v)
 
 
 class RuntimeConfig(_Section):

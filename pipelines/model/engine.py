@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipelines.config.names import parse_model_uri
 from pipelines.features.pipeline import FeaturePipeline
 from pipelines.model.fastpath import Columns, CompiledPipeline
 from pipelines.model.spec import (
@@ -91,20 +92,12 @@ class LoadedModel:
         return self.spec.pipeline
 
 
-def parse_model_uri(model_uri: str) -> tuple[str | None, str | None, str | None]:
-    """``(name, version, alias)`` of a ``models:/`` URI; all None for other URIs."""
-    if not model_uri.startswith("models:/"):
-        return None, None, None
-    ref = model_uri.removeprefix("models:/").strip("/")
-    if "@" in ref:
-        name, alias = ref.split("@", 1)
-        return name, None, alias
-    name, _, version = ref.partition("/")
-    return name, version or None, None
-
-
 def resolve_model(model_uri: str) -> ModelRef:
-    """Look ``model_uri`` up in the registry of the current MLflow tracking URI."""
+    """Look ``model_uri`` up in the registry of the current MLflow tracking URI.
+
+    Raises:
+        pipelines.config.ModelUriError: a ``models:/`` URI outside the naming rules.
+    """
     from mlflow import MlflowClient
 
     name, version, alias = parse_model_uri(model_uri)

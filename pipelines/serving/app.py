@@ -37,11 +37,11 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pipelines.config import RequestLogConfig, ServeConfig
+from pipelines.config import RequestLogConfig, ServeConfig, parse_model_uri
 from pipelines.model.engine import LoadedModel, Outputs, output_names, predict_columns
 from pipelines.model.fastpath import Columns
 from pipelines.model.schema import predict_body_model, row_model
@@ -101,6 +101,13 @@ class ServeArgs(ServeConfig):
     """Request logging (the pipeline's ``monitor.request_log``); off when None."""
     request_log_path: str | None = None
     """Where request logs go (default with ``config=``: the pipeline's request log folder)."""
+
+    @field_validator("model_uri")
+    @classmethod
+    def _check_model_uri(cls, v: str) -> str:
+        # Serve config files and RayServices reach the builder without the CLI's check.
+        parse_model_uri(v)
+        return v
 
 
 def resolve_version(model_uri: str) -> tuple[str, str]:

@@ -338,33 +338,43 @@ def predict_dataset(
 
 def run_batch_inference(
     ds: Dataset, *, model_uri: str, tracking_uri: str | None, cfg: BatchConfig,
-    output_dir: str, rows_in: int | None = None,
+    output_dir: str, rows_in: int | None = None, overwrite: bool = False,
 ) -> BatchResult:
     """Score ``ds`` into Parquet under ``output_dir``; check every row is accounted for.
 
     ``rows_in`` is the input row count when the caller knows it cheaply (see
-    :func:`count_parquet_rows`); else the dataset is counted with a Ray job first.
+    :func:`count_parquet_rows`); else the dataset is counted with a Ray job first. The rows are
+    written to a sibling folder that replaces ``output_dir`` only when the counts add up
+    (:func:`pipelines.outputs.replacing`): a failed run leaves the previous output as it was.
+    ``overwrite`` allows replacing a folder an earlier run wrote, never another one.
     """
     from pipelines.model.engine import resolve_model
+    from pipelines.outputs import relative_to, replacing
 
     if tracking_uri:
         import mlflow
 
         mlflow.set_tracking_uri(tracking_uri)
     ref = resolve_model(model_uri)
-    quarantine = cfg.quarantine_dir or str(Path(output_dir) / "_quarantine")
     expected = ds.count() if rows_in is None else rows_in
-    # Pin the version so that every actor scores with the same one, whatever the alias does.
-    predicted = predict_dataset(ds, model_uri=ref.uri, tracking_uri=tracking_uri, cfg=cfg,
-                                quarantine_dir=quarantine)
-    # Ray deprecates min_rows_per_file together with partition columns.
-    predicted.write_parquet(output_dir, partition_cols=cfg.partition_cols or None,
-                            min_rows_per_file=None if cfg.partition_cols else cfg.min_rows_per_file)
-    rows_out = _parquet_rows(output_dir)
-    rows_bad = _parquet_rows(quarantine)
-    if rows_out + rows_bad != expected:
-        raise RuntimeError(f"batch inference lost rows: {expected} in, {rows_out} predicted + "
-                           f"{rows_bad} quarantined")
+    # The quarantine moves with the predictions when it lies in their folder (the default).
+    quarantine = cfg.quarantine_dir or f"{output_dir.rstrip('/')}/_quarantine"
+    inner = relative_to(quarantine, output_dir)
+    writer = {"command": "predict", "model_uri": ref.uri, "model_version": ref.version}
+    with replacing(output_dir, overwrite=overwrite, writer=writer) as staging:
+        write_quarantine = quarantine if inner is None else f"{staging}/{inner}".rstrip("/")
+        # Pin the version so that every actor scores with the same one, whatever the alias does.
+        predicted = predict_dataset(ds, model_uri=ref.uri, tracking_uri=tracking_uri, cfg=cfg,
+                                    quarantine_dir=write_quarantine)
+        # Ray deprecates min_rows_per_file together with partition columns.
+        predicted.write_parquet(staging, partition_cols=cfg.partition_cols or None,
+                                min_rows_per_file=None if cfg.partition_cols
+                                else cfg.min_rows_per_file)
+        rows_out = _parquet_rows(staging)
+        rows_bad = _parquet_rows(write_quarantine)
+        if rows_out + rows_bad != expected:
+            raise RuntimeError(f"batch inference lost rows: {expected} in, {rows_out} predicted "
+                               f"+ {rows_bad} quarantined")
     logger.info("batch inference: %d rows in, %d predicted, %d quarantined", expected, rows_out,
                 rows_bad)
     return BatchResult(rows_in=expected, rows_predicted=rows_out, rows_quarantined=rows_bad,

@@ -365,3 +365,51 @@ def test_model_uris_follow_registered_model_and_alias() -> None:
     assert named.model_uri == "models:/churn-xgb@staging"
     assert named.version_uri("12") == "models:/churn-xgb/12"
     assert named.alias_uri("challenger") == "models:/churn-xgb@challenger"
+
+
+# --------------------------------------------------------------------------- checked at load
+
+
+def test_derived_expressions_are_checked_when_the_config_loads() -> None:
+    msg = config_error(with_(features={"derived": [
+        {"name": "ok", "expr": "log1p(a)"}, {"name": "r", "expr": "+".join(["a"] * 3000)}]}))
+    assert "features.derived.1.expr" in msg and "derived feature 'r'" in msg
+    assert len(msg) < 600  # names the field; does not echo 6,000 characters
+    msg = config_error(with_(features={"derived": [{"name": "r", "expr": "a.real"}]}))
+    assert "features.derived.0.expr" in msg and "Attribute" in msg
+    parse_config(with_(features={"derived": [{"name": "r", "expr": "log1p(a) + b"}]}))
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", ".hidden", "x" * 65, "has space", ""])
+def test_registered_model_follows_the_pipeline_name_rule(name: str) -> None:
+    assert "tracking.registered_model" in config_error(
+        with_(tracking={"registered_model": name}))
+    assert "name:" in config_error(with_(name=name))
+
+
+@pytest.mark.parametrize("alias", ["../x", "a/b", "a@b", "", "a.b"])
+def test_alias_is_restricted_like_mlflow_aliases(alias: str) -> None:
+    assert "tracking.alias" in config_error(with_(tracking={"alias": alias}))
+
+
+@pytest.mark.parametrize(("uri", "parsed"), [
+    ("models:/churn@champion", ("churn", None, "champion")),
+    ("models:/churn-xgb/12", ("churn-xgb", "12", None)),
+    ("models:/m-abc123", ("m-abc123", None, None)),
+    ("runs:/abc/model", (None, None, None)),
+])
+def test_model_uris_parse(uri: str, parsed: tuple[str | None, ...]) -> None:
+    from pipelines.config import parse_model_uri
+
+    assert parse_model_uri(uri) == parsed
+
+
+@pytest.mark.parametrize("uri", [
+    "models:/../../tmp/x@champion", "models:/a/b/c", "models:/churn/latest", "models:/churn/-1",
+    "models:/churn@../x", "models:/churn@", "models:/@champion", "models:/.x/1", "models:/",
+])
+def test_model_uris_outside_the_name_rules_are_refused(uri: str) -> None:
+    from pipelines.config import parse_model_uri
+
+    with pytest.raises(ConfigError, match="models:/"):
+        parse_model_uri(uri)

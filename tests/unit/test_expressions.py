@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -87,3 +89,47 @@ def test_results_are_finite_or_missing(values: list[float], expr: str) -> None:
     out = evaluate("f", expr, {"x": np.asarray(values)}, len(values))
     assert out.shape == (len(values),)
     assert not np.isinf(out).any()
+
+
+# --------------------------------------------------------------------------- hostile input
+
+
+def _balanced_sum(n: int) -> str:
+    """``n`` terms summed as a balanced tree: shallow, short enough, many nodes."""
+    return "a" if n == 1 else f"({_balanced_sum(n // 2)}+{_balanced_sum(n - n // 2)})"
+
+
+HOSTILE = {
+    "3000-term sum": "+".join(["a"] * 3000),
+    "100k unary minuses": "-" * 100_000 + "a",
+    "400-digit literal": "9" * 400,
+    "400-digit literal times a column": "9" * 400 + " * a",
+    "1e999 literal": "a + 1e999",
+    "900 unary minuses": "-" * 900 + "a",         # short enough, too deep to evaluate safely
+    "400-term sum": "+".join(["a"] * 400),        # short enough, too deep
+    "balanced 200-term sum": _balanced_sum(200),  # short enough, shallow, too many nodes
+    "a megabyte": "a" * 1_000_000,
+}
+
+
+@pytest.mark.parametrize("expr", list(HOSTILE.values()), ids=list(HOSTILE))
+def test_hostile_expressions_are_refused_fast_naming_the_feature(expr: str) -> None:
+    t0 = time.perf_counter()
+    with pytest.raises(ExpressionError, match="derived feature 'f'") as info:
+        check_expression("f", expr, {"a"})
+    assert time.perf_counter() - t0 < 0.5
+    assert len(str(info.value)) < 400  # the message does not echo a huge expression
+    with pytest.raises(ExpressionError, match="derived feature 'f'"):
+        evaluate("f", expr, COLS, 4)
+
+
+def test_the_limits_leave_ordinary_expressions_alone() -> None:
+    from pipelines.expressions import MAX_EXPRESSION_CHARS, check_syntax
+
+    long_but_fine = " + ".join(f"log1p(abs(a * {i}))" for i in range(30))
+    assert len(long_but_fine) < MAX_EXPRESSION_CHARS
+    check_expression("f", long_but_fine, {"a"})
+    check_expression("f", "-" * 50 + "a", {"a"})
+    np.testing.assert_array_equal(run("1e300 * 0 + a"), COLS["a"])
+    with pytest.raises(ExpressionError, match="characters"):
+        check_syntax("f", "a" * (MAX_EXPRESSION_CHARS + 1))

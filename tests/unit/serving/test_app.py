@@ -37,3 +37,15 @@ def test_a_parse_error_reaches_the_caller() -> None:
 
     with pytest.raises(ValueError, match="row 3"):
         asyncio.run(main())
+
+
+@pytest.mark.parametrize("uri", ["models:/../../tmp/x@champion", "models:/churn@a/b"])
+def test_the_app_builder_refuses_a_model_uri_outside_the_name_rules(uri: str) -> None:
+    """Serve config files and RayServices reach the builder without the CLI's check."""
+    from pydantic import ValidationError
+
+    from pipelines.serving.app import ServeArgs
+
+    with pytest.raises(ValidationError, match="model_uri"):
+        ServeArgs.model_validate({"model_uri": uri})
+    assert ServeArgs.model_validate({"model_uri": "models:/churn@champion"}).model_uri
