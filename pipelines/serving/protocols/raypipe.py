@@ -6,6 +6,7 @@ The request body is validated by the pydantic model the input schema generates
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -25,6 +26,8 @@ def parse_predict(raw: bytes, body: type[BaseModel], pipeline: FeaturePipeline,
 
     ``body`` is :func:`pipelines.model.schema.predict_body_model` of the pipeline.
     """
+    if len(raw) > _WIDTH_CHECK_BYTES:
+        _check_row_widths(raw, len(pipeline.input_schema))
     try:
         req = body.model_validate_json(raw)
     except ValidationError as err:
@@ -48,6 +51,31 @@ def parse_predict(raw: bytes, body: type[BaseModel], pipeline: FeaturePipeline,
     rows = req.instances  # type: ignore[attr-defined]
     columns: Columns = {c: [getattr(r, c) for r in rows] for c in pipeline.input_schema}
     return columns, len(rows)
+
+
+_WIDTH_CHECK_BYTES = 64 * 1024
+"""Bodies above this size have their rows' widths checked before pydantic sees them."""
+
+
+def _check_row_widths(raw: bytes, columns: int) -> None:
+    """Refuse a row with more keys than the model has columns, before validation.
+
+    Validation reports every unknown key of every row: one row with 400,000 unknown keys made
+    400,000 errors and held the replica's interpreter (its GIL) for 3 s. A C-speed JSON decode
+    and a length per row bound the refusal by the body's size. Invalid JSON is left to the
+    validator, which names it.
+    """
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return
+    rows = data.get("instances") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        return
+    for i, row in enumerate(rows):
+        if isinstance(row, dict) and len(row) > columns:
+            raise RequestError(422, f"instances.{i} has {len(row)} keys; the model has "
+                                    f"{columns} input columns (unknown keys are refused)")
 
 
 def predict_response(outputs: Outputs, model: LoadedModel) -> dict[str, Any]:

