@@ -14,9 +14,10 @@ of any size, some of them written by whoever controls a remote server.
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-__all__ = ["MASK", "SENSITIVE_NAMES", "redact", "redact_url"]
+__all__ = ["MASK", "SENSITIVE_NAMES", "redact", "redact_config", "redact_url"]
 
 MASK = "***"
 
@@ -25,6 +26,7 @@ SENSITIVE_NAMES = frozenset({
     "refresh_token", "id_token", "api_key", "apikey", "api-key", "key", "auth", "authorization",
     "credential", "credentials", "signature", "sig", "x-amz-signature", "x-amz-credential",
     "x-amz-security-token", "x-goog-signature", "x-goog-credential", "sas", "session_token",
+    "x-api-key", "api-token", "private-token", "cookie", "proxy-authorization",
 })
 """Query-parameter and header names whose values are secrets (compared lower-cased)."""
 
@@ -69,3 +71,23 @@ def redact_url(url: str) -> str:
     if parts.query and not query:
         query = MASK
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def redact_config(value: Any) -> Any:
+    """A copy of a config dump fit to log (MLflow's ``config.yaml``, tags, reports).
+
+    Values under a secret-looking key (``headers: {Authorization: ...}``, ``params: {api_key:
+    ...}``) become ``***`` whatever they hold; every other string goes through :func:`redact`,
+    so a URL password or a signed query in ``source.url``, ``tracking.uri`` or a webhook is
+    masked too. Keys, numbers and the shape are kept: the logged config still says what ran.
+    """
+    if isinstance(value, dict):
+        return {k: (MASK if isinstance(k, str) and k.lower() in SENSITIVE_NAMES
+                    and isinstance(v, str) and v else redact_config(v))
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_config(v) for v in value]
+    if isinstance(value, str):
+        return redact(value)
+    return value
+

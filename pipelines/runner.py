@@ -28,6 +28,7 @@ from pipelines.lineage import git_sha
 from pipelines.model.spec import ModelSpec, conform_input
 from pipelines.monitoring.reference import log_reference
 from pipelines.quality import log_quality_files, validate_and_report
+from pipelines.redact import redact_config
 from pipelines.stages.batch import count_parquet_rows, predict_dataset
 from pipelines.stages.clean import clean_and_fit
 from pipelines.stages.evaluate import Evaluation, evaluate_predictions
@@ -284,7 +285,8 @@ def _log_run_identity(cfg: PipelineConfig) -> None:
 
     from pipelines import tracking
 
-    mlflow.log_dict(cfg.model_dump(mode="json", by_alias=True), "config.yaml")
+    # Masked: a header, a query parameter or a URL of the config may hold a credential.
+    mlflow.log_dict(redact_config(cfg.model_dump(mode="json", by_alias=True)), "config.yaml")
     sha = git_sha()
     mlflow.set_tags({
         "raypipe.pipeline": cfg.name, "raypipe.git_sha": sha or "unknown",

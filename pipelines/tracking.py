@@ -199,8 +199,16 @@ def log_trials(trials: list[dict[str, Any]], metric: str) -> None:
 
 
 def log_dataset(path: str, fingerprint: str, name: str, rows: int) -> None:
-    """Record the input data set with its content digest as the run's training input."""
+    """Record the input data set with its content digest as the run's training input.
+
+    The location is logged with credentials masked (a database URL's password, a signed
+    object-store URL): MLflow shows it to everyone who can read the experiment.
+    """
     import warnings
+
+    from pipelines.redact import redact
+
+    path = redact(path)
 
     import mlflow
     from mlflow.data.dataset_source_registry import resolve_dataset_source

@@ -149,7 +149,9 @@ class SqlSource(_Section):
         scheme = v.split("://", 1)[0].split("+", 1)[0].lower() if "://" in v else ""
         if scheme not in ("sqlite", "postgresql", "postgres"):
             raise ValueError("must start with sqlite:/// or postgresql://")
-        if scheme != "sqlite" and re.match(r"^[^:]+://[^/@]*:[^/@]*@", v):
+        # libpq also reads ?password=...: as much a secret in the YAML as user:password@.
+        if scheme != "sqlite" and (re.match(r"^[^:]+://[^/@]*:[^/@]*@", v)
+                                   or re.search(r"[?&]password=", v, re.IGNORECASE)):
             raise ValueError("holds a password; put it in an environment variable and name it "
                              "in password_env")
         return v

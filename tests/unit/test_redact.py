@@ -41,3 +41,23 @@ def test_cost_is_linear_in_hostile_text() -> None:
 def test_a_printed_url_keeps_no_userinfo_and_no_query_value() -> None:
     shown = redact_url("https://bot:t0k@api.example.com/v1/items?cursor=c2&custom_key=abc#frag")
     assert shown == "https://api.example.com/v1/items?cursor=***&custom_key=***"
+
+
+def test_a_config_dump_is_masked_where_it_may_hold_credentials() -> None:
+    """What the runner logs to MLflow as config.yaml: no header, parameter or URL secret."""
+    from pipelines.config import load_config, parse_config
+    from pipelines.redact import redact_config
+
+    data = load_config(None).model_dump(mode="json", by_alias=True)
+    data["source"] = {"kind": "http", "url": "https://api.example.com/v1/items",
+                      "headers": {"X-Api-Key": "k3y-from-yaml"},
+                      "params": {"api_key": "p4ram-key", "status": "active"}}
+    data["tracking"]["uri"] = "http://ml:" + "tr4ck-pw@mlflow:5000"
+    cfg = parse_config(data)
+    logged = redact_config(cfg.model_dump(mode="json", by_alias=True))
+    text = repr(logged)
+    for secret in ("k3y-from-yaml", "p4ram-key", "tr4ck-pw"):
+        assert secret not in text
+    assert logged["source"]["params"]["status"] == "active"
+    assert logged["source"]["url"] == "https://api.example.com/v1/items"
+    assert logged["tracking"]["uri"] == "http://ml:***@mlflow:5000"

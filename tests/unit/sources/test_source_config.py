@@ -40,6 +40,8 @@ def test_sql_needs_exactly_one_of_table_and_query() -> None:
 def test_sql_refuses_passwords_in_the_url_and_odd_names() -> None:
     assert "source.url: Value error, holds a password" in _error(
         {"kind": "sql", "url": "postgresql://app:secret@db/shop", "table": "t"})
+    assert "source.url: Value error, holds a password" in _error(
+        {"kind": "sql", "url": "postgresql://app@db/shop?sslmode=require&Password=x", "table": "t"})
     assert "source.url: Value error, must start with sqlite:/// or postgresql://" in _error(
         {"kind": "sql", "url": "mysql://db/shop", "table": "t"})
     assert "not a plain [schema.]table name" in _error(
