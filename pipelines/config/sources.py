@@ -195,7 +195,17 @@ class HttpSource(_Section):
     params: dict[str, str] = Field(default_factory=dict,
                                    description="Query parameters sent with every request.")
     headers: dict[str, str] = Field(default_factory=dict,
-                                    description="HTTP headers sent with every request (no secrets).")
+                                    description="HTTP headers sent with every request (no secrets: "
+                                    "see headers_env).")
+    headers_env: dict[str, str] = Field(
+        default_factory=dict, description="Headers whose values are secrets (an API key): "
+        "header name -> environment variable holding the value, read on the driver when the "
+        "run starts; never logged.",
+    )
+    params_env: dict[str, str] = Field(
+        default_factory=dict, description="As headers_env, for query parameters sent with "
+        "every request (e.g. api_key: CUSTOMER_API_KEY); never logged or shown in errors.",
+    )
     token_env: str | None = Field(
         None, description="Environment variable holding a token sent as "
         "`Authorization: Bearer <token>` (read on the driver when the run starts).",
@@ -264,6 +274,13 @@ class HttpSource(_Section):
     def _env(cls, v: str | None) -> str | None:
         return _check_env_name(v)
 
+    @field_validator("headers_env", "params_env")
+    @classmethod
+    def _envs(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v.values():
+            _check_env_name(name)
+        return v
+
     @field_validator("next_url_hosts")
     @classmethod
     def _check_hosts(cls, v: list[str]) -> list[str]:
@@ -282,6 +299,10 @@ class HttpSource(_Section):
         if self.parallelism is not None and self.total_path is None:
             raise ValueError("parallelism needs total_path: without a known total, pages are "
                              "fetched one after another")
+        for given, secret in (("headers", "headers_env"), ("params", "params_env")):
+            both = sorted(set(getattr(self, given)) & set(getattr(self, secret)))
+            if both:
+                raise ValueError(f"{both[0]!r} is in both {given} and {secret}; keep it in one")
         return self
 
 

@@ -274,10 +274,11 @@ class HttpDatasource(Datasource):
     """Ray Data datasource over a paginated JSON API (see :class:`pipelines.config.HttpSource`)."""
 
     def __init__(self, source: HttpSource, token: str | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, *, secrets: Secrets | None = None) -> None:
         super().__init__()
         self.source = source
         self._token = token
+        self._secrets = secrets or Secrets()
         self._clock = clock or SystemClock()
         self._first_body: Any = None
 
@@ -290,7 +291,7 @@ class HttpDatasource(Datasource):
     def _fetcher(self, share: int = 1) -> JsonFetcher:
         import httpx
 
-        headers = dict(self.source.headers)
+        headers = {**self.source.headers, **self._secrets.headers}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         rate = self.source.rate_limit / share if self.source.rate_limit else None
@@ -299,7 +300,7 @@ class HttpDatasource(Datasource):
         policy = RetryPolicy(self.source.max_retries, self.source.backoff_s,
                              self.source.backoff_max_s)
         return JsonFetcher(client, policy, RateLimiter(rate, self._clock), self._clock,
-                           self.source.max_response_bytes)
+                           self.source.max_response_bytes, secret_params=self._secrets.params)
 
     def _read_fn(self, start: int, stop: int | None, share: int,
                  first_body: Any = None) -> Any:
@@ -360,6 +361,33 @@ def _token(source: HttpSource) -> str | None:
     return token
 
 
+@dataclass(frozen=True)
+class Secrets:
+    """Header and query values read from the environment (``headers_env``, ``params_env``).
+
+    Sent with every request and never part of a :class:`Page`, so no label, log line or error
+    shows them.
+    """
+
+    headers: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # Ray may print a task's arguments
+        return f"Secrets(headers={sorted(self.headers)}, params={sorted(self.params)})"
+
+
+def read_secrets(source: HttpSource) -> Secrets:
+    """The values of ``source.headers_env`` and ``source.params_env``, read on the driver."""
+    values: dict[str, dict[str, str]] = {"headers_env": {}, "params_env": {}}
+    for section, out in values.items():
+        for name, env in getattr(source, section).items():
+            value = os.environ.get(env)
+            if value is None:
+                raise InputError(f"source.{section}.{name}: environment variable {env} is not set")
+            out[name] = value
+    return Secrets(values["headers_env"], values["params_env"])
+
+
 def read_http_source(source: HttpSource) -> Dataset:
     """Fetch every page once and keep the records in Ray's object store (a snapshot).
 
@@ -374,7 +402,8 @@ def read_http_source(source: HttpSource) -> Dataset:
 
     tasks = source.parallelism or max(1, int(ray.cluster_resources().get("CPU", 1)))
     try:
-        return ray.data.read_datasource(HttpDatasource(source, _token(source)),
+        return ray.data.read_datasource(HttpDatasource(source, _token(source),
+                                                       secrets=read_secrets(source)),
                                         override_num_blocks=tasks).materialize()
     except InputError:
         raise

@@ -141,12 +141,19 @@ class JsonFetcher:
     """
 
     def __init__(self, client: httpx.Client, policy: RetryPolicy, limiter: RateLimiter,
-                 clock: Clock, max_response_bytes: int | None = None) -> None:
+                 clock: Clock, max_response_bytes: int | None = None,
+                 secret_params: Mapping[str, str] | None = None) -> None:
         self.client = client
         self.policy = policy
         self.limiter = limiter
         self.clock = clock
         self.max_response_bytes = max_response_bytes
+        # Added to every request here, below the labels, so that no message can show them.
+        self.secret_params = dict(secret_params or {})
+        # httpx logs each request's full URL, query included, at INFO: a key sent as a query
+        # parameter would reach any log configured at INFO (the ray_jobs entrypoints are).
+        logging.getLogger("httpx").setLevel(max(logging.WARNING,
+                                                logging.getLogger("httpx").level))
         self.requests = 0
 
     def get(self, url: str, params: Mapping[str, str], label: str) -> Any:
@@ -157,7 +164,7 @@ class JsonFetcher:
         """
         import httpx
 
-        target = httpx.URL(url).copy_merge_params(dict(params))
+        target = httpx.URL(url).copy_merge_params({**params, **self.secret_params})
         for attempt in range(self.policy.max_retries + 1):
             self.limiter.wait()
             self.requests += 1

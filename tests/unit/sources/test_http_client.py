@@ -190,3 +190,23 @@ def test_an_error_body_is_read_only_for_its_excerpt() -> None:
                           clock, max_response_bytes=2**20)
     assert fetcher.get("http://api/x", {}, "page 6") == {"ok": 1}
     assert body.read == 1 and clock.sleeps == [0.5]
+
+
+def test_secret_params_reach_the_server_and_no_message(caplog: pytest.LogCaptureFixture) -> None:
+    """params_env values are sent with every request, and neither the error nor httpx's own
+    request log line (INFO, full URL) shows them."""
+    import logging
+
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(str(request.url))
+        return httpx.Response(404, text="no such page")
+
+    clock = FakeClock()
+    fetcher = JsonFetcher(httpx.Client(transport=httpx.MockTransport(handler)), RetryPolicy(),
+                          RateLimiter(None, clock), clock, secret_params={"api_key": "k-9f3e"})
+    with caplog.at_level(logging.INFO), pytest.raises(InputError) as err:
+        fetcher.get("http://api/x", {"page": "2"}, "http source http://api/x?page=2 (page 2)")
+    assert sent == ["http://api/x?page=2&api_key=k-9f3e"]
+    assert "k-9f3e" not in str(err.value) and "k-9f3e" not in caplog.text

@@ -69,3 +69,26 @@ def test_a_claimed_total_over_max_pages_is_refused_before_any_task_is_planned() 
                            r"records, 10000000000 pages of 100: more than max_pages=10000"):
             HttpDatasource(src).get_read_tasks(4)
     assert sum(api.hits.values()) == 1  # the first page, which states the total; nothing more
+
+
+def test_headers_env_and_params_env_are_read_from_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secret header (here the API's Authorization) comes from headers_env, never from the
+    YAML; a variable that is not set is named."""
+    from pipelines.sources.http import read_secrets
+
+    api = PagedApi(RECORDS, token=TOKEN)
+    with serve_api(api) as base:
+        src = HttpSource(url=f"{base}/links", pagination="cursor", records_path="items",
+                         next_cursor_path="next", headers_env={"Authorization": "API_AUTH"},
+                         params_env={"api_key": "API_KEY"})
+        with pytest.raises(InputError, match=r"source\.headers_env\.Authorization: environment "
+                                             r"variable API_AUTH is not set"):
+            read_secrets(src)
+        monkeypatch.setenv("API_AUTH", f"Bearer {TOKEN}")
+        monkeypatch.setenv("API_KEY", "k-9f3e")
+        secrets = read_secrets(src)
+        assert "k-9f3e" not in repr(secrets) and TOKEN not in repr(secrets)
+        tasks = HttpDatasource(src, secrets=secrets).get_read_tasks(1)
+        rows = [row for task in tasks for block in task() for row in block.to_pylist()]
+    assert [r["id"] for r in rows] == list(range(600))  # the server took the header: no 401

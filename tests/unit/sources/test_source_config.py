@@ -52,6 +52,14 @@ def test_sql_refuses_passwords_in_the_url_and_odd_names() -> None:
         {"kind": "sql", "url": "sqlite:///x.db", "table": "t", "parallelism": 4})
 
 
+def test_http_secret_headers_and_params_name_variables_and_no_value_twice() -> None:
+    assert "'api key!' is not an environment variable" in _error(
+        {"kind": "http", "url": "http://x/y", "params_env": {"api_key": "api key!"}})
+    assert "'X-Api-Key' is in both headers and headers_env" in _error(
+        {"kind": "http", "url": "http://x/y", "headers": {"X-Api-Key": "k"},
+         "headers_env": {"X-Api-Key": "API_KEY"}})
+
+
 def test_http_option_combinations() -> None:
     assert "source.url: Value error, must be an http:// or https:// URL" in _error(
         {"kind": "http", "url": "ftp://x/y"})
