@@ -196,7 +196,6 @@ def test_selection_is_frozen_and_scaling_standardises_train(ray_address: str) ->
 
 @pytest.mark.parametrize("kw, field", [
     ({"clean": {"coerce": {"nope": "float"}}}, "clean.coerce.nope"),
-    ({"features": {"derived": [{"name": "d", "expr": "a.__class__"}]}}, "features.derived.d"),
     ({"features": {"derived": [{"name": "d", "expr": "a + missing_col"}]}}, "missing_col"),
     ({"features": {"ratios": [{"name": "r", "numerator": "a", "denominator": "color"}]}},
      "features.ratios.r"),
@@ -209,6 +208,16 @@ def test_config_that_does_not_fit_the_data_names_the_field(
 ) -> None:
     with pytest.raises(FeatureConfigError, match=field):
         fit(frame(60), **kw)
+
+
+def test_a_forbidden_expression_is_refused_with_the_config_naming_it(ray_address: str) -> None:
+    """Expressions are checked when the config section is built, before any fit (this case
+    was a fit-time FeatureConfigError before they were)."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"derived\.0\.expr[\s\S]*derived feature 'd': "
+                                              r"Attribute is not allowed"):
+        fit(frame(60), features={"derived": [{"name": "d", "expr": "a.__class__"}]})
 
 
 @pytest.mark.slow  # a whole pipeline run
