@@ -311,13 +311,15 @@ def predict_dataset(
         mlflow.set_tracking_uri(tracking_uri)
     model = load_model(model_uri, check_fast_path=False)
     pipeline = model.pipeline
-    # The check takes the actors' CPU fraction, not a whole CPU: on a small node a read task
-    # paused by backpressure keeps its CPU, and a whole-CPU check then waits for it. Under
-    # an object-store budget that stalled each block ~10 s (150k rows: 137 s against 9 s).
+    # Under an object-store budget the check takes the actors' CPU fraction, not a whole CPU:
+    # on a small node a read task paused by backpressure keeps its CPU, and a whole-CPU check
+    # then waits for it, each block ~10 s (150k rows: 137 s against 9 s). Without a budget a
+    # whole CPU is faster: a fraction lets Ray start up to 4x as many check workers, and their
+    # start-up cost the 1M-row demo's batch stage 14 s (5.9 s -> 19.8 s).
+    check_cpus = cfg.num_cpus_per_actor if cfg.max_object_store_bytes is not None else 1.0
     checked = ds.map_batches(partial(_check_block, pipeline=pipeline,
                                      quarantine_dir=quarantine_dir),
-                             batch_format="pyarrow", batch_size=None,
-                             num_cpus=cfg.num_cpus_per_actor)
+                             batch_format="pyarrow", batch_size=None, num_cpus=check_cpus)
     # Without the MLflow signature (the actors never parse requests): unpickling it would import
     # MLflow in every actor, 0.75 s of CPU before its first batch.
     shipped = replace(model, input_schema=None)
