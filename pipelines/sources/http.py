@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ray.data.datasource import Datasource, ReadTask
 
 from pipelines.config import HttpSource
-from pipelines.redact import redact_url
+from pipelines.redact import MASK, redact_url
 from pipelines.sources._errors import InputError
 from pipelines.sources.http_client import Clock, JsonFetcher, RateLimiter, RetryPolicy, SystemClock
 
@@ -32,8 +32,9 @@ if TYPE_CHECKING:
     from ray.data import Dataset
     from ray.data.context import DataContext
 
-__all__ = ["HttpDatasource", "Page", "check_next_url", "dig", "http_fingerprint", "page_params",
-           "planned_pages", "read_http_source", "records_to_table", "walk_pages"]
+__all__ = ["HttpDatasource", "Page", "Secrets", "check_next_url", "dig", "http_fingerprint",
+           "page_params", "planned_pages", "read_http_source", "read_secrets", "records_to_table",
+           "walk_pages"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class Page:
     @property
     def label(self) -> str:
         url = redact_url(self.url)
-        query = "&".join(f"{k}={'***' if k in self.hidden else v}" for k, v in self.params.items())
+        query = "&".join(f"{k}={MASK if k in self.hidden else v}" for k, v in self.params.items())
         sep = "&" if "?" in url else "?"
         return f"http source {url}{sep + query if query else ''} (page {self.index + 1})"
 

@@ -13,15 +13,16 @@ import pytest
 
 from pipelines.config import HttpSource
 from pipelines.sources import InputError
-from pipelines.sources.http import HttpDatasource
+from pipelines.sources.http import HttpDatasource, Secrets
 from tests.integration.servers import PagedApi, serve_api
 
 RECORDS = [{"id": i} for i in range(600)]
 TOKEN = "t0k"  # a throwaway value the servers check
 
 
-def _read(source: HttpSource, token: str | None = None) -> list[dict[str, Any]]:
-    tasks = HttpDatasource(source, token).get_read_tasks(1)
+def _read(source: HttpSource, token: str | None = None,
+          secrets: Secrets | None = None) -> list[dict[str, Any]]:
+    tasks = HttpDatasource(source, token, secrets=secrets).get_read_tasks(1)
     return [row for task in tasks for block in task() for row in block.to_pylist()]
 
 
@@ -89,6 +90,5 @@ def test_headers_env_and_params_env_are_read_from_the_environment(
         monkeypatch.setenv("API_KEY", "k-9f3e")
         secrets = read_secrets(src)
         assert "k-9f3e" not in repr(secrets) and TOKEN not in repr(secrets)
-        tasks = HttpDatasource(src, secrets=secrets).get_read_tasks(1)
-        rows = [row for task in tasks for block in task() for row in block.to_pylist()]
+        rows = _read(src, secrets=secrets)
     assert [r["id"] for r in rows] == list(range(600))  # the server took the header: no 401
