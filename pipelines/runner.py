@@ -683,7 +683,7 @@ def _evaluate(path: Path, cfg: PipelineConfig, task: str, classes: list[Any] | N
 def _compute_evaluate(run: _Run, task: str,
                       pipeline: FeaturePipeline) -> Callable[[CacheEntry], dict[str, Any]]:
     def compute(entry: CacheEntry) -> dict[str, Any]:
-        from pipelines.families import get_family
+        from pipelines.families.registry import saved_family
         from pipelines.stages.plots import feature_importance_plot
 
         cfg = run.cfg
@@ -692,11 +692,9 @@ def _compute_evaluate(run: _Run, task: str,
                                plot_dir if cfg.evaluate.plots else None)
         plots = list(evaluation.plots)
         if cfg.evaluate.plots:
-            train_rec = run.entries["train"].load() or {}
-            family = str(train_rec["family"])
             model_dir = run.path("train", MODEL_DIR)
-            importances = _importances(family, get_family(family).load(model_dir), model_dir,
-                                       pipeline.feature_names)
+            family = saved_family(model_dir)
+            importances = family.importances(family.load(model_dir), pipeline.feature_names)
             plots.append(feature_importance_plot(importances,
                                                  plot_dir / "feature_importance.png"))
         return {"metrics": evaluation.metrics, "confusion": evaluation.confusion,
@@ -797,17 +795,4 @@ def _slice_metrics(slices: dict[str, dict[str, dict[str, float]]]) -> dict[str, 
             out |= {f"{key}.{m}": v for m, v in metrics.items()
                     if isinstance(v, (int, float)) and math.isfinite(v)}
     return out
-
-
-def _importances(family: str, predictor: Any, model_dir: Path,
-                 names: list[str]) -> dict[str, float]:
-    """Feature importances of the saved model, read back the way its family stores them."""
-    from pipelines.families import get_family
-
-    fam = get_family(family)
-    if family == "xgboost":
-        return fam.importances(predictor.booster, names)
-    if family == "linear":
-        return fam.importances(predictor, names)
-    return fam.importances({"model": predictor.model}, names)
 

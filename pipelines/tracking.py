@@ -128,10 +128,12 @@ def package_versions(packages: list[str] | None = None) -> dict[str, str]:
     return out
 
 
-def _requirements(family: str) -> list[str]:
+def _requirements(model_dir: Path) -> list[str]:
+    """raypipe's runtime packages and the ones the saved model's family declares, pinned."""
+    from pipelines.families.registry import saved_family
+
     reqs = []
-    packages = [*_RUNTIME_PACKAGES, *(["torch"] if family == "mlp" else []),
-                *(["scikit-learn"] if family == "linear" else [])]
+    packages = list(dict.fromkeys([*_RUNTIME_PACKAGES, *saved_family(model_dir).requirements]))
     for pkg in packages:
         try:
             reqs.append(f"{pkg}=={version(pkg)}")
@@ -159,7 +161,7 @@ def log_pipeline_model(spec: ModelSpec, model_dir: Path, input_example: pd.DataF
             code_paths=[str(package_dir)],
             signature=model_signature(spec),
             input_example=conform_input(input_example, spec),
-            pip_requirements=_requirements(spec.family),
+            pip_requirements=_requirements(model_dir),
         )
 
 

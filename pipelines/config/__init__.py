@@ -40,6 +40,7 @@ from pipelines.config.sources import AnySource, DemoSource, FileSource, HttpSour
 from pipelines.config.split import SplitConfig
 from pipelines.config.training import (
     Choice,
+    FamilySettings,
     LinearSettings,
     LogUniform,
     MLPSettings,
@@ -63,6 +64,7 @@ __all__ = [
     "DemoSource",
     "DerivedFeature",
     "EvaluateConfig",
+    "FamilySettings",
     "FeaturesConfig",
     "FileSource",
     "GateConfig",

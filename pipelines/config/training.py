@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipelines.config.base import _Section
+from pipelines.families.registry import family_names
 
-__all__ = ["Choice", "LinearSettings", "LogUniform", "MLPSettings", "RandInt", "SearchDim",
-           "TrainConfig", "Uniform", "XGBoostSettings"]
+__all__ = ["Choice", "FamilySettings", "LinearSettings", "LogUniform", "MLPSettings", "RandInt",
+           "SearchDim", "TrainConfig", "Uniform", "XGBoostSettings"]
 
 
 class Uniform(_Section):
@@ -59,19 +60,29 @@ def _space(**dims: dict[str, Any]) -> dict[str, Any]:
     return dict(dims)
 
 
-class _FamilySettings(_Section):
-    @field_validator("search_space", mode="before", check_fields=False)
+class FamilySettings(_Section):
+    """One family's ``train.<name>`` section: fixed parameters and the sweep's search space.
+
+    The section of a family added with ``register_family`` (see the README's "Extending"):
+    ``params`` reach its ``fit`` under each trial's sampled ``search_space`` values.
+    """
+
+    params: dict[str, float | int | str | bool] = Field(
+        default_factory=dict, description="Fixed parameters applied to every trial.",
+    )
+    search_space: dict[str, SearchDim] = Field(
+        default_factory=dict, description="Parameters each trial samples (Ray Tune).",
+    )
+
+    @field_validator("search_space", mode="before")
     @classmethod
     def _empty_space(cls, v: Any) -> Any:
         return {} if v is None else v
 
 
-class XGBoostSettings(_FamilySettings):
+class XGBoostSettings(FamilySettings):
     """XGBoost family: fixed parameters, search space and boosting rounds."""
 
-    params: dict[str, float | int | str | bool] = Field(
-        default_factory=dict, description="Fixed XGBoost parameters applied to every trial.",
-    )
     search_space: dict[str, SearchDim] = Field(
         default_factory=lambda: _space(
             eta={"type": "loguniform", "low": 0.03, "high": 0.3},
@@ -90,10 +101,9 @@ class XGBoostSettings(_FamilySettings):
     )
 
 
-class MLPSettings(_FamilySettings):
+class MLPSettings(FamilySettings):
     """PyTorch MLP family (needs the ``torch`` extra): architecture, optimiser, stopping."""
 
-    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
     search_space: dict[str, SearchDim] = Field(
         default_factory=lambda: _space(
             lr={"type": "loguniform", "low": 1e-3, "high": 1e-2},
@@ -114,10 +124,9 @@ class MLPSettings(_FamilySettings):
     )
 
 
-class LinearSettings(_FamilySettings):
+class LinearSettings(FamilySettings):
     """Linear baseline: logistic regression (classification) or ridge (regression)."""
 
-    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
     search_space: dict[str, SearchDim] = Field(
         default_factory=lambda: _space(C={"type": "loguniform", "low": 0.01, "high": 10.0}),
         validate_default=True,
@@ -125,10 +134,10 @@ class LinearSettings(_FamilySettings):
     )
 
 
-Family = Literal["xgboost", "mlp", "linear"]
+_FAMILY_SECTIONS = (XGBoostSettings, MLPSettings, LinearSettings)
 
 
-def _default_families() -> list[Family]:
+def _default_families() -> list[str]:
     return ["xgboost"]
 
 
@@ -136,11 +145,20 @@ Metric = Literal["logloss", "auc", "accuracy", "rmse", "mae"]
 
 
 class TrainConfig(_Section):
-    """Model families, search spaces, the Tune sweep and how trials are scaled."""
+    """Model families, search spaces, the Tune sweep and how trials are scaled.
 
-    families: list[Family] = Field(
+    A family added with ``register_family`` has its ``train.<name>`` section too (a
+    :class:`FamilySettings`), kept as an extra field: only registered family names are allowed
+    there, so a misspelt field is still refused.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    __pydantic_extra__: dict[str, FamilySettings] = Field(init=False)
+
+    families: list[str] = Field(
         default_factory=_default_families, min_length=1,
-        description="Families the sweep compares; num_samples trials each.",
+        description="Families the sweep compares; num_samples trials each (built in: xgboost, "
+        "mlp, linear; more with register_family or a raypipe.families entry point).",
     )
     xgboost: XGBoostSettings = Field(default_factory=XGBoostSettings)
     mlp: MLPSettings = Field(default_factory=MLPSettings)
@@ -188,9 +206,35 @@ class TrainConfig(_Section):
     )
     seed: int = 0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _only_family_extras(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            extra = sorted(set(data) - set(cls.model_fields))
+            unknown = [k for k in extra if k not in family_names()]
+            if unknown:  # the error extra="forbid" gives, at the field's own location
+                raise ValidationError.from_exception_data(cls.__name__, [
+                    {"type": "extra_forbidden", "loc": (k,), "input": data[k]} for k in unknown])
+        return data
+
     @field_validator("families")
     @classmethod
-    def _unique_families(cls, v: list[str]) -> list[str]:
+    def _known_unique_families(cls, v: list[str]) -> list[str]:
+        known = family_names()
+        for name in v:
+            if name not in known:
+                raise ValueError(f"unknown model family {name!r}; choose from {', '.join(known)}")
+            field = cls.model_fields.get(name)
+            if field is not None and field.annotation not in _FAMILY_SECTIONS:
+                raise ValueError(f"model family {name!r} has the name of a train setting; "
+                                 "register it under another name")
         if len(set(v)) != len(v):
             raise ValueError("lists a family twice")
         return v
+
+    def family_settings(self, name: str) -> FamilySettings:
+        """The ``train.<name>`` section (defaults where the config has none)."""
+        section = getattr(self, name, None) if name in type(self).model_fields else None
+        if section is None:
+            section = (self.__pydantic_extra__ or {}).get(name) or FamilySettings()
+        return section

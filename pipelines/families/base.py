@@ -12,6 +12,7 @@ import numpy as np
 
 __all__ = [
     "METRICS",
+    "BaseFamily",
     "Family",
     "FitContext",
     "FitResult",
@@ -118,11 +119,22 @@ class Predictor(Protocol):
 
 
 class Family(Protocol):
+    """A model family: what the sweep, the registry and the model loader ask of one.
+
+    Subclass :class:`BaseFamily` for the defaults of the optional parts.
+    """
+
     name: str
+    """The key in ``train.families`` and the ``train.<name>`` settings section."""
     libraries: tuple[str, ...]
     """Modules its fit imports, which a fresh worker can load ahead of the data."""
     input_dtype: type[np.floating]
     """The float type its fit reads features in (``TrainData.X`` from a Dataset)."""
+    requirements: tuple[str, ...]
+    """pip packages a saved model needs besides raypipe's runtime (logged with the model)."""
+    data_parallel: str | None
+    """The Ray Train backend of a data-parallel trial (``xgboost``, ``torch``), or None: the
+    family has nothing to parallelise and fits inside the trial even with ``num_workers > 1``."""
 
     def fit(self, params: dict[str, Any], train: TrainData, valid: TrainData,
             ctx: FitContext) -> FitResult: ...
@@ -131,7 +143,38 @@ class Family(Protocol):
 
     def load(self, directory: Path) -> Predictor: ...
 
-    def importances(self, model: Any, feature_names: list[str]) -> dict[str, float]: ...
+    def importances(self, predictor: Any, feature_names: list[str]) -> dict[str, float]:
+        """Per-feature importance of a loaded model (what :meth:`load` returned)."""
+        ...
+
+    def fixed_iterations(self, settings: dict[str, Any], iterations: int) -> dict[str, Any]:
+        """``settings`` changed to fit exactly ``iterations`` rounds or epochs, without early
+        stopping: the refit of the winner on train + valid uses what the sweep chose."""
+        ...
+
+
+class BaseFamily:
+    """Defaults for a family's optional parts; a new family subclasses this and writes
+    ``name``, :meth:`fit`, :meth:`save` and :meth:`load`."""
+
+    name: str = ""
+    libraries: tuple[str, ...] = ()
+    input_dtype: type[np.floating] = np.float64
+    requirements: tuple[str, ...] = ()
+    data_parallel: str | None = None
+
+    def importances(self, predictor: Any, feature_names: list[str]) -> dict[str, float]:
+        return {}
+
+    def __eq__(self, other: object) -> bool:
+        # Families travel to trials and workers by pickle: a copy is the same family.
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.name))
+
+    def fixed_iterations(self, settings: dict[str, Any], iterations: int) -> dict[str, Any]:
+        return settings
 
 
 @dataclass(frozen=True)

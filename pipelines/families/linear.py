@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.families.base import FitContext, FitResult, Standardizer, TrainData, score
+from pipelines.families.base import BaseFamily, FitContext, FitResult, Standardizer, TrainData, score
 
 __all__ = ["LinearFamily", "row_wise_affine"]
 
@@ -52,9 +52,10 @@ class _Linear:
         return np.asarray(e / e.sum(axis=1, keepdims=True))
 
 
-class LinearFamily:
+class LinearFamily(BaseFamily):
     name = "linear"
     libraries: tuple[str, ...] = ("sklearn.linear_model",)
+    requirements: tuple[str, ...] = ("scikit-learn",)
     input_dtype: type[np.floating] = np.float64
 
     def fit(self, params: dict[str, Any], train: TrainData, valid: TrainData,
@@ -88,6 +89,6 @@ class LinearFamily:
         return _Linear(raw["task"], np.asarray(raw["coef"]), np.asarray(raw["intercept"]),
                        Standardizer.load(directory / SCALER_FILE))
 
-    def importances(self, model: Any, feature_names: list[str]) -> dict[str, float]:
-        weight = np.abs(model.coef).mean(axis=0)
+    def importances(self, predictor: Any, feature_names: list[str]) -> dict[str, float]:
+        weight = np.abs(predictor.coef).mean(axis=0)
         return {n: float(w) for n, w in zip(feature_names, weight, strict=True)}

@@ -14,7 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.families.base import FitContext, FitResult, Standardizer, TrainData, score
+from pipelines.families.base import (
+    BaseFamily,
+    FitContext,
+    FitResult,
+    Standardizer,
+    TrainData,
+    score,
+)
 
 __all__ = ["MLPFamily", "build_mlp", "load_train_state", "save_train_state", "train_epochs"]
 
@@ -164,9 +171,11 @@ class _Predictor:
         return np.asarray(out.numpy().reshape(-1) * self.y_std + self.y_mean, dtype=np.float64)
 
 
-class MLPFamily:
+class MLPFamily(BaseFamily):
     name = "mlp"
     libraries: tuple[str, ...] = ("torch",)
+    requirements: tuple[str, ...] = ("torch",)
+    data_parallel = "torch"
     input_dtype: type[np.floating] = np.float64
 
     def fit(self, params: dict[str, Any], train: TrainData, valid: TrainData,
@@ -244,9 +253,12 @@ class MLPFamily:
         return _Predictor(model, meta["task"], Standardizer.load(directory / SCALER_FILE),
                           meta["y_mean"], meta["y_std"])
 
-    def importances(self, model: Any, feature_names: list[str]) -> dict[str, float]:
+    def fixed_iterations(self, settings: dict[str, Any], iterations: int) -> dict[str, Any]:
+        return {**settings, "max_epochs": iterations, "patience": iterations + 1}
+
+    def importances(self, predictor: Any, feature_names: list[str]) -> dict[str, float]:
         # Mean absolute first-layer weight per input: a rough, honest proxy.
-        first = next(p for p in model["model"].parameters() if p.dim() == 2)
+        first = next(p for p in predictor.model.parameters() if p.dim() == 2)
         weight = first.detach().abs().mean(dim=0).numpy()
         return {n: float(w) for n, w in zip(feature_names, weight, strict=True)}
 

@@ -33,9 +33,10 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines.config import Choice, LogUniform, RandInt, SearchDim, TrainConfig, Uniform
-from pipelines.families import FitContext, TrainData, get_family
+from pipelines.errors import RaypipeError
+from pipelines.families import Family, FitContext, TrainData
 from pipelines.families.base import check_metric, default_metric, higher_is_better
-from pipelines.families.registry import write_family_marker
+from pipelines.families.registry import families_for, write_family_marker
 from pipelines.features.pipeline import FeaturePipeline
 from pipelines.stages.cv import cross_validated_fit, use_cross_validation
 
@@ -198,13 +199,29 @@ def _param_space(cfg: TrainConfig) -> dict[str, Any]:
 
     space: dict[str, Any] = {"family": tune.grid_search(list(cfg.families))}
     for name in cfg.families:
-        space[name] = {k: _dimension(d) for k, d in getattr(cfg, name).search_space.items()}
+        space[name] = {k: _dimension(d)
+                       for k, d in cfg.family_settings(name).search_space.items()}
     return space
 
 
 def _settings(cfg: TrainConfig, family: str) -> dict[str, Any]:
-    section = getattr(cfg, family)
-    return section.model_dump(exclude={"params", "search_space"})
+    return cfg.family_settings(family).model_dump(exclude={"params", "search_space"})
+
+
+class MissingLibraryError(RaypipeError, ImportError):
+    """A configured family needs a library that is not installed."""
+
+
+def _check_installed(families: dict[str, Family]) -> None:
+    """Fail here, naming the family, rather than inside every trial on another node."""
+    import importlib.util
+
+    for name, fam in families.items():
+        for module in fam.libraries:
+            if importlib.util.find_spec(module.split(".")[0]) is None:
+                raise MissingLibraryError(
+                    f"model family {name!r} needs {module!r}, which is not installed here "
+                    f"(pip: {', '.join(fam.requirements) or module})")
 
 
 @dataclass(frozen=True)
@@ -236,6 +253,9 @@ class TrainContext:
     """The sweep's name; a data-parallel trial's Train run is named after it and the trial."""
     max_failures: int
     """Restarts of a Ray Train worker group that lost a worker."""
+    families: dict[str, Family]
+    """The swept families, by name: objects, not names, since a family registered in the
+    driver is unknown to the registry of a trial's or worker's process."""
     fixed: dict[str, dict[str, Any]]
     """Per family: the fixed hyperparameters (``train.<family>.params``), under each trial's."""
     settings: dict[str, dict[str, Any]]
@@ -288,13 +308,13 @@ def _in_process_trial(config: dict[str, Any], *, train_ds: Any, valid_ds: Any,
 
     family = config["family"]
     params = {**context.fixed[family], **config[family]}
-    fam = get_family(family)
+    fam = context.families[family]
     train, valid = _split_arrays(train_ds), _split_arrays(valid_ds)
     ctx = context.fit_context(family, ray.tune.report)
     result, folds, fit_seconds = _fit_trial(fam, params, train, valid, ctx, context)
     with tempfile.TemporaryDirectory() as tmp:
         fam.save(result.model, Path(tmp))
-        write_family_marker(Path(tmp), family)
+        write_family_marker(Path(tmp), fam)
         ray.tune.report({**context.final_report(family, result.score, result.iterations,
                                                 params, fit_seconds), "cv_folds": folds},
                         checkpoint=ray.tune.Checkpoint.from_directory(tmp))
@@ -303,7 +323,7 @@ def _in_process_trial(config: dict[str, Any], *, train_ds: Any, valid_ds: Any,
 def _single_fit_task(train_ds: Any, valid_ds: Any, context: TrainContext,
                      family: str) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The whole sweep when it is one configuration: one fit in a plain Ray task."""
-    fam = get_family(family)
+    fam = context.families[family]
     # The family's imports (xgboost: 0.5-0.8 s in a fresh worker here) load in a thread while
     # this one converts the splits (Arrow and numpy kernels, which release the GIL).
     loader = threading.Thread(target=_import_all, args=(fam.libraries,), daemon=True)
@@ -318,7 +338,7 @@ def _single_fit_task(train_ds: Any, valid_ds: Any, context: TrainContext,
     result, folds, fit_seconds = _fit_trial(fam, params, train, valid, ctx, context)
     record = {**context.final_report(family, result.score, result.iterations, params,
                                      fit_seconds), "cv_folds": folds}
-    return record, _model_files(fam, result.model, family)
+    return record, _model_files(fam, result.model)
 
 
 def _import_all(modules: tuple[str, ...]) -> None:
@@ -334,11 +354,11 @@ def _xgboost_worker(config: dict[str, Any]) -> None:
 
     context: TrainContext = config["context"]
     params = config["params"]
-    fam = XGBoostFamily()
+    fam: XGBoostFamily = config["family"]
     train, valid = (_dataset_arrays(ray.train.get_dataset_shard(name).materialize(),
                                     threads=context.threads, dtype=fam.input_dtype)
                     for name in ("train", "valid"))
-    ctx = context.fit_context("xgboost", lambda m: ray.train.report(m))
+    ctx = context.fit_context(fam.name, lambda m: ray.train.report(m))
     ctx.settings = {**ctx.settings, "global_score": True}
     ctx.checkpoint = partial(_checkpoint_from_worker, fam)
     ctx.init_model = _resumed_state(lambda d: fam.load(d).booster)
@@ -346,7 +366,7 @@ def _xgboost_worker(config: dict[str, Any]) -> None:
         logger.info("resuming the fit from round %d", ctx.init_model.num_boosted_rounds())
     start = time.perf_counter()
     result = fam.fit(params, train, valid, ctx)
-    _report_from_worker(fam, "xgboost", result, context, params, time.perf_counter() - start,
+    _report_from_worker(fam, result, context, params, time.perf_counter() - start,
                         resumed_from_round=(ctx.init_model.num_boosted_rounds()
                                             if ctx.init_model is not None else 0))
 
@@ -368,7 +388,7 @@ def _checkpoint_from_worker(fam: Any, model: Any, metrics: dict[str, float]) -> 
 
     def write(directory: Path) -> None:
         fam.save(model, directory)
-        write_family_marker(directory, fam.name)
+        write_family_marker(directory, fam)
 
     _report_with_files(write, metrics)
 
@@ -393,11 +413,11 @@ def _torch_worker(config: dict[str, Any]) -> None:
 
     context: TrainContext = config["context"]
     params = config["params"]
-    fam = MLPFamily()
+    fam: MLPFamily = config["family"]
     train, valid = (_dataset_arrays(ray.train.get_dataset_shard(name).materialize(),
                                     threads=context.threads, dtype=fam.input_dtype)
                     for name in ("train", "valid"))
-    ctx = context.fit_context("mlp", lambda m: ray.train.report(m))
+    ctx = context.fit_context(fam.name, lambda m: ray.train.report(m))
     ctx.checkpoint = lambda state, metrics: _report_with_files(
         partial(save_train_state, state), metrics)
     # A finished model's checkpoint holds no training state: that fit starts over.
@@ -407,14 +427,14 @@ def _torch_worker(config: dict[str, Any]) -> None:
         logger.info("resuming the fit after epoch %d", done)
     start = time.perf_counter()
     result = fam.fit_distributed(params, train, valid, ctx, config["scaler"])
-    _report_from_worker(fam, "mlp", result, context, params, time.perf_counter() - start,
+    _report_from_worker(fam, result, context, params, time.perf_counter() - start,
                         resumed_from_round=done)
 
 
-def _report_from_worker(fam: Any, family: str, result: Any, context: TrainContext,
+def _report_from_worker(fam: Any, result: Any, context: TrainContext,
                         params: dict[str, Any], fit_seconds: float,
                         resumed_from_round: int = 0) -> None:
-    final = context.final_report(family, result.score, result.iterations, params, fit_seconds)
+    final = context.final_report(fam.name, result.score, result.iterations, params, fit_seconds)
     _checkpoint_from_worker(fam, result.model, {**final, "resumed_from_round": resumed_from_round})
 
 
@@ -425,7 +445,8 @@ def _data_parallel_trial(config: dict[str, Any], *, train_ds: Any, valid_ds: Any
     from ray.tune.integration.ray_train import TuneReportCallback
 
     family = config["family"]
-    if family == "linear":  # nothing to parallelise: one solver call on the whole split
+    fam = context.families[family]
+    if fam.data_parallel is None:  # nothing to parallelise (linear: one solver call)
         _in_process_trial(config, train_ds=train_ds, valid_ds=valid_ds, context=context)
         return
     params = {**context.fixed[family], **config[family]}
@@ -435,7 +456,7 @@ def _data_parallel_trial(config: dict[str, Any], *, train_ds: Any, valid_ds: Any
     # Ray Train propagates the variable from this process to its controller, and a value
     # the user set wins.
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
-    loop_config: dict[str, Any] = {"context": context, "params": params}
+    loop_config: dict[str, Any] = {"context": context, "params": params, "family": fam}
     common: dict[str, Any] = {
         "datasets": {"train": train_ds, "valid": valid_ds},
         "scaling_config": ray.train.ScalingConfig(
@@ -452,16 +473,19 @@ def _data_parallel_trial(config: dict[str, Any], *, train_ds: Any, valid_ds: Any
             callbacks=[TuneReportCallback()],  # type: ignore[list-item]
         ),
     }
-    if family == "xgboost":
+    if fam.data_parallel == "xgboost":
         from ray.train.xgboost import XGBoostTrainer
 
         trainer: Any = XGBoostTrainer(_xgboost_worker, train_loop_config=loop_config, **common)
-    else:
+    elif fam.data_parallel == "torch":
         from ray.train.torch import TorchTrainer
 
         assert scaler is not None, "the sweep computes the MLP's scaler before its trials"
         loop_config["scaler"] = scaler
         trainer = TorchTrainer(_torch_worker, train_loop_config=loop_config, **common)
+    else:
+        raise ValueError(f"model family {family!r}: no Ray Train backend {fam.data_parallel!r} "
+                         "(xgboost, torch, or None to fit inside the trial)")
     result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"{family} trial: the Ray Train run produced no checkpoint")
@@ -481,24 +505,21 @@ def _data_parallel_trial(config: dict[str, Any], *, train_ds: Any, valid_ds: Any
 def _refit_task(train_ds: Any, valid_ds: Any, context: TrainContext, family: str,
                 params: dict[str, Any], iterations: int) -> dict[str, bytes]:
     """Fit ``family`` with ``params`` on train + valid for exactly ``iterations``."""
-    fam = get_family(family)
+    fam = context.families[family]
     threads, dtype = context.threads, fam.input_dtype
     train = _dataset_arrays(train_ds, valid_ds, threads=threads, dtype=dtype)
     valid = _dataset_arrays(valid_ds, threads=threads, dtype=dtype)
-    settings = dict(context.settings[family])
-    if family == "xgboost":  # no early stopping: the sweep already chose the round count
-        settings |= {"num_boost_round": iterations, "early_stopping_rounds": iterations + 1}
-    elif family == "mlp":
-        settings |= {"max_epochs": iterations, "patience": iterations + 1}
+    # No early stopping: the sweep already chose the round or epoch count.
+    settings = fam.fixed_iterations(dict(context.settings[family]), iterations)
     ctx = replace(context, settings={family: settings}).fit_context(family, lambda m: None)
-    return _model_files(fam, fam.fit(params, train, valid, ctx).model, family)
+    return _model_files(fam, fam.fit(params, train, valid, ctx).model)
 
 
-def _model_files(fam: Any, model: Any, family: str) -> dict[str, bytes]:
+def _model_files(fam: Any, model: Any) -> dict[str, bytes]:
     """A fitted model as its saved files, to hand back from a task."""
     with tempfile.TemporaryDirectory() as tmp:
         fam.save(model, Path(tmp))
-        write_family_marker(Path(tmp), family)
+        write_family_marker(Path(tmp), fam)
         return {f.name: f.read_bytes() for f in Path(tmp).iterdir() if f.is_file()}
 
 
@@ -571,14 +592,15 @@ def tune_models(
     check_metric(metric, task)
     mode = "max" if higher_is_better(metric) else "min"
     parallelism = resolve_parallelism(cfg)
-    if "mlp" in cfg.families:
-        import torch  # noqa: F401  # fail here, clearly, rather than inside every trial
+    families = families_for(list(cfg.families))
+    _check_installed(families)
     context = TrainContext(
         task=task, num_classes=num_classes, metric=metric, seed=cfg.seed,
         threads=max(1, int(cfg.cpus_per_worker)), use_gpu=cfg.use_gpu,
         num_workers=cfg.num_workers, cpus_per_worker=cfg.cpus_per_worker,
         storage_path=storage_path, run_name=run_name, max_failures=cfg.max_failures,
-        fixed={f: dict(getattr(cfg, f).params) for f in cfg.families},
+        families=families,
+        fixed={f: dict(cfg.family_settings(f).params) for f in cfg.families},
         settings={f: {**_settings(cfg, f), "prescaled": prescaled} for f in cfg.families},
         # Cross-validation needs the refit (its folds' models never saw every row) and must not
         # train on later rows than it scores (time split).
@@ -624,7 +646,7 @@ class _Outcome:
 def _single_configuration(cfg: TrainConfig) -> bool:
     """One family, one sample and nothing to search: the sweep is a single fit."""
     return (len(cfg.families) == 1 and cfg.num_samples == 1
-            and not getattr(cfg, cfg.families[0]).search_space)
+            and not cfg.family_settings(cfg.families[0]).search_space)
 
 
 def _single_fit(train_ds: Dataset, valid_ds: Dataset, cfg: TrainConfig,
@@ -715,14 +737,17 @@ def _tune_sweep(train_ds: Dataset, valid_ds: Dataset, cfg: TrainConfig, context:
         fn = _data_parallel_trial
         per_trial = cfg.cpus_per_worker * cfg.num_workers
         splits = {"train_ds": train_ds, "valid_ds": valid_ds}
-        if "mlp" in cfg.families:
+        torch_family = next((f for f, fam in context.families.items()
+                             if fam.data_parallel == "torch"), None)
+        if torch_family is not None:
             from pipelines.families.mlp import standardizer_from_dataset
 
             # Once, here: the statistics are the same for every trial, and a Ray Data
             # aggregation inside a trial would be scheduled in the trial's placement group,
             # which holds no CPU for it (Ray refuses the shuffle task).
             splits["scaler"] = standardizer_from_dataset(
-                train_ds, LABEL_COLUMN, scale=not context.settings["mlp"].get("prescaled"))
+                train_ds, LABEL_COLUMN,
+                scale=not context.settings[torch_family].get("prescaled"))
         if per_trial > total_cpus:
             logger.warning("a trial needs %.1f CPUs but the cluster has %.1f; it waits for the "
                            "autoscaler", per_trial, total_cpus)

@@ -60,7 +60,7 @@ def test_family_learns_saves_and_loads(family: str, task: str, tmp_path: Path) -
     assert result.score < 0.8 * _baseline(task, valid, train)
     assert reports and all(metric in r for r in reports)
     fam.save(result.model, tmp_path)
-    write_family_marker(tmp_path, family)
+    write_family_marker(tmp_path, fam)
     loaded = load_predictor(tmp_path)
     raw = loaded.predict_raw(valid.X)
     assert score(metric, task, valid.y, raw) == pytest.approx(result.score, rel=1e-5)
@@ -71,7 +71,7 @@ def test_family_learns_saves_and_loads(family: str, task: str, tmp_path: Path) -
         assert raw.shape == (len(valid.y),)
     if task == "binary":
         assert ((raw >= 0) & (raw <= 1)).all()
-    importances = fam.importances(result.model, train.feature_names)
+    importances = fam.importances(loaded, train.feature_names)
     assert set(importances) == set(train.feature_names)
     assert max(importances, key=importances.__getitem__) in ("a", "b")
 

@@ -7,6 +7,7 @@ from dataclasses import FrozenInstanceError, replace
 
 import pytest
 
+from pipelines.families.xgb import XGBoostFamily
 from pipelines.stages.train import TrainContext
 
 
@@ -14,7 +15,7 @@ def _context() -> TrainContext:
     return TrainContext(
         task="binary", num_classes=2, metric="roc_auc", seed=3, threads=2, use_gpu=False,
         num_workers=1, cpus_per_worker=2.0, storage_path="/tmp/sweeps", run_name="churn-abc",
-        max_failures=1, fixed={"xgboost": {"max_depth": 4}},
+        max_failures=1, families={"xgboost": XGBoostFamily()}, fixed={"xgboost": {"max_depth": 4}},
         settings={"xgboost": {"num_boost_round": 50, "prescaled": False}},
         cv_folds=3, cv_max_rows=10_000,
     )
