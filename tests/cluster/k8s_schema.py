@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -153,3 +155,15 @@ def errors(doc: dict[str, Any]) -> list[str]:
     if str(doc.get("apiVersion", "")).startswith("ray.io/"):
         return crd_errors(doc)
     return core_errors(doc)
+
+
+def pyproject() -> dict[str, Any]:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def ray_pin() -> str:
+    """The one exact Ray version pyproject.toml pins (images and manifests must match it)."""
+    deps = pyproject()["project"]["dependencies"]
+    pins = [m.group(1) for d in deps if (m := re.match(r"ray(?:\[[^\]]*\])?==([\w.]+)$", d.replace(" ", "")))]
+    assert len(pins) == 1, f"expected one exact ray[...]==X pin in pyproject.toml, found {deps}"
+    return pins[0]

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.k8s_schema import CLUSTER, REPO
-from tests.cluster.test_manifests import ray_pin
+from tests.cluster.k8s_schema import CLUSTER, REPO, ray_pin
 
 DOCKERFILE = CLUSTER / "docker" / "Dockerfile"
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import re
 import shlex
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 import yaml
 
 from tests.cluster import k8s_schema
-from tests.cluster.k8s_schema import CLUSTER, REPO, Manifest
+from tests.cluster.k8s_schema import CLUSTER, REPO, Manifest, pyproject, ray_pin
 
 PIPELINE_CONFIG = "pipelines/configs/demo.yaml"
 # Fields a deployment may override on the command line: where things are stored and how big
@@ -30,17 +29,6 @@ ALL = k8s_schema.manifests()
 
 def _id(m: Manifest) -> str:
     return f"{m[0].name}#{m[1]}:{m[2]['kind']}"
-
-
-def _pyproject() -> dict[str, Any]:
-    return tomllib.loads((REPO / "pyproject.toml").read_text())
-
-
-def ray_pin() -> str:
-    deps = _pyproject()["project"]["dependencies"]
-    pins = [m.group(1) for d in deps if (m := re.match(r"ray(?:\[[^\]]*\])?==([\w.]+)$", d.replace(" ", "")))]
-    assert len(pins) == 1, f"expected one exact ray[...]==X pin in pyproject.toml, found {deps}"
-    return pins[0]
 
 
 def _of_kind(kind: str) -> list[dict[str, Any]]:
@@ -149,8 +137,8 @@ def _dockerfile_base(path: Path) -> str:
 
 def test_ray_version_is_one_everywhere() -> None:
     pin = ray_pin()
-    version = _pyproject()["project"]["version"]
-    python = _pyproject()["project"]["requires-python"]
+    version = pyproject()["project"]["version"]
+    python = pyproject()["project"]["requires-python"]
     assert ">=3.11" in python and "<3.12" in python, python
     assert _dockerfile_base(CLUSTER / "docker" / "Dockerfile") == f"rayproject/ray:{pin}-py311"
     ray_objects = [d for _, _, d in ALL if d["apiVersion"].startswith("ray.io/")]
@@ -169,7 +157,7 @@ def test_mlflow_server_image_is_within_the_client_range() -> None:
 
     base = _dockerfile_base(CLUSTER / "docker" / "mlflow.Dockerfile")
     server = base.removeprefix("ghcr.io/mlflow/mlflow:v")
-    client = next(Requirement(d) for d in _pyproject()["project"]["dependencies"]
+    client = next(Requirement(d) for d in pyproject()["project"]["dependencies"]
                   if Requirement(d).name == "mlflow")
     assert server in client.specifier, f"MLflow server {server} outside the client's {client}"
     images = {c["image"] for _, c in _containers(_one("Deployment"))}

@@ -7,6 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pandas as pd
+
+from pipelines.demo import generate_demo_frame
+
 MODEL = "raypipe-demo"
 ROW: dict[str, Any] = {
     "customer_id": "c1", "signup_date": "2021-03-04T00:00:00",
@@ -14,6 +18,20 @@ ROW: dict[str, Any] = {
     "total_charges": 150.5, "support_calls": 4, "plan": " BASIC", "region": "south",
     "payment_method": None, "autopay": False,
 }
+
+
+def demo_rows(n: int) -> pd.DataFrame:
+    """The last ``n`` valid rows of the demo data, without the label."""
+    raw = generate_demo_frame(3000, 7).drop(columns=["churned"])
+    return raw[raw["tenure_months"] >= 0].tail(n).reset_index(drop=True)
+
+
+def json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as a JSON body holds them: None for missing, ISO strings for times."""
+    out = frame.astype(object).where(frame.notna(), None)
+    for col in ("signup_date", "last_login"):
+        out[col] = frame[col].map(lambda t: t.isoformat() if pd.notna(t) else None)
+    return out.to_dict(orient="records")
 
 
 def free_port() -> int:

@@ -13,8 +13,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.e2e.serving_helpers import MODEL, free_port
-from tests.e2e.test_serve_http import _json_rows, _rows
+from tests.e2e.serving_helpers import MODEL, demo_rows, free_port, json_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -58,12 +57,12 @@ def _logged(logs: Path, rows: int, timeout_s: float = 30) -> pd.DataFrame:
 def test_requests_are_logged_with_ids_versions_inputs_and_predictions(
         logging_server: tuple[str, Path], trained: dict[str, Any]) -> None:
     server, logs = logging_server
-    frame = _rows(30)
-    given = httpx.post(f"{server}/predict", json={"instances": _json_rows(frame.iloc[:20])},
+    frame = demo_rows(30)
+    given = httpx.post(f"{server}/predict", json={"instances": json_rows(frame.iloc[:20])},
                        headers={"X-Request-ID": "client-id-1"}, timeout=60)
     assert given.status_code == 200 and given.headers["x-request-id"] == "client-id-1"
     made = httpx.post(f"{server}/invocations",
-                      json={"dataframe_records": _json_rows(frame.iloc[20:])}, timeout=60)
+                      json={"dataframe_records": json_rows(frame.iloc[20:])}, timeout=60)
     assert made.status_code == 200
     new_id = made.headers["x-request-id"]  # made by Serve's proxy, one per request
     assert new_id and new_id != "client-id-1" and "," not in new_id
@@ -88,10 +87,10 @@ def test_logged_requests_are_a_monitoring_window(logging_server: tuple[str, Path
     from pipelines.monitoring import MonitorOptions, monitor
 
     server, logs = logging_server
-    frame = _rows(300)
+    frame = demo_rows(300)
     for start in range(0, 300, 50):
         r = httpx.post(f"{server}/predict",
-                       json={"instances": _json_rows(frame.iloc[start:start + 50])}, timeout=60)
+                       json={"instances": json_rows(frame.iloc[start:start + 50])}, timeout=60)
         assert r.status_code == 200
     logged = _logged(logs, 300)
     assert len(logged) >= 300

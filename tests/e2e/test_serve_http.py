@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.demo import generate_demo_frame
-from tests.e2e.serving_helpers import MODEL, free_port
+from tests.e2e.serving_helpers import MODEL, demo_rows, free_port, json_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -37,18 +36,6 @@ def server(trained: dict[str, Any]) -> Iterator[str]:
     serve.shutdown()
 
 
-def _rows(n: int) -> pd.DataFrame:
-    raw = generate_demo_frame(3000, 7).drop(columns=["churned"])
-    return raw[raw["tenure_months"] >= 0].tail(n).reset_index(drop=True)
-
-
-def _json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    out = frame.astype(object).where(frame.notna(), None)
-    for col in ("signup_date", "last_login"):
-        out[col] = frame[col].map(lambda t: t.isoformat() if pd.notna(t) else None)
-    return out.to_dict(orient="records")
-
-
 def _version(trained: dict[str, Any]) -> str:
     return str(trained["summary"].model_version)
 
@@ -61,7 +48,7 @@ def test_healthz(server: str) -> None:
 
 def test_predict_answers_with_labels_probabilities_and_model(server: str,
                                                              trained: dict[str, Any]) -> None:
-    rows = _json_rows(_rows(20))
+    rows = json_rows(demo_rows(20))
     r = httpx.post(f"{server}/predict", json={"instances": rows}, timeout=60)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -74,7 +61,7 @@ def test_predict_answers_with_labels_probabilities_and_model(server: str,
 
 
 def _v2_inputs(frame: pd.DataFrame, schema: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = _json_rows(frame)
+    rows = json_rows(frame)
     kinds = {"float": "FP64", "bool": "BOOL", "string": "BYTES", "datetime": "BYTES"}
     return [{"name": c, "datatype": kinds[s["type"]], "shape": [len(rows)],
              "data": [r[c] for r in rows]} for c, s in schema.items()]
@@ -116,7 +103,7 @@ def test_every_protocol_batch_and_pyfunc_predict_identically(server: str, traine
     from pipelines.stages.batch import run_batch_inference
     from pipelines.stages.ingest import read_files
 
-    frame = _rows(300)
+    frame = demo_rows(300)
     frame["autopay"] = frame["autopay"].astype(object)
     frame.loc[::11, "autopay"] = None  # MLflow's own server would make these False
     assert frame["plan"].isna().any() and frame["monthly_charges"].isna().any()
@@ -125,7 +112,7 @@ def test_every_protocol_batch_and_pyfunc_predict_identically(server: str, traine
     pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion").predict(frame)
     want_p = pyfunc["probability"].to_numpy()
     want_y = pyfunc["prediction"].tolist()
-    rows = _json_rows(frame)
+    rows = json_rows(frame)
 
     served = httpx.post(f"{server}/predict", json={"instances": rows}, timeout=60).json()
     np.testing.assert_array_equal(np.array(served["probabilities"]), want_p)
@@ -176,7 +163,7 @@ def test_every_protocol_batch_and_pyfunc_predict_identically(server: str, traine
 
 
 def test_mlflow_scoring_protocol_csv_and_ping(server: str) -> None:
-    frame = _rows(5)
+    frame = demo_rows(5)
     r = httpx.post(f"{server}/invocations", content=frame.to_csv(index=False).encode(),
                    headers={"content-type": "text/csv"}, timeout=30)
     assert r.status_code == 200, r.text
@@ -228,7 +215,7 @@ def test_openapi_page_documents_every_protocol(server: str) -> None:
 def test_prometheus_metrics_through_ray(server: str, trained: dict[str, Any]) -> None:
     import ray
 
-    row = _json_rows(_rows(1))[0]
+    row = json_rows(demo_rows(1))[0]
     for _ in range(3):
         assert httpx.post(f"{server}/predict", json={"instances": [row]},
                           timeout=30).status_code == 200
@@ -266,7 +253,7 @@ def test_prometheus_metrics_through_ray(server: str, trained: dict[str, Any]) ->
     ids=["wrong-type", "missing-column", "unknown-column", "bad-datetime", "number-for-string"],
 )
 def test_bad_rows_get_422_naming_the_field(server: str, mutate: Any, field: str) -> None:
-    row = _json_rows(_rows(1))[0]
+    row = json_rows(demo_rows(1))[0]
     mutate(row)
     r = httpx.post(f"{server}/predict", json={"instances": [row]}, timeout=30)
     assert r.status_code == 422, r.text
@@ -293,13 +280,13 @@ def test_malformed_bodies_get_4xx(server: str, body: bytes, status: int) -> None
 
 
 def test_wrong_content_type_gets_415(server: str) -> None:
-    row = _json_rows(_rows(1))[0]
+    row = json_rows(demo_rows(1))[0]
     r = httpx.post(f"{server}/predict", data={"instances": str(row)}, timeout=30)
     assert r.status_code == 415 and "content type" in r.json()["error"]
 
 
 def test_oversized_request_gets_413(server: str) -> None:
-    row = _json_rows(_rows(1))[0]
+    row = json_rows(demo_rows(1))[0]
     r = httpx.post(f"{server}/predict", json={"instances": [row] * 501}, timeout=30)
     assert r.status_code == 413
     r = httpx.post(f"{server}/predict", content=b" " * (11 * 1024 * 1024),

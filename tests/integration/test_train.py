@@ -9,11 +9,8 @@ import numpy as np
 import pytest
 
 from pipelines.config import TrainConfig
-from pipelines.families import load_predictor
-from pipelines.features.fit import fit_feature_pipeline
-from pipelines.stages.ingest import read_source
-from pipelines.stages.train import LABEL_COLUMN, featurize, resolve_parallelism, tune_models
-from tests.conftest import small_config
+from pipelines.stages.train import LABEL_COLUMN, resolve_parallelism
+from tests.integration.train_helpers import sweep, valid_logloss
 
 pytestmark = pytest.mark.integration
 
@@ -23,37 +20,11 @@ FAST = {
 }
 
 
-@pytest.fixture(scope="module")
-def splits(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
-    cfg = small_config(tmp_path_factory.mktemp("train"), "source.rows=1500")
-    raw = read_source(cfg.source, cfg.work_dir).filter(expr="tenure_months >= 0")
-    train, valid = raw.split_proportionately([0.7])
-    pipe = fit_feature_pipeline(train, target="churned", task="binary", clean=cfg.clean,
-                                features=cfg.features)
-    return featurize(train, pipe), featurize(valid, pipe)
-
-
 def _cfg(**kw: Any) -> TrainConfig:
     # No refit: these tests compare the saved model with the sweep's validation score.
     data: dict[str, Any] = {"xgboost": FAST["xgboost"], "mlp": FAST["mlp"], "refit": False,
                             **kw}
     return TrainConfig.model_validate(data)
-
-
-def _sweep(splits: tuple[Any, Any], tmp_path: Path, cfg: TrainConfig, name: str = "t",
-           resume: bool = False) -> Any:
-    train, valid = splits
-    return tune_models(train, valid, cfg, task="binary", num_classes=2,
-                       storage_path=str(tmp_path), run_name=name, resume=resume)
-
-
-def _valid_logloss(splits: tuple[Any, Any], model_dir: Path) -> float:
-    from pipelines.families.base import score
-
-    df = splits[1].to_pandas()
-    X = df.drop(columns=[LABEL_COLUMN]).to_numpy(dtype=np.float64)
-    return score("logloss", "binary", df[LABEL_COLUMN].to_numpy(),
-                 load_predictor(model_dir).predict_raw(X))
 
 
 def test_auto_parallelism_follows_num_workers() -> None:
@@ -63,13 +34,13 @@ def test_auto_parallelism_follows_num_workers() -> None:
 
 
 def test_sweep_compares_all_families_in_process(splits: tuple[Any, Any], tmp_path: Path) -> None:
-    result = _sweep(splits, tmp_path, _cfg(families=["xgboost", "mlp", "linear"], num_samples=1))
+    result = sweep(splits, tmp_path, _cfg(families=["xgboost", "mlp", "linear"], num_samples=1))
     assert result.parallelism == "in_process"
     assert sorted(t["family"] for t in result.trials) == ["linear", "mlp", "xgboost"]
     scores = [t["logloss"] for t in result.trials]
     assert result.best_score == pytest.approx(min(scores))
     # The saved model really is the best one: its validation loss is the reported score.
-    assert _valid_logloss(splits, result.model_dir) == pytest.approx(result.best_score, rel=1e-6)
+    assert valid_logloss(splits, result.model_dir) == pytest.approx(result.best_score, rel=1e-6)
     assert result.best_score < 0.45  # all learn something; a constant guess scores ~0.43-0.69
 
 
@@ -78,10 +49,10 @@ def test_sweep_compares_all_families_in_process(splits: tuple[Any, Any], tmp_pat
 def test_data_parallel_trial_runs_ray_train_workers(splits: tuple[Any, Any], tmp_path: Path,
                                                     family: str) -> None:
     cfg = _cfg(families=[family], num_samples=1, num_workers=2, cpus_per_worker=0.5)
-    result = _sweep(splits, tmp_path, cfg)
+    result = sweep(splits, tmp_path, cfg)
     assert result.parallelism == "data_parallel" and result.family == family
     assert result.best_score < 0.5
-    assert _valid_logloss(splits, result.model_dir) < 0.5
+    assert valid_logloss(splits, result.model_dir) < 0.5
     # The Ray Train run left its own run folder under the storage path.
     assert any(p.name.startswith("t-") for p in tmp_path.iterdir())
 
@@ -91,7 +62,7 @@ def test_asha_stops_bad_trials_early(splits: tuple[Any, Any], tmp_path: Path) ->
                xgboost={"num_boost_round": 60, "early_stopping_rounds": 60,
                         "search_space": {"eta": {"type": "loguniform", "low": 0.001,
                                                  "high": 0.5}}})
-    result = _sweep(splits, tmp_path, cfg)
+    result = sweep(splits, tmp_path, cfg)
     statuses = [t["status"] for t in result.trials]
     assert "stopped early" in statuses and "finished" in statuses
     assert result.best_score == pytest.approx(
@@ -100,8 +71,8 @@ def test_asha_stops_bad_trials_early(splits: tuple[Any, Any], tmp_path: Path) ->
 
 def test_resume_keeps_finished_trials(splits: tuple[Any, Any], tmp_path: Path) -> None:
     cfg = _cfg(families=["linear"], num_samples=2)
-    first = _sweep(splits, tmp_path, cfg, name="r")
-    again = _sweep(splits, tmp_path, cfg, name="r", resume=True)
+    first = sweep(splits, tmp_path, cfg, name="r")
+    again = sweep(splits, tmp_path, cfg, name="r", resume=True)
     assert {t["trial_id"] for t in again.trials} == {t["trial_id"] for t in first.trials}
     assert again.best_score == pytest.approx(first.best_score)
 
@@ -115,15 +86,15 @@ def test_one_configuration_fits_without_tune_here_or_in_a_task(
 
     cfg = _cfg(families=["xgboost"], num_samples=1, cpus_per_worker=1,
                xgboost={**FAST["xgboost"], "search_space": {}, "params": {"max_depth": 3}})
-    here = _sweep(splits, tmp_path / "here", cfg)
+    here = sweep(splits, tmp_path / "here", cfg)
     monkeypatch.setattr(train_stage, "_local_cpus_request", lambda cfg: None)
-    task = _sweep(splits, tmp_path / "task", cfg)
+    task = sweep(splits, tmp_path / "task", cfg)
     assert [t["ran_in"] for t in here.trials] == ["driver"]
     assert [t["ran_in"] for t in task.trials] == ["task"]
     assert here.experiment_path == "" and not any((tmp_path / "here").glob("t*"))
     assert here.best_score == task.best_score and here.best_iteration == task.best_iteration
     assert (here.model_dir / "model.ubj").read_bytes() == (task.model_dir / "model.ubj").read_bytes()
-    assert _valid_logloss(splits, here.model_dir) == pytest.approx(here.best_score, rel=1e-6)
+    assert valid_logloss(splits, here.model_dir) == pytest.approx(here.best_score, rel=1e-6)
     import ray
 
     # The reservation is given back: the cluster's CPUs are all free again.

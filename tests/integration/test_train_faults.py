@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from pipelines.config import TrainConfig
-from tests.integration.test_train import _sweep, _valid_logloss, splits  # noqa: F401 (fixture)
+from tests.integration.train_helpers import sweep, valid_logloss
 from tests.procs import ray_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # runs whole pipelines or fault-injected fits
@@ -37,7 +37,7 @@ FAMILIES = {
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_a_killed_train_worker_is_restarted_and_the_fit_completes(splits: tuple[Any, Any],  # noqa: F811
+def test_a_killed_train_worker_is_restarted_and_the_fit_completes(splits: tuple[Any, Any],
                                                                   tmp_path: Path,
                                                                   family: str) -> None:
     cfg = TrainConfig.model_validate({
@@ -69,11 +69,11 @@ def test_a_killed_train_worker_is_restarted_and_the_fit_completes(splits: tuple[
     watcher.start()
     t0 = time.time()
     try:
-        result = _sweep(splits, tmp_path, cfg, name="chaos")
+        result = sweep(splits, tmp_path, cfg, name="chaos")
     finally:
         done.set()
         watcher.join(timeout=10)
-    loss = _valid_logloss(splits, result.model_dir)
+    loss = valid_logloss(splits, result.model_dir)
     resumed = result.trials[0]["resumed_from_round"]
     print(f"\n{family} train worker kill: killed pid {killed}, {len(seen)} worker processes seen "
           f"(2 per group), resumed from round {resumed}, fit completed in "
