@@ -36,7 +36,15 @@ from pipelines.config.names import ModelUriError, check_alias, check_name, parse
 from pipelines.config.pipeline import PipelineConfig, Task
 from pipelines.config.runtime import RuntimeConfig, TrackingConfig
 from pipelines.config.serve import ServeConfig
-from pipelines.config.sources import AnySource, DemoSource, FileSource, HttpSource, Source, SqlSource
+from pipelines.config.sources import (
+    AnySource,
+    DemoSource,
+    FileSource,
+    HttpSource,
+    Source,
+    SourceConfig,
+    SqlSource,
+)
 from pipelines.config.split import SplitConfig
 from pipelines.config.training import (
     Choice,
@@ -84,6 +92,7 @@ __all__ = [
     "SelectionConfig",
     "ServeConfig",
     "Source",
+    "SourceConfig",
     "SplitConfig",
     "SqlSource",
     "Task",
