@@ -7,7 +7,8 @@ and every error names the offending field (see :func:`load_config`).
 One module per section; this package only re-exports:
 
 - ``base``: the frozen, strict section base and :class:`ConfigError`
-- ``sources``: ``source`` (and ``batch.input``), one model per kind
+- ``sources``: ``source`` (and ``batch.input``), one model per kind on the ``SourceConfig``
+  base; a plugin kind's model is registered there
 - ``contract``: ``schema``, the data contract and the profile settings
 - ``features``: ``clean`` and ``features``
 - ``split``, ``training`` (``train``), ``evaluate``, ``batch``, ``serve``, ``monitor``

@@ -25,20 +25,26 @@ QUICK: dict[str, Any] = {
 }
 
 
+@pytest.fixture
+def local_tracking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Track in the config's default store: SQLite plus artifacts under its work_dir (an
+    explicit ``tracking.uri`` would leave MLflow's artifacts in ./mlruns)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 def toy_config(work_dir: Path, source: dict[str, Any] | None = None,
                **sections: Any) -> PipelineConfig:
-    """A small whole pipeline on the toy source (``sections`` replace QUICK's), tracked in a
-    SQLite store under ``work_dir``."""
+    """A small whole pipeline on the toy source (``sections`` replace QUICK's)."""
     data = {"name": "toy-pipeline", "source": {"kind": "toy", "rows": 400, "seed": 1, **(source or {})},
             "target": "label", "task": "binary", **QUICK, **sections,
-            "runtime": {"work_dir": str(work_dir)},
-            "tracking": {"uri": f"sqlite:///{work_dir / 'mlflow.db'}"}}
+            "runtime": {"work_dir": str(work_dir)}}
     return parse_config(data)
 
 
 def test_a_source_kind_from_outside_the_package_trains_and_registers(
-        ray_address: str, tmp_path: Path) -> None:
+        ray_address: str, local_tracking: None, tmp_path: Path) -> None:
     cfg = toy_config(tmp_path / "work")
+    assert cfg.tracking_uri.startswith("sqlite:") and str(tmp_path) in cfg.tracking_uri
     assert isinstance(cfg.source, ToySource)
     assert isinstance(get_reader(cfg.source, cfg.work_dir), ToyReader)
 
