@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
-from pipelines.config import ConfigError, DemoSource, FileSource, PipelineConfig, SqlSource
+from pipelines.config import ConfigError, PipelineConfig
 
 __all__ = [
     "SHARED_DIRS_ENV",
@@ -86,13 +86,10 @@ def pipeline_locations(cfg: PipelineConfig) -> list[Location]:
     locations.append(Location(work, str(cfg.cache_dir), "the stage cache (stage outputs)"))
     if cfg.tracking_uri.startswith("sqlite:") and not cfg.tracking.uri:
         locations.append(Location(work, cfg.artifact_location, "MLflow artifacts of the local store"))
-    if isinstance(cfg.source, DemoSource):
-        locations.append(Location(work, str(cfg.work_dir / "data"), "the generated demo data"))
-    elif isinstance(cfg.source, FileSource):
-        locations.append(Location("source.path", cfg.source.path))
-    elif isinstance(cfg.source, SqlSource) and cfg.source.url.startswith("sqlite:"):
-        # Read tasks open the SQLite file on whichever node they run.
-        locations.append(Location("source.url", cfg.source.url))
+    # Imported here: the readers' modules import Location from this one.
+    from pipelines.sources.registry import get_reader
+
+    locations.extend(get_reader(cfg.source, cfg.work_dir).locations())
     return locations
 
 

@@ -7,7 +7,8 @@ and every error names the offending field (see :func:`load_config`).
 One module per section; this package only re-exports:
 
 - ``base``: the frozen, strict section base and :class:`ConfigError`
-- ``sources``: ``source`` (and ``batch.input``), one model per kind
+- ``sources``: ``source`` (and ``batch.input``), one model per kind on the ``SourceConfig``
+  base; a plugin kind's model is registered there
 - ``contract``: ``schema``, the data contract and the profile settings
 - ``features``: ``clean`` and ``features``
 - ``split``, ``training`` (``train``), ``evaluate``, ``batch``, ``serve``, ``monitor``
@@ -36,7 +37,15 @@ from pipelines.config.names import ModelUriError, check_alias, check_name, parse
 from pipelines.config.pipeline import PipelineConfig, Task
 from pipelines.config.runtime import RuntimeConfig, TrackingConfig
 from pipelines.config.serve import ServeConfig
-from pipelines.config.sources import AnySource, DemoSource, FileSource, HttpSource, Source, SqlSource
+from pipelines.config.sources import (
+    AnySource,
+    DemoSource,
+    FileSource,
+    HttpSource,
+    Source,
+    SourceConfig,
+    SqlSource,
+)
 from pipelines.config.split import SplitConfig
 from pipelines.config.training import (
     Choice,
@@ -86,6 +95,7 @@ __all__ = [
     "SelectionConfig",
     "ServeConfig",
     "Source",
+    "SourceConfig",
     "SplitConfig",
     "SqlSource",
     "Task",

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from pipelines.config.base import ConfigError
 from pipelines.config.pipeline import PipelineConfig
+from pipelines.config.sources import BUILTIN_SOURCE_KINDS
 
 __all__ = ["demo_config_path", "load_config", "parse_config"]
 
@@ -21,17 +22,15 @@ def demo_config_path() -> Path:
     return Path(str(resources.files("pipelines") / "configs" / "demo.yaml"))
 
 
-_SOURCE_KINDS = ("demo", "files", "sql", "http")
-
-
 def _format_error(err: ValidationError, origin: str) -> str:
     lines = [f"invalid config {origin}:"]
     for e in err.errors():
         parts = [str(p) for p in e["loc"] if not str(p).startswith("function-")]
         # Discriminated unions put their tag in the location; drop it only where a union is.
+        # (A plugin source kind is validated by its own model, whose errors carry no tag.)
         parts = [
             p for i, p in enumerate(parts)
-            if not ((p in _SOURCE_KINDS and parts[:i] in (["source"], ["batch", "input"]))
+            if not ((p in BUILTIN_SOURCE_KINDS and parts[:i] in (["source"], ["batch", "input"]))
                     or (i >= 2 and parts[i - 2] == "search_space"
                         and p in ("uniform", "loguniform", "randint", "choice")))
         ]

@@ -1,18 +1,50 @@
-"""The ``source`` section: where the data comes from, one model per source kind."""
+"""The ``source`` section: where the data comes from, one model per source kind.
+
+The built-in kinds are a discriminated union on ``kind``. A plugin kind (see
+:func:`pipelines.sources.register_source`) brings its own :class:`SourceConfig` subclass,
+recorded here by :func:`register_source_config` so that the config can validate it without
+importing any reader: the readers import the config, never the other way round.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    Field,
+    PlainValidator,
+    SerializeAsAny,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from pipelines.config.base import _Section
+from pipelines.config.base import ConfigError, _Section
+from pipelines.plugins import PluginError, entry_point_names, load_entry_point
 
-__all__ = ["AnySource", "DemoSource", "FileSource", "HttpSource", "Source", "SqlSource"]
+__all__ = ["BUILTIN_SOURCE_KINDS", "SOURCE_ENTRY_POINTS", "AnySource", "DemoSource", "FileSource",
+           "HttpSource", "Source", "SourceConfig", "SqlSource", "register_source_config",
+           "source_config_type", "source_kinds"]
+
+SOURCE_ENTRY_POINTS = "raypipe.sources"
+"""Entry-point group of installed source kinds: ``<kind> = "package.module:ReaderClass"``."""
 
 
-class DemoSource(_Section):
+class SourceConfig(_Section):
+    """Base of every source kind's settings; ``kind`` picks the model and the reader.
+
+    A plugin kind subclasses it with ``kind: Literal["<kind>"] = "<kind>"`` and its own
+    documented fields; it is frozen and refuses unknown keys like every section.
+    """
+
+    kind: str = Field(description="The source kind: demo | files | sql | http, or a plugin's.")
+
+
+class DemoSource(SourceConfig):
     """The bundled, generated demo data set (a customer-churn-like binary problem)."""
 
     kind: Literal["demo"] = "demo"
@@ -20,7 +52,7 @@ class DemoSource(_Section):
     seed: int = Field(7, description="Seed of the generator; the same seed gives the same data.")
 
 
-class FileSource(_Section):
+class FileSource(SourceConfig):
     """Parquet, CSV or JSON Lines files: a file, a folder or a glob, on any pyarrow filesystem.
 
     Folders are read recursively; Hive-style folders (``year=2024/region=north/``) add their
@@ -102,7 +134,7 @@ def _check_env_name(v: str | None) -> str | None:
     return v
 
 
-class SqlSource(_Section):
+class SqlSource(SourceConfig):
     """A table or query of a SQL database: SQLite (embedded) or PostgreSQL, read with Ray Data.
 
     With ``shard_key`` the read is split into ``parallelism`` tasks, each selecting the rows
@@ -174,7 +206,7 @@ class SqlSource(_Section):
         return self
 
 
-class HttpSource(_Section):
+class HttpSource(SourceConfig):
     """A paginated JSON API, read by a Ray Data datasource.
 
     Pagination styles: ``page`` (``?page=1&per_page=100``), ``offset``
@@ -306,6 +338,85 @@ class HttpSource(_Section):
         return self
 
 
-Source = Annotated[DemoSource | FileSource | SqlSource | HttpSource, Field(discriminator="kind")]
-AnySource = DemoSource | FileSource | SqlSource | HttpSource
-"""A source of any kind, for type hints (``Source`` is the annotated union pydantic parses)."""
+_BuiltinSource = DemoSource | FileSource | SqlSource | HttpSource
+_BUILTIN = TypeAdapter(Annotated[_BuiltinSource, Field(discriminator="kind")])
+
+BUILTIN_SOURCE_KINDS: tuple[str, ...] = tuple(
+    get_args(cls.model_fields["kind"].annotation)[0] for cls in get_args(_BuiltinSource))
+"""The kinds raypipe ships, in the union's order (their readers: ``pipelines.sources``)."""
+
+_PLUGINS: dict[str, type[SourceConfig]] = {}
+
+
+def register_source_config(kind: str, config_type: type[SourceConfig], *,
+                           replace: bool = False) -> None:
+    """Validate ``source.kind: <kind>`` with ``config_type`` from now on.
+
+    Called by :func:`pipelines.sources.register_source`; a kind already registered with
+    another model is refused unless ``replace`` (so two plugins cannot silently fight over
+    one name). A built-in kind may be replaced only with ``replace``.
+    """
+    if not (isinstance(config_type, type) and issubclass(config_type, SourceConfig)):
+        raise ConfigError(f"source kind {kind!r}: config_type must subclass SourceConfig, "
+                          f"got {config_type!r}")
+    default = config_type.model_fields["kind"].default
+    if default != kind:
+        raise ConfigError(f"source kind {kind!r}: {config_type.__name__}.kind must default to "
+                          f"{kind!r} (it defaults to {default!r})")
+    current = _PLUGINS.get(kind)
+    if current is not config_type and not replace and (
+            current is not None or kind in BUILTIN_SOURCE_KINDS):
+        holder = f"by {current.__qualname__}" if current is not None else "built in"
+        raise ConfigError(f"source kind {kind!r} is already registered ({holder}); pass "
+                          "replace=True to replace it")
+    _PLUGINS[kind] = config_type
+
+
+def source_config_type(kind: str) -> type[SourceConfig] | None:
+    """The registered plugin model of ``kind``; an installed ``raypipe.sources`` entry point
+    of that name is loaded first when none is. None for built-in and unknown kinds."""
+    if kind not in _PLUGINS and kind not in BUILTIN_SOURCE_KINDS:
+        reader = load_entry_point(SOURCE_ENTRY_POINTS, kind)  # importing it may register it
+        config_type = getattr(reader, "config_type", None)
+        if kind not in _PLUGINS and config_type is not None:
+            register_source_config(kind, config_type)
+    return _PLUGINS.get(kind)
+
+
+def source_kinds() -> tuple[str, ...]:
+    """Every kind ``source.kind`` accepts: built-in, registered, and installed entry points."""
+    plugins = set(_PLUGINS) | set(entry_point_names(SOURCE_ENTRY_POINTS))
+    return BUILTIN_SOURCE_KINDS + tuple(sorted(plugins - set(BUILTIN_SOURCE_KINDS)))
+
+
+def _kind_error(kind: str, message: str) -> ValidationError:
+    # Placed at the tag the user wrote, as pydantic places the union's own tag errors.
+    error = PydanticCustomError("source_kind", "{message}", {"message": message})
+    return ValidationError.from_exception_data(
+        "Source", [InitErrorDetails(type=error, loc=("kind",), input=kind)])
+
+
+def _validate_source(value: Any) -> SourceConfig:
+    kind = value.get("kind") if isinstance(value, Mapping) else getattr(value, "kind", None)
+    if isinstance(kind, str):
+        try:
+            plugin = source_config_type(kind)
+        except PluginError as err:
+            raise _kind_error(kind, str(err)) from None
+        if plugin is not None:
+            return value if isinstance(value, plugin) else plugin.model_validate(value)
+        if kind not in BUILTIN_SOURCE_KINDS:
+            raise _kind_error(kind, f"unknown source kind {kind!r}; choose from "
+                              f"{', '.join(source_kinds())}")
+    # Built-in kinds (and a missing or mistyped tag) get the union's own errors and locations.
+    result: SourceConfig = _BUILTIN.validate_python(value)
+    return result
+
+
+Source = Annotated[SourceConfig, PlainValidator(_validate_source), SerializeAsAny()]
+"""The type of ``source`` and ``batch.input``: a built-in kind or a registered plugin kind.
+
+Serialised as the actual model, so that a plugin's fields survive ``model_dump``."""
+
+AnySource = SourceConfig
+"""A source of any kind, for type hints (``Source`` is the annotated type pydantic parses)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import logging
 import re
+from abc import abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,13 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.config import FileSource
 from pipelines.lineage import fingerprint_files
-from pipelines.sources._errors import InputError
+from pipelines.sources._errors import InputError, error_chain
+from pipelines.sources.base import ConfigT, SourceReader
+from pipelines.storage import Location
 
 if TYPE_CHECKING:
     from ray.data import Dataset
 
-__all__ = ["file_fingerprint", "find_unreadable_file", "parquet_rows", "read_file_source",
-           "read_files", "resolve_paths"]
+__all__ = ["FileBackedReader", "FileReader", "file_fingerprint", "find_unreadable_file",
+           "parquet_rows", "read_file_source", "read_files", "resolve_paths"]
 
 logger = logging.getLogger(__name__)
 
@@ -299,3 +302,74 @@ def find_unreadable_file(source: FileSource, first: str | None = None) -> tuple[
         if reason is not None:
             return path, reason
     return None
+
+
+class FileBackedReader(SourceReader[ConfigT]):
+    """A kind whose data end up as files: read, fingerprinted and counted as those files.
+
+    Subclasses say which files (:meth:`files`); a kind that generates or downloads its data
+    writes it under ``work_dir`` there and is then read like ``kind: files``.
+    """
+
+    @abstractmethod
+    def files(self) -> FileSource:
+        """The files to read, as a files source (written first, for a generating kind)."""
+
+    def read(self) -> Dataset:
+        return read_file_source(self.files())
+
+    def fingerprint(self, dataset: Dataset | None = None) -> tuple[str, str]:
+        """Names and bytes of the files (names only, remote)."""
+        return file_fingerprint(self.files())
+
+    def rows(self, dataset: Dataset | None) -> int | None:
+        """Local Parquet: from the footers. CSV, JSON and remote files: None, since counting
+        would read everything an extra time; validation's ``rows_in`` counts them."""
+        files = self.files()
+        if files.on_unreadable == "skip":
+            return None  # some files may be left out: validation counts what was read
+        paths = resolve_paths(files.path)
+        if files.format == "parquet" and all("://" not in p for p in paths):
+            return parquet_rows(paths)
+        return None
+
+
+# Ray's message; the path ends at the sentence's full stop.
+_CSV_FAILURE = re.compile(r"^Failed to read CSV file: (.+?)\. Please check")
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [ln for ln in str(err).splitlines() if ln.strip()]
+    return lines[0].strip() if lines else type(err).__name__
+
+
+class FileReader(FileBackedReader[FileSource]):
+    """``kind: files``: Parquet, CSV or JSON Lines from a file, folder or glob."""
+
+    kind = "files"
+    config_type = FileSource
+
+    def files(self) -> FileSource:
+        return self.config
+
+    def locations(self) -> list[Location]:
+        return [Location("source.path", self.config.path)]
+
+    def explain(self, err: BaseException) -> InputError | None:
+        """Name the file a lazy read failed on, with the reader's reason.
+
+        A corrupt file, or a value the CSV reader cannot convert, fails only when a later
+        stage pulls the rows; Ray's message names the file for CSV only and loses the reason,
+        so the files are read again here (on the error path only) to find both.
+        """
+        named = next((m.group(1) for e in error_chain(err)
+                      if (m := _CSV_FAILURE.match(_first_line(e)))), None)
+        bad = find_unreadable_file(self.config, named)
+        if bad is None:
+            return None
+        hint = ""
+        if "conversion error" in bad[1]:
+            hint = (" (a column holds values of another type further down the file: name it "
+                    "in source.column_types as string, and the data contract quarantines the "
+                    "bad rows)")
+        return InputError(f"cannot read {self.config.format} file {bad[0]}: {bad[1]}{hint}")

@@ -25,6 +25,7 @@ from ray.data.datasource import Datasource, ReadTask
 from pipelines.config import HttpSource
 from pipelines.redact import MASK, redact_url
 from pipelines.sources._errors import InputError
+from pipelines.sources.base import SourceReader
 from pipelines.sources.http_client import Clock, JsonFetcher, RateLimiter, RetryPolicy, SystemClock
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from ray.data import Dataset
     from ray.data.context import DataContext
 
-__all__ = ["HttpDatasource", "Page", "Secrets", "check_next_url", "dig", "http_fingerprint",
+__all__ = ["HttpDatasource", "HttpReader", "Page", "Secrets", "check_next_url", "dig", "http_fingerprint",
            "page_params", "planned_pages", "read_http_source", "read_secrets", "records_to_table",
            "walk_pages"]
 
@@ -440,3 +441,21 @@ def http_fingerprint(source: HttpSource, dataset: Dataset | None = None) -> tupl
     columns = sorted({c for p in parts for c in str(p["columns"]).split(",") if c})
     h = hashlib.sha256(f"{source.url}\n{','.join(columns)}\n{rows}:{total}".encode())
     return source.url, h.hexdigest()
+
+
+class HttpReader(SourceReader[HttpSource]):
+    """``kind: http``: the API is fetched once into a snapshot in the object store; its count
+    and fingerprint are taken from that snapshot, so pages are never fetched twice."""
+
+    kind = "http"
+    config_type = HttpSource
+
+    def read(self) -> Dataset:
+        return read_http_source(self.config)
+
+    def fingerprint(self, dataset: Dataset | None = None) -> tuple[str, str]:
+        return http_fingerprint(self.config, dataset)
+
+    def rows(self, dataset: Dataset | None) -> int | None:
+        assert dataset is not None, "an HTTP source is counted from its snapshot"
+        return dataset.count()  # materialised: the count is metadata

@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.config import SqlSource
 from pipelines.sources._errors import InputError
+from pipelines.sources.base import SourceReader
+from pipelines.storage import Location
 
 if TYPE_CHECKING:
     from ray.data import Dataset
 
-__all__ = ["SqlConnect", "connect_factory", "read_sql_source", "sql_fingerprint", "sql_rows",
+__all__ = ["SqlConnect", "SqlReader", "connect_factory", "read_sql_source", "sql_fingerprint", "sql_rows",
            "sql_text", "sql_uri"]
 
 logger = logging.getLogger(__name__)
@@ -188,3 +190,25 @@ def sql_fingerprint(source: SqlSource) -> tuple[str, str]:
         connect, source)
     h = hashlib.sha256(f"{sql_text(source)}\n{digest}".encode())
     return sql_uri(source), h.hexdigest()
+
+
+class SqlReader(SourceReader[SqlSource]):
+    """``kind: sql``: a table or query, read lazily by Ray tasks; counted and fingerprinted by
+    queries, so no row travels for either."""
+
+    kind = "sql"
+    config_type = SqlSource
+
+    def read(self) -> Dataset:
+        return read_sql_source(self.config)
+
+    def fingerprint(self, dataset: Dataset | None = None) -> tuple[str, str]:
+        return sql_fingerprint(self.config)
+
+    def rows(self, dataset: Dataset | None) -> int | None:
+        return sql_rows(self.config)
+
+    def locations(self) -> list[Location]:
+        # Read tasks open a SQLite file on whichever node they run; a server is reachable.
+        url = self.config.url
+        return [Location("source.url", url)] if url.startswith("sqlite:") else []
