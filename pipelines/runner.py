@@ -33,6 +33,7 @@ from pipelines.stages.batch import count_parquet_rows, predict_dataset
 from pipelines.stages.clean import clean_and_fit
 from pipelines.stages.evaluate import Evaluation, evaluate_predictions
 from pipelines.stages.ingest import (
+    fingerprinted_from_read,
     read_files,
     read_source,
     rows_read,
@@ -347,7 +348,7 @@ def _ingest(run: _Run, state: _RunState) -> str:
     import mlflow
 
     cfg = run.cfg
-    if cfg.source.kind == "http":  # its fingerprint and count are those of the snapshot
+    if fingerprinted_from_read(cfg.source):  # its fingerprint and count are the snapshot's
         state.raw.get()
     state.data_uri, state.fingerprint = source_fingerprint(cfg.source, cfg.work_dir,
                                                            state.raw.dataset)

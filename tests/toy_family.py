@@ -1,10 +1,13 @@
-"""A model family written outside the package: the README's "A new model family" example.
+"""A model family defined outside the package, the way a user extends raypipe.
 
-Nearest centroid for classification (class probabilities from the distances to each class's
-mean), ridge by the normal equations for regression; standardised features, saved as JSON.
-The tests register it with ``register_family`` and run whole pipelines with it.
+Between the ``README example`` markers stands, line for line, the example of README.md's
+"A new model family" (``tests/unit/test_readme_examples.py`` checks that the two agree, and
+``tests/integration/test_extending.py`` runs a whole pipeline on it). Importing this module
+registers the ``centroid`` family in the importing process; a batch actor or Serve replica
+that loads a centroid model imports it from the class its ``family.json`` names.
 """
 
+# --- README example: a new model family ---
 from __future__ import annotations
 
 import json
@@ -13,12 +16,19 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.families import BaseFamily, FitContext, FitResult, TrainData
-from pipelines.families.base import Standardizer, score
+from pipelines.families import (
+    BaseFamily,
+    FitContext,
+    FitResult,
+    Standardizer,
+    TrainData,
+    register_family,
+    score,
+)
 
 
 class CentroidModel:
-    """What ``load`` returns: ``predict_raw`` as every family's predictor has it."""
+    """What ``load`` returns: ``predict_raw`` gives P(class 1), class probabilities or values."""
 
     def __init__(self, task: str, scaler: Standardizer, centroids: np.ndarray,
                  temperature: float) -> None:
@@ -36,7 +46,10 @@ class CentroidModel:
         return proba[:, 1] if self.task == "binary" else proba
 
 
+@register_family
 class CentroidFamily(BaseFamily):
+    """``train.families: [centroid]``: nearest centroid (classification), ridge (regression)."""
+
     name = "centroid"
 
     def fit(self, params: dict[str, Any], train: TrainData, valid: TrainData,
@@ -72,3 +85,4 @@ class CentroidFamily(BaseFamily):
         c = predictor.centroids
         weight = np.abs(c[:-1]) if predictor.task == "regression" else c.std(axis=0)
         return dict(zip(feature_names, weight.tolist(), strict=True))
+# --- end of the README example ---

@@ -5,7 +5,16 @@ looked up by name (``train.families`` in the config) through :func:`get_family`;
 joins with :func:`register_family` or a ``raypipe.families`` entry point.
 """
 
-from pipelines.families.base import BaseFamily, Family, FitContext, FitResult, Predictor, TrainData
+from pipelines.families.base import (
+    BaseFamily,
+    Family,
+    FitContext,
+    FitResult,
+    Predictor,
+    Standardizer,
+    TrainData,
+    score,
+)
 from pipelines.families.registry import (
     UnknownFamilyError,
     family_names,
@@ -20,10 +29,12 @@ __all__ = [
     "FitContext",
     "FitResult",
     "Predictor",
+    "Standardizer",
     "TrainData",
     "UnknownFamilyError",
     "family_names",
     "get_family",
     "load_predictor",
     "register_family",
+    "score",
 ]

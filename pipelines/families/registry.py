@@ -16,12 +16,12 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pipelines.errors import RaypipeError
 from pipelines.families.base import Family, Predictor
+from pipelines.plugins import entry_point_names, load_entry_point
 
 __all__ = [
     "BUILTIN_FAMILIES",
@@ -95,13 +95,11 @@ def register_family(family: _F, *, replace: bool = False) -> _F:
     return family
 
 
-def _plugins() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def family_names() -> tuple[str, ...]:
-    """Every family name a config may use: built-in, registered here, installed as a plugin."""
-    names = dict.fromkeys([*BUILTIN_FAMILIES, *_registered, *_plugins()])
+    """Every family name a config may use: built-in, registered here, installed as a plugin
+    (listed without importing it)."""
+    names = dict.fromkeys([*BUILTIN_FAMILIES, *_registered,
+                           *entry_point_names(ENTRY_POINT_GROUP)])
     return tuple(names)
 
 
@@ -110,15 +108,19 @@ def get_family(name: str) -> Family:
 
     Raises:
         UnknownFamilyError: no such family; the message lists the known ones.
+        pipelines.plugins.PluginError: its entry point is installed but cannot be imported.
     """
     if name in _registered:
         return _registered[name]
     if name in BUILTIN_FAMILIES:
         return _instance(_import(BUILTIN_FAMILIES[name]))
-    plugin = _plugins().get(name)
+    plugin = load_entry_point(ENTRY_POINT_GROUP, name)
     if plugin is not None:
-        family = _instance(plugin.load())
-        _registered[name] = family
+        family = _instance(plugin)
+        if getattr(family, "name", None) != name:
+            raise UnknownFamilyError(f"{ENTRY_POINT_GROUP} entry point {name!r} is the family "
+                                     f"{getattr(family, 'name', None)!r}; the names must agree")
+        register_family(family)
         return family
     raise UnknownFamilyError(f"unknown model family {name!r}; choose from "
                              f"{', '.join(family_names())}")

@@ -41,6 +41,9 @@ class SourceReader(ABC, Generic[ConfigT]):
     """The ``source.kind`` this reader handles."""
     config_type: ClassVar[type[SourceConfig]]
     """The model of its ``source`` section (its ``kind`` field defaults to :attr:`kind`)."""
+    snapshot: ClassVar[bool] = False
+    """True for a kind whose :meth:`fingerprint` and :meth:`rows` are taken from the Dataset
+    :meth:`read` returns (HTTP: the fetched pages): the runner reads before it asks them."""
 
     def __init__(self, config: ConfigT, work_dir: Path) -> None:
         self.config = config

@@ -449,6 +449,7 @@ class HttpReader(SourceReader[HttpSource]):
 
     kind = "http"
     config_type = HttpSource
+    snapshot = True
 
     def read(self) -> Dataset:
         return read_http_source(self.config)

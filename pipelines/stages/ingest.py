@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 from pipelines.config import AnySource
 from pipelines.sources._errors import InputError, unwrap_input_error
 from pipelines.sources.files import FileBackedReader, read_files, resolve_paths
-from pipelines.sources.registry import get_reader
+from pipelines.sources.registry import get_reader, reader_class
 
 if TYPE_CHECKING:
     from ray.data import Dataset
 
-__all__ = ["InputError", "read_files", "read_source", "resolve_paths", "rows_read",
+__all__ = ["InputError", "fingerprinted_from_read", "read_files", "read_source", "resolve_paths", "rows_read",
            "source_errors", "source_fingerprint", "source_path"]
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,12 @@ def read_source(source: AnySource, work_dir: Path) -> Dataset:
         InputError: the source cannot be read; the message names the file, table or page.
     """
     return get_reader(source, work_dir).read()
+
+
+def fingerprinted_from_read(source: AnySource) -> bool:
+    """Whether :func:`source_fingerprint` and :func:`rows_read` want the Dataset
+    :func:`read_source` returned (a snapshot kind), rather than asking the source itself."""
+    return reader_class(source.kind).snapshot
 
 
 def source_fingerprint(source: AnySource, work_dir: Path,

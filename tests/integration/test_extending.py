@@ -1,20 +1,26 @@
-"""raypipe extended from outside the package: kinds defined in ``tests/extending_helpers.py``
-(the README's examples), registered in this process and run through whole pipelines."""
+"""raypipe extended from outside the package: the toy source kind (``tests/extending_helpers.py``)
+and the centroid model family (``tests/toy_family.py``), the README's examples, registered in
+this process and run through whole pipelines."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import mlflow
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
 
 from pipelines.config import PipelineConfig, parse_config
+from pipelines.families import get_family
 from pipelines.runner import run_pipeline
 from pipelines.sources import get_reader
 from pipelines.stages.ingest import source_fingerprint
 from tests.extending_helpers import ToyReader, ToySource
+from tests.toy_family import CentroidFamily
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # runs whole pipelines
 
@@ -70,3 +76,37 @@ def test_a_source_kind_from_outside_the_package_trains_and_registers(
     # Another seed, other rows: another fingerprint.
     other = toy_config(tmp_path / "work", {"seed": 2})
     assert source_fingerprint(other.source, other.work_dir)[1] != fingerprint
+
+
+def test_a_model_family_from_outside_the_package_is_swept_registered_and_served(
+        ray_address: str, local_tracking: None, tmp_path: Path) -> None:
+    assert isinstance(get_family("centroid"), CentroidFamily)  # registered by the import
+    cfg = toy_config(tmp_path / "work", name="toy-centroid", evaluate={"plots": True}, train={
+        "families": ["centroid"], "num_samples": 3,
+        "centroid": {"search_space": {"temperature": {"type": "uniform", "low": 0.5,
+                                                      "high": 4.0}}}})
+    summary = run_pipeline(cfg)
+    assert summary.family == "centroid" and set(summary.best_params) == {"temperature"}
+    assert 0.5 < summary.metrics["roc_auc"] <= 1.0  # the toy's signal, learnt by centroids
+
+    client = MlflowClient(cfg.tracking_uri)
+    run = client.get_run(summary.run_id)
+    assert run.data.params["family"] == "centroid"
+    trials = client.search_runs([run.info.experiment_id],
+                                filter_string=f"tags.mlflow.parentRunId = '{summary.run_id}'")
+    assert sorted(t.data.params["family"] for t in trials) == ["centroid"] * 3
+    assert len({t.data.params["temperature"] for t in trials}) == 3  # a real sweep
+    plots = {a.path.split("/")[-1] for a in client.list_artifacts(summary.run_id, "plots")}
+    assert "feature_importance.png" in plots  # from CentroidFamily.importances
+
+    # Batch inference ran in Ray Data actors, which never registered the family: they
+    # imported it from the class the saved model names. MLflow's pyfunc gives the same.
+    preds = pd.read_parquet(summary.outputs["test_predictions"])
+    assert len(preds) == summary.counts["rows_test"]
+    assert preds["probability"].between(0, 1).all()
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    model = mlflow.pyfunc.load_model(summary.model_uri)
+    again = model.predict(preds[["id", "x", "plan"]])
+    np.testing.assert_allclose(again["probability"].to_numpy(), preds["probability"].to_numpy(),
+                               rtol=1e-9)
+    assert type(model.unwrap_python_model().predictor).__name__ == "CentroidModel"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +23,16 @@ from pipelines.families import (
     registry,
 )
 from pipelines.families.registry import saved_family, write_family_marker
+from pipelines.plugins import PluginError
+from tests.plugin_helpers import install_plugin
 from tests.toy_family import CentroidFamily
 
 
-@pytest.fixture
-def clean_registry() -> Iterator[None]:
-    """Registrations made by a test end with it."""
-    before = dict(registry._registered)
-    yield
-    registry._registered.clear()
-    registry._registered.update(before)
+@pytest.fixture(autouse=True)
+def clean_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with the built-in families only (importing tests.toy_family registered
+    the centroid family in this process) and what it registers is gone after it."""
+    monkeypatch.setattr(registry, "_registered", {})
 
 
 def _config(train: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +63,6 @@ def test_unknown_family_names_the_known_ones() -> None:
         get_family("forest")
 
 
-@pytest.mark.usefixtures("clean_registry")
 def test_a_registered_family_is_found_and_a_second_one_of_that_name_refused() -> None:
     assert register_family(CentroidFamily) is CentroidFamily  # works as a class decorator
     assert "centroid" in family_names()
@@ -81,7 +80,6 @@ def test_a_registered_family_is_found_and_a_second_one_of_that_name_refused() ->
         register_family(type("X", (CentroidFamily,), {"name": "xgboost"}))
 
 
-@pytest.mark.usefixtures("clean_registry")
 def test_what_is_not_a_family_is_refused() -> None:
     with pytest.raises(ValueError, match="lacks fit, save, load"):
         register_family(type("Nothing", (), {"name": "nothing"}))
@@ -89,22 +87,39 @@ def test_what_is_not_a_family_is_refused() -> None:
         register_family(type("Bad", (CentroidFamily,), {"name": "my-family"}))
 
 
-@pytest.mark.usefixtures("clean_registry")
-def test_an_installed_plugin_is_found_by_its_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
-    class EntryPoint:
-        name = "centroid"
+FAMILY_PLUGIN = """
+    from tests.toy_family import CentroidFamily
 
-        def load(self) -> type:
-            return CentroidFamily
+    class PluginFamily(CentroidFamily):
+        name = "centroid_plugin"
+"""
 
-    def entry_points(group: str) -> list[EntryPoint]:
-        return [EntryPoint()] if group == registry.ENTRY_POINT_GROUP else []
 
-    monkeypatch.setattr(registry, "entry_points", entry_points)
-    assert "centroid" in family_names()
-    assert isinstance(get_family("centroid"), CentroidFamily)
-    cfg = parse_config(_config({"families": ["centroid"]}))
-    assert cfg.train.families == ["centroid"]
+def test_an_installed_plugin_is_found_by_its_entry_point(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    install_plugin(tmp_path, monkeypatch, "raypipe_family_plugin", FAMILY_PLUGIN,
+                   "raypipe.families", "centroid_plugin = raypipe_family_plugin:PluginFamily")
+    listed, imported = family_names(), "raypipe_family_plugin" in sys.modules
+    assert "centroid_plugin" in listed and not imported
+    # As in a CLI run, the config is validated before anything imported the plugin.
+    train = {"families": ["centroid_plugin"], "centroid_plugin": {"params": {"temperature": 2.0}}}
+    cfg = parse_config(_config(train))
+    assert cfg.train.family_settings("centroid_plugin").params == {"temperature": 2.0}
+    assert type(get_family("centroid_plugin")).__name__ == "PluginFamily"
+
+
+def test_a_broken_or_misnamed_family_plugin_names_itself(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    install_plugin(tmp_path, monkeypatch, "raypipe_family_broken", "import no_such_module\n",
+                   "raypipe.families", "broken = raypipe_family_broken:Family")
+    with pytest.raises(PluginError, match=r"raypipe.families entry point 'broken' = "
+                       r"'raypipe_family_broken:Family' cannot be loaded: ModuleNotFoundError"):
+        get_family("broken")
+    install_plugin(tmp_path / "2", monkeypatch, "raypipe_family_misnamed", FAMILY_PLUGIN,
+                   "raypipe.families", "other = raypipe_family_misnamed:PluginFamily")
+    with pytest.raises(UnknownFamilyError, match="entry point 'other' is the family "
+                                                 "'centroid_plugin'; the names must agree"):
+        get_family("other")
 
 
 def test_a_model_saved_by_an_unregistered_family_loads_from_its_class(tmp_path: Path) -> None:
@@ -133,7 +148,6 @@ def test_a_marker_whose_class_is_not_the_named_family_is_refused(tmp_path: Path)
         load_predictor(tmp_path)
 
 
-@pytest.mark.usefixtures("clean_registry")
 def test_the_config_takes_a_registered_family_and_its_section() -> None:
     with pytest.raises(ConfigError, match=r"train\.families: .*unknown model family 'centroid'"):
         parse_config(_config({"families": ["centroid"]}))
@@ -156,7 +170,6 @@ def test_the_config_takes_a_registered_family_and_its_section() -> None:
         parse_config(_config({"num_sample": 3}))
 
 
-@pytest.mark.usefixtures("clean_registry")
 def test_a_family_may_not_take_a_train_setting_s_name() -> None:
     register_family(type("Seed", (CentroidFamily,), {"name": "seed"}))
     with pytest.raises(ConfigError, match="'seed' has the name of a train setting"):

@@ -3,10 +3,8 @@ plugin kind's settings validated by the config like any section. No Ray is start
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +23,7 @@ from pipelines.sources import (
     source_kinds,
 )
 from pipelines.storage import pipeline_locations
+from tests.plugin_helpers import install_plugin
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -203,18 +202,6 @@ def test_an_unknown_kind_names_source_kind_and_every_allowed_kind() -> None:
 # --------------------------------------------------------------------------- entry points
 
 
-def _install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str, body: str,
-             entry: str) -> None:
-    """A distribution on sys.path, as ``pip install`` of a plugin package leaves it."""
-    (tmp_path / f"{module}.py").write_text(textwrap.dedent(body))
-    info = tmp_path / f"{module}-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(f"[raypipe.sources]\n{entry}\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, module, raising=False)
-
-
 PLUGIN = """
     from typing import Literal
     from pipelines.config import SourceConfig
@@ -238,8 +225,8 @@ PLUGIN = """
 
 def test_an_installed_entry_point_is_found_by_its_kind(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    _install(tmp_path, monkeypatch, "raypipe_crate_plugin", PLUGIN,
-             "crate = raypipe_crate_plugin:CrateReader")
+    install_plugin(tmp_path, monkeypatch, "raypipe_crate_plugin", PLUGIN,
+                   "raypipe.sources", "crate = raypipe_crate_plugin:CrateReader")
     assert "crate" in source_kinds()
     assert "raypipe_crate_plugin" not in sys.modules  # listed, not imported
     # A CLI run: the config is validated before anything imported the plugin.
@@ -252,8 +239,8 @@ def test_an_installed_entry_point_is_found_by_its_kind(tmp_path: Path,
 
 
 def test_a_broken_entry_point_names_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _install(tmp_path, monkeypatch, "raypipe_broken_plugin", "import no_such_module_here\n",
-             "broken = raypipe_broken_plugin:Reader")
+    install_plugin(tmp_path, monkeypatch, "raypipe_broken_plugin", "import no_such_module_here\n",
+                   "raypipe.sources", "broken = raypipe_broken_plugin:Reader")
     from pipelines.plugins import PluginError
 
     with pytest.raises(PluginError, match=r"entry point 'broken' = 'raypipe_broken_plugin:Reader' "
@@ -261,16 +248,3 @@ def test_a_broken_entry_point_names_itself(tmp_path: Path, monkeypatch: pytest.M
         registry.reader_class("broken")
     assert "  source.kind: raypipe.sources entry point 'broken'" in _error(
         _config({"kind": "broken"}))
-
-
-# --------------------------------------------------------------------------- the README
-
-
-def test_the_readme_example_is_the_tested_helper() -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("### A new source kind", 1)[1]
-    example = re.search(r"```python\n(.*?)```", section, re.S)
-    helper = (ROOT / "tests" / "extending_helpers.py").read_text()
-    code = re.search(r"# --- README example: a new source kind ---\n(.*?)# --- end", helper, re.S)
-    assert example and code
-    assert example.group(1) == code.group(1)
