@@ -19,6 +19,7 @@ from rich.table import Column, Table
 
 from pipelines.config import ConfigError, PipelineConfig, RuntimeConfig, load_config
 from pipelines.errors import RaypipeError
+from pipelines.redact import RedactingFilter, redact
 
 __all__ = ["app", "main"]
 
@@ -35,11 +36,10 @@ class UserError(RaypipeError):
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.WARNING, format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=verbose)],
-        force=True,
-    )
+    handler = RichHandler(console=console, show_path=False, rich_tracebacks=verbose)
+    handler.addFilter(RedactingFilter())  # no credential in a URL reaches the terminal
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[handler],
+                        force=True)
     logging.getLogger("pipelines").setLevel(logging.INFO if verbose else logging.WARNING)
     _quiet_libraries(verbose)
 
@@ -76,7 +76,8 @@ def _init_ray(runtime: RuntimeConfig, verbose: bool) -> None:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
+    # Error texts quote what failed, a URL with its credentials included: mask them.
+    console.print(f"[bold red]error:[/] {redact(message)}")
     return typer.Exit(code)
 
 

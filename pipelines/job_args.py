@@ -10,6 +10,7 @@ import argparse
 import logging
 
 from pipelines.config import ConfigError, FileSource, PipelineConfig, load_config, parse_model_uri
+from pipelines.redact import RedactingFilter
 
 __all__ = ["add_set_argument", "job_config", "job_model_uri", "job_output_ok"]
 
@@ -26,6 +27,8 @@ def job_config(args: argparse.Namespace) -> PipelineConfig | None:
     the field) when the config is invalid, so the job exits 2 without a traceback."""
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for handler in logging.getLogger().handlers:  # a job's log is kept and shown on the dashboard
+        handler.addFilter(RedactingFilter())
     try:
         return load_config(args.config, args.overrides)
     except ConfigError as err:

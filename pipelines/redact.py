@@ -13,11 +13,13 @@ of any size, some of them written by whoever controls a remote server.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-__all__ = ["MASK", "SENSITIVE_NAMES", "redact", "redact_config", "redact_url"]
+__all__ = ["MASK", "SENSITIVE_NAMES", "RedactingFilter", "redact", "redact_config", "redact_url",
+           "url_label"]
 
 MASK = "***"
 
@@ -91,3 +93,27 @@ def redact_config(value: Any) -> Any:
         return redact(value)
     return value
 
+
+def url_label(url: str) -> str:
+    """Only the scheme and host of ``url``: for a URL that is a secret as a whole (a Slack or
+    Teams webhook carries its key in the path), so neither a log nor a report may show more."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}/{MASK}" if parts.path.strip("/") or parts.query else \
+        f"{parts.scheme}://{host}"
+
+
+class RedactingFilter(logging.Filter):
+    """A handler filter that masks secrets in every record's message (see :func:`redact`).
+
+    On the handler, not on a logger: a logger's filters do not see the records its children
+    propagate, and secrets arrive through library loggers (httpx, urllib3, MLflow) raypipe
+    does not own. The formatted message replaces ``msg`` and ``args`` only when it changes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pipelines.config import RetrainConfig
+from pipelines.redact import redact, url_label
 
 __all__ = ["post_webhook", "retrain_entrypoint", "submit_retraining"]
 
@@ -19,14 +20,18 @@ def post_webhook(url: str, summary: dict[str, Any], timeout_s: float = 10.0) -> 
     unreachable hook must not hide the report (the exit code still says what was found)."""
     import httpx
 
+    # A webhook URL is a credential as a whole (Slack and Teams keep the key in the path):
+    # only its scheme and host may appear in the log and in the summary MLflow keeps.
+    label = url_label(url)
     try:
         r = httpx.post(url, json=summary, timeout=timeout_s)
         if r.status_code >= 400:
-            logger.warning("webhook %s answered HTTP %d", url, r.status_code)
+            logger.warning("webhook %s answered HTTP %d", label, r.status_code)
         return f"HTTP {r.status_code}"
     except httpx.HTTPError as err:
-        logger.warning("webhook %s failed: %s", url, err)
-        return f"error: {type(err).__name__}: {err}"
+        reason = redact(str(err).replace(url, label))
+        logger.warning("webhook %s failed: %s", label, reason)
+        return f"error: {type(err).__name__}: {reason}"
 
 
 def retrain_entrypoint(config_path: str, overrides: Sequence[str]) -> str:

@@ -38,6 +38,7 @@ from pipelines.families import Family, FitContext, TrainData
 from pipelines.families.base import check_metric, default_metric, higher_is_better
 from pipelines.families.registry import families_for, write_family_marker
 from pipelines.features.pipeline import FeaturePipeline
+from pipelines.redact import redact
 from pipelines.stages.cv import cross_validated_fit, use_cross_validation
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ __all__ = [
     "TrainResult",
     "featurize",
     "resolve_parallelism",
+    "trial_record",
     "tune_models",
 ]
 
@@ -790,7 +792,7 @@ def _tune_sweep(train_ds: Dataset, valid_ds: Dataset, cfg: TrainConfig, context:
     finished = [r for r in results if r.error is None and (r.metrics or {}).get("final")]
     if not finished:
         first = next((r.error for r in results if r.error is not None), None)
-        raise RuntimeError(f"no trial finished; first error: {first}")
+        raise RuntimeError(f"no trial finished; first error: {redact(str(first))}")
     best = grid.get_best_result(metric=metric, mode=mode, scope="last", filter_nan_and_inf=True)
     if best.checkpoint is None or not (best.metrics or {}).get("final"):
         # ASHA may stop the trial with the best last report before it checkpoints.
@@ -803,19 +805,25 @@ def _tune_sweep(train_ds: Dataset, valid_ds: Dataset, cfg: TrainConfig, context:
             if f.is_file():
                 (out_dir / f.name).write_bytes(f.read_bytes())
     best_metrics = best.metrics or {}
-    trials = [
-        {"trial_id": (r.metrics or {}).get("trial_id"),
-         "family": (r.config or {}).get("family"),
-         "params": (r.config or {}).get((r.config or {}).get("family", ""), {}),
-         metric: (r.metrics or {}).get(metric),
-         "iterations": (r.metrics or {}).get("iterations"),
-         "fit_seconds": (r.metrics or {}).get("fit_seconds"),
-         # > 1: the metric is the mean over this many folds of train + valid.
-         "cv_folds": (r.metrics or {}).get("cv_folds", 1),
-         "resumed_from_round": (r.metrics or {}).get("resumed_from_round", 0),
-         "status": "error" if r.error else ("finished" if (r.metrics or {}).get("final")
-                                            else "stopped early"),
-         "error": str(r.error) if r.error else None}
-        for r in results
-    ]
+    trials = [trial_record(r, metric) for r in results]
     return _Outcome(best_metrics, out_dir, trials, grid.experiment_path)
+
+
+def trial_record(result: Any, metric: str) -> dict[str, Any]:
+    """One Tune trial as ``tune_trials.json`` and MLflow's child runs keep it."""
+    metrics, config = result.metrics or {}, result.config or {}
+    return {
+        "trial_id": metrics.get("trial_id"),
+        "family": config.get("family"),
+        "params": config.get(config.get("family", ""), {}),
+        metric: metrics.get(metric),
+        "iterations": metrics.get("iterations"),
+        "fit_seconds": metrics.get("fit_seconds"),
+        # > 1: the metric is the mean over this many folds of train + valid.
+        "cv_folds": metrics.get("cv_folds", 1),
+        "resumed_from_round": metrics.get("resumed_from_round", 0),
+        "status": "error" if result.error else ("finished" if metrics.get("final")
+                                                else "stopped early"),
+        # Logged to MLflow: a storage or source error may quote a URL with its credentials.
+        "error": redact(str(result.error)) if result.error else None,
+    }

@@ -41,3 +41,15 @@ def test_other_errors_still_name_their_type_and_point_to_verbose(
     assert info.value.exit_code == 1
     shown = capsys.readouterr().err
     assert "KeyError" in shown and "--verbose" in shown
+
+
+@pytest.mark.parametrize("err", [
+    RuntimeError("cannot reach postgresql://etl:" "hunter2@db/x: timeout"),
+    SharedStorageError("tracking.uri http://admin:" "hunter2@mlflow:5000 is node-local"),
+], ids=["other error", "user error"])
+def test_an_error_message_never_shows_a_credential(
+        err: Exception, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(typer.Exit):
+        _guarded(_raises(err), verbose=False)
+    shown = capsys.readouterr().err
+    assert "hunter2" not in shown and ":***@" in shown

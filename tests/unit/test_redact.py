@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import time
 
 import pytest
 
-from pipelines.redact import redact, redact_url
+from pipelines.redact import RedactingFilter, redact, redact_url, url_label
 
 
 @pytest.mark.parametrize(("text", "secret", "kept"), [
@@ -61,3 +63,26 @@ def test_a_config_dump_is_masked_where_it_may_hold_credentials() -> None:
     assert logged["source"]["params"]["status"] == "active"
     assert logged["source"]["url"] == "https://api.example.com/v1/items"
     assert logged["tracking"]["uri"] == "http://ml:***@mlflow:5000"
+
+
+def test_a_webhook_url_is_shown_as_its_scheme_and_host_only() -> None:
+    assert url_label("https://hooks.slack.com/services/T0/B0/SECRETPART") == \
+        "https://hooks.slack.com/***"
+    assert url_label("https://u:pw@alerts.example.com") == "https://alerts.example.com"
+
+
+def test_the_log_filter_masks_the_formatted_message_of_any_logger() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
+    log = logging.getLogger("some.library")  # not raypipe's: the filter sits on the handler
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning("cannot reach %s: %s", "postgresql://etl:" + "hunter2@db:5432/x", "timeout")
+        log.warning("plain %d rows", 3)
+    finally:
+        log.removeHandler(handler)
+        log.propagate = True
+    lines = stream.getvalue().splitlines()
+    assert lines == ["cannot reach postgresql://etl:***@db:5432/x: timeout", "plain 3 rows"]

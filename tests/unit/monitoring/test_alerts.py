@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import shlex
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
+
+import pytest
 
 from pipelines.config import RetrainConfig, load_config
 from pipelines.monitoring.alerts import post_webhook, retrain_entrypoint, submit_retraining
@@ -71,3 +75,16 @@ def test_quality_verdict_knows_which_way_is_better() -> None:
     assert quality_verdict({"rmse": 12.0}, {"rmse": 10.0}, "rmse", 1.0)[0]
     assert not quality_verdict({"rmse": 8.0}, {"rmse": 10.0}, "rmse", 1.0)[0]
     assert not quality_verdict({}, {"rmse": 10.0}, "rmse", 1.0)[0]
+
+
+def test_a_failing_webhook_never_shows_its_url_path(caplog: pytest.LogCaptureFixture) -> None:
+    # A Slack or Teams webhook's path is its key: neither the log nor the summary may hold it.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: the POST is refused
+    url = f"http://127.0.0.1:{port}/services/T0/B0/S3CR3TK3Y"
+    with caplog.at_level(logging.WARNING, logger="pipelines.monitoring.alerts"):
+        answer = post_webhook(url, {"flagged": True}, timeout_s=2)
+    assert answer.startswith("error: ConnectError")
+    assert "S3CR3TK3Y" not in answer and "S3CR3TK3Y" not in caplog.text
+    assert f"http://127.0.0.1:{port}/***" in caplog.text
