@@ -22,10 +22,10 @@ class RequestLogConfig(_Section):
 
     A row holds the request id, time, model version, the model's input columns (all, or those
     ``include_columns`` / ``exclude_columns`` leave) and the predictions. Files are named
-    ``<UTC time>-v<version>-<writer>-<seq>.parquet``, so name order is age order; after a
-    flush (at most once a minute) the writer deletes its pipeline's files older than
-    ``retention_hours`` and then the oldest ones until the folder holds ``max_bytes`` at most.
-    Files of any other name in the folder are never touched.
+    ``<UTC time>-v<version>-<writer>-<seq>.parquet``, so name order is age order; once a
+    minute (after a flush, or idle) each replica's writer deletes such files older than
+    ``retention_hours`` (and unfinished ``.tmp`` files after an hour), then the oldest ones
+    until the folder holds ``max_bytes`` at most. Files of any other name are never touched.
     """
 
     enabled: bool = Field(True, description="Log a sample of served requests.")

@@ -44,6 +44,7 @@ _STAMP = "%Y%m%dT%H%M%S"
 _OWN_NAME = re.compile(
     r"(?P<tmp>\.)?(?P<stamp>\d{8}T\d{6})-v[^/]*-\d+-[0-9a-f]{8}-\d{6}\.parquet(?(tmp)\.tmp)")
 _SWEEP_EVERY_S = 60.0  # listing an object-store folder on every flush would cost a LIST storm
+_STALE_PARTIAL_S = 3600.0  # no write takes an hour: such a .tmp file is a dead writer's
 
 _ARROW_TYPES = {"float": "float64", "bool": "bool", "string": "string", "datetime": "timestamp"}
 
@@ -129,9 +130,11 @@ def log_files(infos: list[Any]) -> list[LogFile]:
 def to_delete(files: list[LogFile], *, now: float, retention_hours: float | None,
               max_bytes: int | None) -> list[LogFile]:
     """Which of ``files`` (oldest first) retention removes: those older than
-    ``retention_hours``, then the oldest complete files until the rest total ``max_bytes``."""
+    ``retention_hours`` and partial files a dead writer left, then the oldest complete files
+    until the rest total ``max_bytes``."""
     cutoff = -math.inf if retention_hours is None else now - retention_hours * 3600
-    doomed = [f for f in files if f.written < cutoff]
+    stale = max(cutoff, now - _STALE_PARTIAL_S)
+    doomed = [f for f in files if f.written < (stale if f.partial else cutoff)]
     if max_bytes is None:
         return doomed
     kept = [f for f in files if f.written >= cutoff and not f.partial]

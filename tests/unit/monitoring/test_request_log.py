@@ -173,9 +173,10 @@ def test_the_disk_cap_deletes_the_oldest_log_files_and_nothing_else(tmp_path: Pa
     for f in foreign:
         f.write_bytes(b"y" * 50_000)  # far past the cap, yet not ours to delete
     young_tmp = _plant(tmp_path, 0, 5000, 9, tmp=True)  # being written: not counted
+    dead_tmp = _plant(tmp_path, 2, 10, 8, tmp=True)  # a writer died mid-file two hours ago
     left = _sweep(tmp_path, max_bytes=2500, retention_hours=None)
     assert left == sorted([old.name, older.name, young_tmp.name, *(f.name for f in foreign)])
-    assert not oldest.exists()
+    assert not oldest.exists() and not dead_tmp.exists()
 
 
 def test_the_cap_applies_to_what_the_logger_writes(tmp_path: Path) -> None:
