@@ -79,7 +79,8 @@ def _thresholds(m: MonitorConfig) -> dict[str, Any]:
 def _compare_all(reference: Any, counts: Any, m: MonitorConfig) -> tuple[list[ColumnDrift],
                                                                          ColumnDrift]:
     kw = {k: v for k, v in _thresholds(m).items() if k != "max_quality_drop"}
-    features = [compare(c, p, counts.features[c], **kw) for c, p in reference.features.items()]
+    features = [compare(c, p, counts.features[c], **kw) for c, p in reference.features.items()
+                if c in counts.features]
     prediction = compare(f"prediction ({reference.prediction_column})", reference.prediction,
                          counts.prediction, **kw)
     return features, prediction
@@ -147,6 +148,7 @@ def monitor(cfg: PipelineConfig, opts: MonitorOptions) -> MonitorResult:
             "prediction": prediction.model_dump(exclude={"labels", "reference_shares",
                                                          "current_shares"}),
             "flagged_features": flagged_features,
+            "not_logged": counts.not_logged,
             "quality": None,
         }
         if counts.rows < m.min_rows:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from pipelines.config import MonitorConfig
+from pipelines.config import MonitorConfig, RequestLogConfig
 from pipelines.features.pipeline import FeaturePipeline
 from pipelines.model.spec import PREDICTION_COLUMN, PROBABILITY_COLUMN, ModelSpec, conform_input
 from pipelines.monitoring.drift import (
@@ -63,11 +63,14 @@ class Reference(BaseModel):
     classes: list[bool | int | float | str] | None = None
 
 
-def monitored_columns(pipeline: FeaturePipeline, columns: list[str] | None) -> dict[str, str]:
-    """Column -> kind of the columns to monitor (default: every model input but datetimes)."""
+def monitored_columns(pipeline: FeaturePipeline, columns: list[str] | None,
+                      log: RequestLogConfig | None = None) -> dict[str, str]:
+    """Column -> kind of the columns to monitor (default: every model input but datetimes and
+    those the request log ``log`` keeps out)."""
     schema = pipeline.input_schema
     if columns is None:
-        return {c: k for c, k in schema.items() if k != "datetime"}
+        return {c: k for c, k in schema.items()
+                if k != "datetime" and (log is None or log.logs_column(c))}
     unknown = [c for c in columns if c not in schema]
     if unknown:
         raise ValueError(f"monitor.columns {unknown} are not inputs of the model; its inputs: "
@@ -97,7 +100,7 @@ def build_reference(sample: pd.DataFrame, pipeline: FeaturePipeline,
     features = {
         c: _profile(sample[c] if c in sample.columns else pd.Series([None] * len(sample)),
                     kind, cfg.bins, pipeline.normalize_categories)
-        for c, kind in monitored_columns(pipeline, cfg.columns).items()
+        for c, kind in monitored_columns(pipeline, cfg.columns, cfg.request_log).items()
     }
     pred_kind = "string" if pipeline.task == "multiclass" else "float"
     return Reference(

@@ -65,6 +65,15 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
+def _not_logged(summary: dict[str, Any]) -> str:
+    names = summary.get("not_logged") or []
+    if not names:
+        return ""
+    return ("<p>Not in the window, so not checked for drift (kept out of the request log by "
+            "<code>monitor.request_log</code>?): "
+            f"{html.escape(', '.join(names))}</p>")
+
+
 def write_report(summary: dict[str, Any], drifts: list[ColumnDrift], path: Path) -> Path:
     """Write the HTML report of one monitoring run to ``path``."""
     import matplotlib
@@ -108,6 +117,7 @@ img{{margin:4px}} .verdict{{font-weight:bold;color:{'crimson' if summary['flagge
 (since {_fmt(summary['window']['since'])}, until {_fmt(summary['window']['until'])});
 reference: {summary['reference_rows']} training rows; created {summary['created_at']}</p>
 <p class="verdict">{verdict}</p>
+{_not_logged(summary)}
 <h2>Drift scores</h2><img src='data:image/png;base64,{_scores_plot(drifts, psi_threshold)}'>
 <table><tr><th>column</th><th>kind</th><th>PSI</th><th>test</th><th>statistic</th>
 <th>p-value</th><th>missing (training)</th><th>new categories</th><th>verdict</th></tr>{rows}</table>

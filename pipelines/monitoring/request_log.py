@@ -7,16 +7,26 @@ Parquet file per flush (by size or by age, and on close) under a local folder or
 file system URI. When the queue is full the record is dropped and counted: logging never
 blocks or fails a request.
 
-Each file holds ``request_id``, ``timestamp`` (UTC), ``model_version``, every model input
-column and the prediction columns, so request logs and batch inference output are read by
-`raypipe monitor` alike.
+Each file holds ``request_id``, ``timestamp`` (UTC), ``model_version``, the model's input
+columns that ``include_columns`` / ``exclude_columns`` let through (columns a client sends that
+the model does not know are never written) and the prediction columns, so request logs and
+batch inference output are read by `raypipe monitor` alike.
+
+Files are named ``<UTC yyyymmddThhmmss>-v<version>-<pid>-<writer id>-<seq>.parquet``: one per
+flush (the rotation), and name order is age order across replicas. The same thread applies
+retention: it lists the folder once (one ``get_file_info`` call, local or object store), deletes
+this naming pattern's files older than ``retention_hours``, then the oldest until the folder's
+log files total ``max_bytes`` at most. Any other file in the folder is left alone.
 """
 
 from __future__ import annotations
 
+import calendar
 import logging
+import math
 import os
 import random
+import re
 import threading
 import time
 import uuid
@@ -26,9 +36,15 @@ from typing import Any
 
 from pipelines.config import RequestLogConfig
 
-__all__ = ["LogRecord", "RequestLogger", "records_table"]
+__all__ = ["LogFile", "LogRecord", "RequestLogger", "log_files", "records_table", "to_delete"]
 
 logger = logging.getLogger(__name__)
+
+_STAMP = "%Y%m%dT%H%M%S"
+_OWN_NAME = re.compile(
+    r"(?P<tmp>\.)?(?P<stamp>\d{8}T\d{6})-v[^/]*-\d+-[0-9a-f]{8}-\d{6}\.parquet(?(tmp)\.tmp)")
+_SWEEP_EVERY_S = 60.0  # listing an object-store folder on every flush would cost a LIST storm
+_STALE_PARTIAL_S = 3600.0  # no write takes an hour: such a .tmp file is a dead writer's
 
 _ARROW_TYPES = {"float": "float64", "bool": "bool", "string": "string", "datetime": "timestamp"}
 
@@ -63,8 +79,9 @@ def _input_array(values: list[Any], kind: str) -> Any:
     return pa.array([None if v is None else str(v) for v in values], type=pa.string())
 
 
-def records_table(records: list[LogRecord]) -> Any:
-    """The records (all of one model version) as one Arrow table with a fixed schema."""
+def records_table(records: list[LogRecord], cfg: RequestLogConfig | None = None) -> Any:
+    """The records (all of one model version) as one Arrow table with a fixed schema: the
+    input columns ``cfg`` lets through (default: all) and the outputs."""
     import numpy as np
     import pyarrow as pa
 
@@ -77,11 +94,59 @@ def records_table(records: list[LogRecord]) -> Any:
         "model_version": pa.array([first.model_version] * n, pa.string()),
     }
     for col, kind in first.schema.items():
+        if cfg is not None and not cfg.logs_column(col):
+            continue
         values = [v for r in records for v in r.columns.get(col, [None] * r.n)]
         data[col] = _input_array(values, kind)
     for col in first.outputs:
         data[col] = pa.array(np.concatenate([np.asarray(r.outputs[col]) for r in records]))
     return pa.table(data)
+
+
+@dataclass(frozen=True)
+class LogFile:
+    """One file of the log folder written by a request logger (its name says so)."""
+
+    path: str
+    written: float
+    """Epoch seconds, from the UTC time in the name."""
+    size: int
+    partial: bool
+    """A ``.<name>.tmp`` file: being written, or left by a writer that died."""
+
+
+def log_files(infos: list[Any]) -> list[LogFile]:
+    """The request logger's own files among ``pyarrow.fs.FileInfo`` entries, oldest first."""
+    out = []
+    for info in infos:
+        m = _OWN_NAME.fullmatch(info.base_name)
+        if m is None or info.size is None:
+            continue
+        st = m["stamp"]  # yyyymmddThhmmss; sliced, as strptime is 40x slower per file
+        written = calendar.timegm((int(st[:4]), int(st[4:6]), int(st[6:8]), int(st[9:11]),
+                                   int(st[11:13]), int(st[13:15]), 0, 0, 0))
+        out.append(LogFile(info.path, written, info.size, partial=bool(m["tmp"])))
+    return sorted(out, key=lambda f: (f.written, f.path))
+
+
+def to_delete(files: list[LogFile], *, now: float, retention_hours: float | None,
+              max_bytes: int | None) -> list[LogFile]:
+    """Which of ``files`` (oldest first) retention removes: those older than
+    ``retention_hours`` and partial files a dead writer left, then the oldest complete files
+    until the rest total ``max_bytes``."""
+    cutoff = -math.inf if retention_hours is None else now - retention_hours * 3600
+    stale = max(cutoff, now - _STALE_PARTIAL_S)
+    doomed = [f for f in files if f.written < (stale if f.partial else cutoff)]
+    if max_bytes is None:
+        return doomed
+    kept = [f for f in files if f.written >= cutoff and not f.partial]
+    total = sum(f.size for f in kept)
+    for f in kept:
+        if total <= max_bytes:
+            break
+        doomed.append(f)
+        total -= f.size
+    return doomed
 
 
 class RequestLogger:
@@ -90,12 +155,16 @@ class RequestLogger:
     def __init__(self, cfg: RequestLogConfig, path: str, *,
                  on_drop: Callable[[int], None] | None = None,
                  on_write: Callable[[int], None] | None = None,
-                 rng: Callable[[], float] = random.random) -> None:
+                 rng: Callable[[], float] = random.random, filesystem: Any = None) -> None:
+        """``filesystem``: the ``pyarrow.fs.FileSystem`` that ``path`` lies on; default: the
+        local one, or the one a URI's scheme names."""
         import pyarrow.fs as pafs
 
         self.cfg = cfg
         self.path = path
-        if "://" in path:
+        if filesystem is not None:
+            self._fs, self._root = filesystem, path.rstrip("/")
+        elif "://" in path:
             self._fs, self._root = pafs.FileSystem.from_uri(path)
         else:
             self._fs, self._root = pafs.LocalFileSystem(), os.path.abspath(path)
@@ -110,8 +179,11 @@ class RequestLogger:
         self._closed = False
         self._prefix = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._seq = 0
+        self._last_sweep = -math.inf
+        self._checked_versions: set[str] = set()
         self.dropped_rows = 0
         self.written_rows = 0
+        self.deleted_files = 0
         self._thread = threading.Thread(target=self._run, name="raypipe-request-log",
                                         daemon=True)
         self._thread.start()
@@ -158,23 +230,76 @@ class RequestLogger:
             self._cond.notify()
         self._thread.join(timeout_s)
 
+    def sweep(self) -> list[str]:
+        """Apply ``retention_hours`` and ``max_bytes`` to the folder now; return the paths
+        deleted. One listing of the folder; only this logger's naming pattern is deleted."""
+        import pyarrow.fs as pafs
+
+        self._last_sweep = time.monotonic()
+        cfg = self.cfg
+        if cfg.retention_hours is None and cfg.max_bytes is None:
+            return []
+        try:
+            infos = self._fs.get_file_info(pafs.FileSelector(self._root, allow_not_found=True))
+        except Exception:
+            logger.exception("cannot list request log folder %s for retention", self.path)
+            return []
+        deleted = []
+        for f in to_delete(log_files(infos), now=time.time(),
+                           retention_hours=cfg.retention_hours, max_bytes=cfg.max_bytes):
+            try:
+                self._fs.delete_file(f.path)
+            except FileNotFoundError:
+                continue  # another replica's sweep got there first
+            except Exception:
+                logger.exception("cannot delete request log file %s", f.path)
+                continue
+            deleted.append(f.path)
+        if deleted:
+            self.deleted_files += len(deleted)
+            logger.info("request log retention: deleted %d file(s) from %s", len(deleted),
+                        self.path)
+        return deleted
+
     def _due(self) -> bool:
         if self._closed or self._rows >= self.cfg.flush_rows:
             return True
         return self._oldest is not None and \
             time.monotonic() - self._oldest >= self.cfg.flush_interval_s
 
+    def _wait_s(self) -> float:
+        now = time.monotonic()
+        flush = self.cfg.flush_interval_s if self._oldest is None else \
+            self.cfg.flush_interval_s - (now - self._oldest)
+        return max(0.0, min(flush, self._last_sweep + _SWEEP_EVERY_S - now))
+
     def _run(self) -> None:
+        # Sweeps at start and then at most once a minute, after a flush or while idle, so an
+        # idle replica still applies the age limit.
         while True:
             with self._cond:
-                while not self._due():
-                    wait = self.cfg.flush_interval_s if self._oldest is None else max(
-                        0.0, self.cfg.flush_interval_s - (time.monotonic() - self._oldest))
-                    self._cond.wait(wait)
+                while not self._due() and \
+                        time.monotonic() - self._last_sweep < _SWEEP_EVERY_S:
+                    self._cond.wait(self._wait_s())
                 closing = self._closed
             self.flush()
             if closing:
                 return
+            if time.monotonic() - self._last_sweep >= _SWEEP_EVERY_S:
+                self.sweep()
+
+    def _check_columns(self, version: str, schema: Mapping[str, str]) -> None:
+        """Say once per model version when a column setting names no input of the model: a
+        misspelt ``exclude_columns`` entry would otherwise log the column it meant to hide."""
+        if version in self._checked_versions:
+            return
+        self._checked_versions.add(version)
+        for field in ("exclude_columns", "include_columns"):
+            unknown = [c for c in getattr(self.cfg, field) or () if c not in schema]
+            if unknown:
+                logger.warning("monitor.request_log.%s names %s, which model version %s does "
+                               "not take as input (its inputs: %s)", field, unknown, version,
+                               sorted(schema))
 
     def _write(self, records: list[LogRecord]) -> int:
         if not records:
@@ -188,9 +313,10 @@ class RequestLogger:
         for version, group in by_version.items():
             rows = sum(r.n for r in group)
             try:
-                table = records_table(group)
+                self._check_columns(version, group[0].schema)
+                table = records_table(group, self.cfg)
                 self._seq += 1
-                stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+                stamp = time.strftime(_STAMP, time.gmtime())
                 name = f"{stamp}-v{version}-{self._prefix}-{self._seq:06d}.parquet"
                 final = f"{self._root}/{name}"
                 # Written under a name readers skip, then renamed: a reader never sees half a file.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ray.data import Dataset
 
 __all__ = ["TIME_COLUMN", "WindowCounts", "batch_counts", "count_window", "filter_time",
-           "live_quality", "read_table"]
+           "live_quality", "read_table", "split_monitored"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,18 @@ _PREDICTION_KEY = "__prediction__"
 class WindowCounts:
     rows: int
     features: dict[str, ColumnCounts]
+    """Counts of the monitored columns the window holds."""
     prediction: ColumnCounts
+    not_logged: list[str] = field(default_factory=list)
+    """Monitored columns the window lacks (e.g. kept out of the request log): not compared."""
+
+
+def split_monitored(reference: Reference, have: set[str]) -> tuple[Reference, list[str]]:
+    """(the reference cut to the monitored columns in ``have``, the monitored columns not in
+    it). A column kept out of the request log cannot drift-check; the rest still can."""
+    missing = [c for c in reference.features if c not in have]
+    kept = {c: p for c, p in reference.features.items() if c in have}
+    return reference.model_copy(update={"features": kept}), missing
 
 
 def read_table(path: str, fmt: str | None = None) -> Dataset:
@@ -103,10 +114,16 @@ def count_window(ds: Dataset, reference: Reference, *, since: str | None = None,
                  until: str | None = None, origin: str = "window") -> WindowCounts:
     """Count a whole window (Ray Data, one row of counts per block, summed on the driver).
 
+    Monitored columns the window lacks are left out and named in ``not_logged``.
+
     Raises:
-        ValueError: the window lacks a monitored column, the prediction or the time column.
+        ValueError: the window lacks the prediction or the time column.
     """
     have = set(ds.columns())
+    reference, not_logged = split_monitored(reference, have)
+    if not_logged:
+        logger.warning("%s lacks monitored column(s) %s (not logged?): no drift computed for "
+                       "them", origin, not_logged)
     needed = [*reference.features, reference.prediction_column]
     if since is not None or until is not None:
         needed.append(TIME_COLUMN)
@@ -128,7 +145,8 @@ def count_window(ds: Dataset, reference: Reference, *, since: str | None = None,
             features[c] = merge_counts(features[c], ColumnCounts.model_validate(parts[c]))
         prediction = merge_counts(prediction,
                                   ColumnCounts.model_validate(parts[_PREDICTION_KEY]))
-    return WindowCounts(rows=rows, features=features, prediction=prediction)
+    return WindowCounts(rows=rows, features=features, prediction=prediction,
+                        not_logged=not_logged)
 
 
 def live_quality(window: Dataset, labels: Dataset, *, id_column: str, reference: Reference,

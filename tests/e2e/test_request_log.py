@@ -1,6 +1,7 @@
 """Request logging from a running Serve app: every request's rows land in Parquet with the
 request id the client sent (or the one the server made and returned), the time and the model
-version, and the logged folder is a window `raypipe monitor` reads."""
+version, without the columns the config keeps out, and the logged folder is a window
+`raypipe monitor` reads (drift on the logged columns, the others named as not logged)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ import pytest
 from tests.e2e.serving_helpers import MODEL, demo_rows, free_port, json_rows
 
 pytestmark = pytest.mark.e2e
+
+
+EXCLUDED = ["customer_id", "region"]  # an id, and a monitored input
 
 
 def _uri(trained: dict[str, Any]) -> str:
@@ -35,7 +39,8 @@ def logging_server(trained: dict[str, Any], tmp_path_factory: pytest.TempPathFac
     serve.run(
         build_app({"model_uri": _uri(trained),
                    "tracking_uri": trained["cfg"].tracking_uri, "model_poll_interval_s": 0,
-                   "request_log": {"flush_interval_s": 0.5, "flush_rows": 100_000},
+                   "request_log": {"sample_rate": 1.0, "flush_interval_s": 0.5,
+                                   "flush_rows": 100_000, "exclude_columns": EXCLUDED},
                    "request_log_path": str(logs)}),
         name="raypipe-log-test", route_prefix="/",
     )
@@ -80,6 +85,11 @@ def test_requests_are_logged_with_ids_versions_inputs_and_predictions(
     pd.testing.assert_series_equal(first["tenure_months"], frame["tenure_months"].iloc[:20]
                                    .reset_index(drop=True), check_dtype=False)
     assert first["plan"].tolist() == frame["plan"].iloc[:20].tolist()
+    assert not set(EXCLUDED) & set(logged.columns)
+    ids = frame["customer_id"].astype(str).tolist()
+    for f in logs.glob("*.parquet"):  # not in the data, statistics or metadata either
+        raw = f.read_bytes()
+        assert not any(i.encode() in raw for i in ids) and b"region" not in raw
 
 
 def test_logged_requests_are_a_monitoring_window(logging_server: tuple[str, Path],
@@ -100,6 +110,9 @@ def test_logged_requests_are_a_monitoring_window(logging_server: tuple[str, Path
         update={"output_dir": str(tmp_path)})}),
         MonitorOptions(window=str(logs), since=since, model_uri=_uri(trained)))
     assert result.summary["window"]["rows"] == len(logged)
+    assert "region" in result.summary["not_logged"]
+    compared = {f["column"] for f in result.summary["features"]}
+    assert compared and not set(EXCLUDED) & compared
     until = logged["timestamp"].min().isoformat()  # [since, until): before the first request
     nothing = monitor(cfg.model_copy(update={"monitor": cfg.monitor.model_copy(
         update={"output_dir": str(tmp_path)})}),

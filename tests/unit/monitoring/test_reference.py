@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.config import ConfigError, MonitorConfig, load_config
+from pipelines.config import ConfigError, MonitorConfig, RequestLogConfig, load_config
 from pipelines.features.pipeline import CategoricalStats, FeaturePipeline, NumericStats
-from pipelines.monitoring.drift import column_counts, compare, merge_counts
+from pipelines.monitoring.drift import ColumnCounts, column_counts, compare, merge_counts
+from pipelines.monitoring.monitor import _compare_all
 from pipelines.monitoring.reference import build_reference, monitored_columns
-from pipelines.monitoring.window import WindowCounts, batch_counts
+from pipelines.monitoring.report import write_report
+from pipelines.monitoring.window import WindowCounts, batch_counts, split_monitored
 
 
 def _pipeline() -> FeaturePipeline:
@@ -46,6 +51,43 @@ def test_reference_profiles_every_input_but_datetimes_and_the_probability() -> N
         monitored_columns(_pipeline(), ["nope"])
 
 
+def test_inputs_kept_out_of_the_request_log_are_not_monitored_by_default() -> None:
+    def monitored(**log: object) -> set[str]:
+        cfg = MonitorConfig(request_log=RequestLogConfig(**log))  # type: ignore[arg-type]
+        return set(build_reference(_frame(500, 0), _pipeline(), cfg).features)
+
+    assert monitored(exclude_columns=["plan"]) == {"x", "flag"}
+    assert monitored(include_columns=["x", "seen"]) == {"x"}  # datetimes stay out
+    assert monitored(include_columns=[]) == set()
+    # Named explicitly, a column is monitored anyway (a batch-output window has it).
+    assert monitored_columns(_pipeline(), ["plan"], RequestLogConfig(exclude_columns=["plan"])) \
+        == {"plan": "string"}
+
+
+def test_a_window_without_a_monitored_column_is_compared_on_the_rest() -> None:
+    ref = build_reference(_frame(2000, 0), _pipeline(), MonitorConfig())
+    window = _frame(1000, 1).drop(columns=["plan"])  # kept out of the request log
+    cut, not_logged = split_monitored(ref, set(window.columns))
+    assert not_logged == ["plan"] and set(cut.features) == {"x", "flag"}
+    row = batch_counts(window, reference=cut.model_dump_json())
+    parts = json.loads(row["counts"][0])
+    counts = WindowCounts(
+        rows=1000, not_logged=not_logged,
+        features={c: ColumnCounts.model_validate(parts[c]) for c in cut.features},
+        prediction=ColumnCounts.model_validate(parts["__prediction__"]))
+    features, prediction = _compare_all(ref, counts, MonitorConfig())
+    assert [d.column for d in features] == ["x", "flag"] and prediction.flagged is False
+
+
+def test_the_report_names_the_columns_not_logged(tmp_path: Path) -> None:
+    summary = {"thresholds": {"psi_threshold": 0.2}, "model": {"name": "m", "version": "1"},
+               "window": {"path": "logs/", "rows": 0, "since": None, "until": None},
+               "reference_rows": 10, "created_at": "now", "flagged": False, "alerts": [],
+               "not_logged": ["customer_id", "plan"]}
+    page = write_report(summary, [], tmp_path / "report.html").read_text()
+    assert "not checked for drift" in page and "customer_id, plan" in page
+
+
 def test_block_kernel_counts_sum_to_the_whole_window_and_flag_the_shift() -> None:
     ref = build_reference(_frame(3000, 1), _pipeline(), MonitorConfig())
     window = _frame(3000, 2, shift=1.0)
@@ -53,10 +95,6 @@ def test_block_kernel_counts_sum_to_the_whole_window_and_flag_the_shift() -> Non
         np.arange(3000), unit="min")
     rows = [batch_counts(block, reference=ref.model_dump_json(), since="2026-11-01T10:00")
             for block in (window.iloc[i] for i in np.array_split(np.arange(3000), 4))]
-    import json
-
-    from pipelines.monitoring.drift import ColumnCounts
-
     merged = ColumnCounts()
     for r in rows:
         merged = merge_counts(merged, ColumnCounts.model_validate(json.loads(r["counts"][0])["x"]))
