@@ -389,3 +389,104 @@ def test_readme_names_only_existing_files() -> None:
     assert paths, "cluster/README.md names no files"
     for p in sorted(paths):
         assert (REPO / p).exists(), f"cluster/README.md names {p}, which does not exist"
+
+
+# ------------------------------------------------------------------ security: pods (finding 15)
+
+OUR_IMAGES = ("raypipe:", "raypipe-gpu:", "raypipe-mlflow:")
+
+
+@pytest.mark.parametrize("manifest", [m for m in ALL if list(k8s_schema.pod_templates(m[2]))], ids=_id)
+def test_our_containers_have_a_read_only_root_and_an_emptydir_tmp(manifest: Manifest) -> None:
+    _, _, doc = manifest
+    for path, template in k8s_schema.pod_templates(doc):
+        spec = template["spec"]
+        empty_dirs = {v["name"] for v in spec.get("volumes", []) if "emptyDir" in v}
+        for c in spec["containers"]:
+            if not c["image"].startswith(OUR_IMAGES):
+                continue
+            where = f"{path}.containers[{c['name']}]"
+            assert c["securityContext"].get("readOnlyRootFilesystem") is True, \
+                f"{where}: readOnlyRootFilesystem (the image must not change at run time)"
+            tmp = [m for m in c.get("volumeMounts", []) if m["mountPath"] == "/tmp"]
+            assert tmp and tmp[0]["name"] in empty_dirs, f"{where}: no emptyDir at /tmp, where Ray writes"
+
+
+def _is_autoscaling_head(doc: dict[str, Any], path: str) -> bool:
+    return path.endswith("headGroupSpec.template") and any(
+        s.get("enableInTreeAutoscaling") for s in _ray_cluster_specs(doc))
+
+
+@pytest.mark.parametrize("manifest", [m for m in ALL if list(k8s_schema.pod_templates(m[2]))], ids=_id)
+def test_only_an_autoscaling_head_mounts_a_service_account_token(manifest: Manifest) -> None:
+    _, _, doc = manifest
+    for path, template in k8s_schema.pod_templates(doc):
+        mounted = template["spec"].get("automountServiceAccountToken")
+        # KubeRay's autoscaler sidecar runs in the head pod and scales through the API server.
+        expected = _is_autoscaling_head(doc, path) if doc["apiVersion"].startswith("ray.io/") else False
+        assert mounted is expected, f"{doc['kind']} {path}: automountServiceAccountToken must be {expected}"
+
+
+# ------------------------------------------------------------------ security: credentials (finding 3)
+
+
+def _env(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in c.get("env", [])}
+
+
+def _secret(env: dict[str, Any] | None) -> str | None:
+    ref = (env or {}).get("valueFrom", {}).get("secretKeyRef")
+    return ref["name"] if ref else None
+
+
+def test_mlflow_runs_the_basic_auth_app_with_credentials_from_secrets() -> None:
+    import configparser
+
+    (server,) = _one("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert "--app-name=basic-auth" in server["args"] and "exec mlflow server" in server["command"][-2]
+    env = _env(server)
+    for name in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD"):
+        assert _secret(env.get(name)) == "raypipe-mlflow-admin", f"MLflow: {name} from the admin Secret"
+    assert _secret(env.get("MLFLOW_FLASK_SERVER_SECRET_KEY")), "the auth app's CSRF key from a Secret"
+    (config_map,) = [d for d in _of_kind("ConfigMap") if d["metadata"]["name"] == "mlflow-auth"]
+    ini = configparser.ConfigParser()
+    ini.read_string(config_map["data"]["basic_auth.ini"])
+    assert ini["mlflow"]["default_permission"] == "READ", "a user without a grant may only read"
+    assert not {"database_uri", "admin_password"} & set(ini["mlflow"]), "secrets stay in Secrets"
+    # Every Ray pod logs in: serving as the read-only user, everything else as the writer.
+    for doc in [d for _, _, d in ALL if d["apiVersion"].startswith("ray.io/")]:
+        user = "raypipe-mlflow-reader" if doc["kind"] == "RayService" else "raypipe-mlflow-writer"
+        for path, c in _containers(doc):
+            if "MLFLOW_TRACKING_URI" in _env(c):
+                for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+                    assert _secret(_env(c).get(name)) == user, f"{doc['kind']} {path}: {name} from {user}"
+
+
+def test_the_user_setup_job_grants_the_writer_the_served_model() -> None:
+    from pipelines.config import load_config
+
+    (job,) = [d for d in _of_kind("Job") if d["metadata"]["name"] == "raypipe-mlflow-users"]
+    (c,) = job["spec"]["template"]["spec"]["containers"]
+    env = _env(c)
+    assert _secret(env["MLFLOW_TRACKING_PASSWORD"]) == "raypipe-mlflow-admin"
+    assert {_secret(env[f"{r}_PASSWORD"]) for r in ("WRITER", "READER")} == \
+        {"raypipe-mlflow-writer", "raypipe-mlflow-reader"}
+    cfg = load_config(REPO / PIPELINE_CONFIG)
+    assert env["MODEL_NAME"]["value"] == cfg.model_name == cfg.experiment_name
+    script = c["command"][-1]
+    compile(script, "job.mlflow-users.yaml", "exec")
+    assert '"registered_model", name, "EDIT"' in script and "READER" in script
+
+
+def test_rayservice_requires_the_serve_token_from_a_secret() -> None:
+    service = _one("RayService")
+    (app,) = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"]
+    variable = app["args"].get("auth_token_env")
+    assert variable, "serve args: auth_token_env, else the service answers anyone"
+    spec = service["spec"]["rayClusterConfig"]
+    assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0", "replicas must run on workers only"
+    for group in spec["workerGroupSpecs"]:
+        for c in group["template"]["spec"]["containers"]:
+            token = _secret(_env(c).get(variable))
+            assert token == "raypipe-serve-token", f"{group['groupName']}: {variable} from a Secret"
+
