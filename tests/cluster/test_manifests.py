@@ -427,6 +427,109 @@ def test_only_an_autoscaling_head_mounts_a_service_account_token(manifest: Manif
         assert mounted is expected, f"{doc['kind']} {path}: automountServiceAccountToken must be {expected}"
 
 
+# ------------------------------------------------------------------ security: network (finding 3)
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Kubernetes label-selector semantics: matchLabels and matchExpressions, all must hold."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for e in selector.get("matchExpressions", []):
+        key, op, values = e["key"], e["operator"], e.get("values", [])
+        ok = {"In": key in labels and labels[key] in values,
+              "NotIn": labels.get(key) not in values,
+              "Exists": key in labels, "DoesNotExist": key not in labels}[op]
+        if not ok:
+            return False
+    return True
+
+
+def _pods() -> list[tuple[str, dict[str, Any], dict[str, str]]]:
+    """(where, owning object, labels) of every pod template in cluster/kuberay."""
+    return [(f"{doc['kind']}/{doc['metadata']['name']} {path}", doc, t.get("metadata", {}).get("labels", {}))
+            for _, _, doc in ALL for path, t in k8s_schema.pod_templates(doc)]
+
+
+def _admitted(policies: list[dict[str, Any]], labels: dict[str, str]) -> list[dict[str, Any]]:
+    """The ingress rules of every policy that selects pods with these labels."""
+    return [rule for p in policies if _selects(p["spec"]["podSelector"], labels)
+            for rule in p["spec"].get("ingress", [])]
+
+
+def _sources(rule: dict[str, Any]) -> list[str]:
+    """Pod templates (same namespace) a rule's peers admit."""
+    peers = rule.get("from", [])
+    assert peers, f"a rule without `from` admits every source: {rule}"
+    for peer in peers:
+        assert set(peer) == {"podSelector"}, f"only pod selectors of this namespace may reach it: {peer}"
+    return [where for where, _, labels in _pods() if any(_selects(p["podSelector"], labels) for p in peers)]
+
+
+def test_ingress_is_denied_by_default() -> None:
+    deny = [p for p in _of_kind("NetworkPolicy") if p["spec"]["podSelector"] == {}]
+    assert len(deny) == 1, "one default-deny policy selecting every pod of the namespace"
+    assert deny[0]["spec"]["policyTypes"] == ["Ingress"] and not deny[0]["spec"].get("ingress")
+
+
+def _pod_labels(kind: str, name: str) -> dict[str, str]:
+    (doc,) = [d for d in _of_kind(kind) if d["metadata"]["name"] == name]
+    return dict(doc["spec"]["template"]["metadata"]["labels"])
+
+
+def _ray_pod(where: str) -> bool:
+    kind = where.split("/")[0]
+    return kind in ("RayCluster", "RayJob", "RayService") and "submitterPodTemplate" not in where
+
+
+def test_mlflow_is_reachable_only_from_ray_pods_and_the_user_setup_job() -> None:
+    rules = _admitted(_of_kind("NetworkPolicy"), _pod_labels("Deployment", "mlflow"))
+    assert rules, "no policy opens MLflow's port"
+    for rule in rules:
+        assert rule.get("ports") == [{"port": "http"}], f"MLflow: only its http port: {rule}"
+        sources = _sources(rule)
+        assert all(_ray_pod(w) or w.startswith("Job/raypipe-mlflow-users") for w in sources), sources
+    admitted = {w for rule in rules for w in _sources(rule)}
+    ray_pods = {w for w, _, _ in _pods() if _ray_pod(w)}
+    assert ray_pods <= admitted, f"Ray pods that cannot reach MLflow: {ray_pods - admitted}"
+    submitters = ("CronJob/", "RayJob/raypipe-train spec.submitterPodTemplate")
+    assert not any(w.startswith(submitters) for w in admitted), "submitters only talk to Ray"
+
+
+def test_postgres_is_reachable_only_from_mlflow() -> None:
+    rules = _admitted(_of_kind("NetworkPolicy"), _pod_labels("StatefulSet", "postgres"))
+    assert rules
+    for rule in rules:
+        assert rule.get("ports") == [{"port": "postgres"}], rule
+        assert {w.split()[0] for w in _sources(rule)} == {"Deployment/mlflow"}
+
+
+@pytest.mark.parametrize("ray", [d for d in ALL if d[2]["apiVersion"].startswith("ray.io/")], ids=_id)
+def test_ray_ports_are_open_only_inside_the_same_ray_cluster(ray: Manifest) -> None:
+    _, _, doc = ray
+    own = f"{doc['kind']}/{doc['metadata']['name']} "
+    pods = [(w, labels) for w, d, labels in _pods() if d is doc]
+    # From outside the cluster: the dashboard (operator, submitters) and, for a RayService, Serve.
+    outside = {"dashboard", "serve"} if doc["kind"] == "RayService" else {"dashboard"}
+    for where, labels in pods:
+        rules = _admitted(_of_kind("NetworkPolicy"), labels)
+        assert any("ports" not in r and own.strip() in " ".join(_sources(r)) for r in rules), \
+            f"{where}: the cluster's own pods cannot reach each other"
+        for rule in rules:
+            ports = {p["port"] for p in rule.get("ports", [])}
+            namespaces = [p for p in rule.get("from", []) if "podSelector" not in p]
+            if namespaces:
+                assert all(set(p) == {"namespaceSelector"} for p in namespaces), rule
+                assert ports and ports <= outside, f"{where}: other namespaces reach {ports or 'every port'}"
+            elif not ports:
+                assert all(w.startswith(own) for w in _sources(rule)), f"{where}: all ports open to {rule}"
+            else:
+                assert ports <= {"dashboard"}, f"{where}: pods of other clusters reach {ports}"
+    if doc["kind"] == "RayService":  # users' traffic comes through the ingress controller
+        worker = pods[-1][1]
+        assert any({"port": "serve"} in r.get("ports", []) and "namespaceSelector" in r["from"][0]
+                   for r in _admitted(_of_kind("NetworkPolicy"), worker))
+
+
 # ------------------------------------------------------------------ security: credentials (finding 3)
 
 
