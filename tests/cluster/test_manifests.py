@@ -147,7 +147,7 @@ def test_ray_version_is_one_everywhere() -> None:
         for spec in _ray_cluster_specs(doc):
             assert spec["rayVersion"] == pin, f"{doc['kind']} rayVersion {spec['rayVersion']} != pin {pin}"
         images = {c["image"] for _, c in _containers(doc)}
-        assert images <= {f"raypipe:{version}-ray{pin}", f"raypipe:{version}-ray{pin}-gpu"}, images
+        assert images <= {f"raypipe:{version}-ray{pin}", f"raypipe-gpu:{version}-ray{pin}"}, images
     for doc in _of_kind("CronJob"):
         assert {c["image"] for _, c in _containers(doc)} == {f"raypipe:{version}-ray{pin}"}
 
@@ -241,7 +241,7 @@ def test_raycluster_autoscales_a_cpu_and_a_gpu_group() -> None:
         assert 0 <= g["minReplicas"] <= g["replicas"] <= g["maxReplicas"] and g["maxReplicas"] > 0
     gpu = groups["gpu"]["template"]["spec"]["containers"][0]
     assert gpu["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert gpu["image"].endswith("-gpu"), "the GPU group needs the CUDA image variant"
+    assert gpu["image"].startswith("raypipe-gpu:"), "the GPU group needs the CUDA image variant"
     cpu = groups["cpu"]["template"]["spec"]["containers"][0]
     assert "nvidia.com/gpu" not in cpu["resources"]["limits"]
 
@@ -593,3 +593,39 @@ def test_rayservice_requires_the_serve_token_from_a_secret() -> None:
             token = _secret(_env(c).get(variable))
             assert token == "raypipe-serve-token", f"{group['groupName']}: {variable} from a Secret"
 
+
+# ------------------------------------------------------------------ security: images (finding 15)
+
+OVERLAY = CLUSTER / "overlays" / "production"
+
+
+def _base_images() -> set[str]:
+    return {c["image"] for _, _, doc in ALL for _, c in _containers(doc)}
+
+
+def test_production_overlay_pins_every_image_by_digest() -> None:
+    base = yaml.safe_load((CLUSTER / "kuberay" / "kustomization.yaml").read_text())
+    listed = {p.name for p in (CLUSTER / "kuberay").glob("*.yaml")} - {"kustomization.yaml"}
+    assert sorted(base["resources"]) == sorted(listed), "the base lists every manifest"
+    overlay = yaml.safe_load((OVERLAY / "kustomization.yaml").read_text())
+    assert overlay["resources"] == ["../../kuberay"]
+    pins = {i["name"]: i for i in overlay["images"]}
+    for image in sorted(_base_images()):
+        name, _, tag = image.partition(":")
+        assert tag and "@" not in image, f"base manifests use release tags: {image}"
+        pin = pins.get(name)
+        assert pin, f"production overlay: {name} is not pinned"
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", pin.get("digest", "")) and "newTag" not in pin, pin
+
+
+def test_production_overlay_renders_only_digests() -> None:
+    import shutil
+    import subprocess
+
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("no kubectl; test_production_overlay_pins_every_image_by_digest checks the file")
+    out = subprocess.run([kubectl, "kustomize", str(OVERLAY)], capture_output=True, text=True, check=True)
+    rendered = re.findall(r"^\s*-?\s*image: (\S+)$", out.stdout, re.M)
+    assert len(rendered) >= len(_base_images())
+    assert all(re.search(r"@sha256:[0-9a-f]{64}$", i) for i in rendered), rendered
