@@ -362,7 +362,8 @@ def test_serve_config_builds_the_champion_app() -> None:
 def test_key_fields_say_why() -> None:
     keys = ("enableInTreeAutoscaling", "num-cpus", "minReplicas", "maxReplicas", "rayVersion",
             "shutdownAfterJobFinishes", "ttlSecondsAfterFinished", "idleTimeoutSeconds",
-            "schedule", "concurrencyPolicy", "runAsNonRoot", "mode")
+            "schedule", "concurrencyPolicy", "runAsNonRoot", "mode", "readOnlyRootFilesystem",
+            "automountServiceAccountToken", "auth_token_env", "default_permission")
     silent = []
     for path in sorted((CLUSTER / "kuberay").glob("*.yaml")):
         lines = path.read_text().splitlines()
