@@ -34,9 +34,12 @@ Manifest = tuple[Path, int, dict[str, Any]]
 
 
 def manifests() -> list[Manifest]:
-    """Every object in cluster/kuberay/*.yaml as (file, index in file, object)."""
+    """Every object in cluster/kuberay/*.yaml as (file, index in file, object); the
+    kustomization.yaml there lists them for kustomize and is no Kubernetes object itself."""
     found = []
     for path in sorted((CLUSTER / "kuberay").glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
         for i, doc in enumerate(yaml.safe_load_all(path.read_text())):
             if doc:
                 found.append((path, i, doc))

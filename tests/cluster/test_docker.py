@@ -84,3 +84,25 @@ def test_build_context_holds_only_what_the_image_needs() -> None:
     for path in ("pyproject.toml", "README.md", "pipelines/config/pipeline.py", "pipelines/configs/demo.yaml",
                  "pipelines/stages/train.py", "ray_jobs/run_pipeline.py", "ray_jobs/batch_predict.py"):
         assert not dockerignored(path, patterns), f"{path} is excluded but the image needs it"
+
+
+def test_app_code_is_root_owned_and_read_only_for_the_runtime_user() -> None:
+    """COPY gives root ownership unless --chown says otherwise; the package must be installed
+    by root (so its site-packages files are root's) and the app folder made read-only."""
+    ins = instructions(DOCKERFILE)
+    user, workdir = "root", "/"
+    for op, args in ins:
+        if op == "USER":
+            user = args.split(":")[0]
+        elif op == "WORKDIR":
+            workdir = args
+        elif op == "COPY" and workdir == "/home/ray/app":
+            chown = re.search(r"--chown=(\S+)", args)
+            assert chown is None or chown.group(1).split(":")[0] in ("root", "0"), \
+                f"COPY {args}: the app code must stay root's, not the runtime user's"
+        elif op == "RUN" and re.search(r"pip install [^&]*--no-deps \.", args):
+            assert user in ("root", "0"), "install the package as root: its files then are root's"
+            assert re.search(r"chmod -R a-w /home/ray/app", args), "make the app folder read-only"
+    assert user not in ("root", "0"), "the image must end as its non-root runtime user"
+    copied = [a for op, a in ins if op == "COPY" and a.split()[-2:] == ["pipelines/", "pipelines/"]]
+    assert copied, "the app code is copied into /home/ray/app"

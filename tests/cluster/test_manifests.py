@@ -147,7 +147,7 @@ def test_ray_version_is_one_everywhere() -> None:
         for spec in _ray_cluster_specs(doc):
             assert spec["rayVersion"] == pin, f"{doc['kind']} rayVersion {spec['rayVersion']} != pin {pin}"
         images = {c["image"] for _, c in _containers(doc)}
-        assert images <= {f"raypipe:{version}-ray{pin}", f"raypipe:{version}-ray{pin}-gpu"}, images
+        assert images <= {f"raypipe:{version}-ray{pin}", f"raypipe-gpu:{version}-ray{pin}"}, images
     for doc in _of_kind("CronJob"):
         assert {c["image"] for _, c in _containers(doc)} == {f"raypipe:{version}-ray{pin}"}
 
@@ -241,7 +241,7 @@ def test_raycluster_autoscales_a_cpu_and_a_gpu_group() -> None:
         assert 0 <= g["minReplicas"] <= g["replicas"] <= g["maxReplicas"] and g["maxReplicas"] > 0
     gpu = groups["gpu"]["template"]["spec"]["containers"][0]
     assert gpu["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert gpu["image"].endswith("-gpu"), "the GPU group needs the CUDA image variant"
+    assert gpu["image"].startswith("raypipe-gpu:"), "the GPU group needs the CUDA image variant"
     cpu = groups["cpu"]["template"]["spec"]["containers"][0]
     assert "nvidia.com/gpu" not in cpu["resources"]["limits"]
 
@@ -362,7 +362,8 @@ def test_serve_config_builds_the_champion_app() -> None:
 def test_key_fields_say_why() -> None:
     keys = ("enableInTreeAutoscaling", "num-cpus", "minReplicas", "maxReplicas", "rayVersion",
             "shutdownAfterJobFinishes", "ttlSecondsAfterFinished", "idleTimeoutSeconds",
-            "schedule", "concurrencyPolicy", "runAsNonRoot", "mode")
+            "schedule", "concurrencyPolicy", "runAsNonRoot", "mode", "readOnlyRootFilesystem",
+            "automountServiceAccountToken", "auth_token_env", "default_permission")
     silent = []
     for path in sorted((CLUSTER / "kuberay").glob("*.yaml")):
         lines = path.read_text().splitlines()
@@ -389,3 +390,243 @@ def test_readme_names_only_existing_files() -> None:
     assert paths, "cluster/README.md names no files"
     for p in sorted(paths):
         assert (REPO / p).exists(), f"cluster/README.md names {p}, which does not exist"
+
+
+# ------------------------------------------------------------------ security: pods (finding 15)
+
+OUR_IMAGES = ("raypipe:", "raypipe-gpu:", "raypipe-mlflow:")
+
+
+@pytest.mark.parametrize("manifest", [m for m in ALL if list(k8s_schema.pod_templates(m[2]))], ids=_id)
+def test_our_containers_have_a_read_only_root_and_an_emptydir_tmp(manifest: Manifest) -> None:
+    _, _, doc = manifest
+    for path, template in k8s_schema.pod_templates(doc):
+        spec = template["spec"]
+        empty_dirs = {v["name"] for v in spec.get("volumes", []) if "emptyDir" in v}
+        for c in spec["containers"]:
+            if not c["image"].startswith(OUR_IMAGES):
+                continue
+            where = f"{path}.containers[{c['name']}]"
+            assert c["securityContext"].get("readOnlyRootFilesystem") is True, \
+                f"{where}: readOnlyRootFilesystem (the image must not change at run time)"
+            tmp = [m for m in c.get("volumeMounts", []) if m["mountPath"] == "/tmp"]
+            assert tmp and tmp[0]["name"] in empty_dirs, f"{where}: no emptyDir at /tmp, where Ray writes"
+
+
+def _is_autoscaling_head(doc: dict[str, Any], path: str) -> bool:
+    return path.endswith("headGroupSpec.template") and any(
+        s.get("enableInTreeAutoscaling") for s in _ray_cluster_specs(doc))
+
+
+@pytest.mark.parametrize("manifest", [m for m in ALL if list(k8s_schema.pod_templates(m[2]))], ids=_id)
+def test_only_an_autoscaling_head_mounts_a_service_account_token(manifest: Manifest) -> None:
+    _, _, doc = manifest
+    for path, template in k8s_schema.pod_templates(doc):
+        mounted = template["spec"].get("automountServiceAccountToken")
+        # KubeRay's autoscaler sidecar runs in the head pod and scales through the API server.
+        expected = _is_autoscaling_head(doc, path) if doc["apiVersion"].startswith("ray.io/") else False
+        assert mounted is expected, f"{doc['kind']} {path}: automountServiceAccountToken must be {expected}"
+
+
+# ------------------------------------------------------------------ security: network (finding 3)
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Kubernetes label-selector semantics: matchLabels and matchExpressions, all must hold."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for e in selector.get("matchExpressions", []):
+        key, op, values = e["key"], e["operator"], e.get("values", [])
+        ok = {"In": key in labels and labels[key] in values,
+              "NotIn": labels.get(key) not in values,
+              "Exists": key in labels, "DoesNotExist": key not in labels}[op]
+        if not ok:
+            return False
+    return True
+
+
+def _pods() -> list[tuple[str, dict[str, Any], dict[str, str]]]:
+    """(where, owning object, labels) of every pod template in cluster/kuberay."""
+    return [(f"{doc['kind']}/{doc['metadata']['name']} {path}", doc, t.get("metadata", {}).get("labels", {}))
+            for _, _, doc in ALL for path, t in k8s_schema.pod_templates(doc)]
+
+
+def _admitted(policies: list[dict[str, Any]], labels: dict[str, str]) -> list[dict[str, Any]]:
+    """The ingress rules of every policy that selects pods with these labels."""
+    return [rule for p in policies if _selects(p["spec"]["podSelector"], labels)
+            for rule in p["spec"].get("ingress", [])]
+
+
+def _sources(rule: dict[str, Any]) -> list[str]:
+    """Pod templates (same namespace) a rule's peers admit."""
+    peers = rule.get("from", [])
+    assert peers, f"a rule without `from` admits every source: {rule}"
+    for peer in peers:
+        assert set(peer) == {"podSelector"}, f"only pod selectors of this namespace may reach it: {peer}"
+    return [where for where, _, labels in _pods() if any(_selects(p["podSelector"], labels) for p in peers)]
+
+
+def test_ingress_is_denied_by_default() -> None:
+    deny = [p for p in _of_kind("NetworkPolicy") if p["spec"]["podSelector"] == {}]
+    assert len(deny) == 1, "one default-deny policy selecting every pod of the namespace"
+    assert deny[0]["spec"]["policyTypes"] == ["Ingress"] and not deny[0]["spec"].get("ingress")
+
+
+def _pod_labels(kind: str, name: str) -> dict[str, str]:
+    (doc,) = [d for d in _of_kind(kind) if d["metadata"]["name"] == name]
+    return dict(doc["spec"]["template"]["metadata"]["labels"])
+
+
+def _ray_pod(where: str) -> bool:
+    kind = where.split("/")[0]
+    return kind in ("RayCluster", "RayJob", "RayService") and "submitterPodTemplate" not in where
+
+
+def test_mlflow_is_reachable_only_from_ray_pods_and_the_user_setup_job() -> None:
+    rules = _admitted(_of_kind("NetworkPolicy"), _pod_labels("Deployment", "mlflow"))
+    assert rules, "no policy opens MLflow's port"
+    for rule in rules:
+        assert rule.get("ports") == [{"port": "http"}], f"MLflow: only its http port: {rule}"
+        sources = _sources(rule)
+        assert all(_ray_pod(w) or w.startswith("Job/raypipe-mlflow-users") for w in sources), sources
+    admitted = {w for rule in rules for w in _sources(rule)}
+    ray_pods = {w for w, _, _ in _pods() if _ray_pod(w)}
+    assert ray_pods <= admitted, f"Ray pods that cannot reach MLflow: {ray_pods - admitted}"
+    submitters = ("CronJob/", "RayJob/raypipe-train spec.submitterPodTemplate")
+    assert not any(w.startswith(submitters) for w in admitted), "submitters only talk to Ray"
+
+
+def test_postgres_is_reachable_only_from_mlflow() -> None:
+    rules = _admitted(_of_kind("NetworkPolicy"), _pod_labels("StatefulSet", "postgres"))
+    assert rules
+    for rule in rules:
+        assert rule.get("ports") == [{"port": "postgres"}], rule
+        assert {w.split()[0] for w in _sources(rule)} == {"Deployment/mlflow"}
+
+
+@pytest.mark.parametrize("ray", [d for d in ALL if d[2]["apiVersion"].startswith("ray.io/")], ids=_id)
+def test_ray_ports_are_open_only_inside_the_same_ray_cluster(ray: Manifest) -> None:
+    _, _, doc = ray
+    own = f"{doc['kind']}/{doc['metadata']['name']} "
+    pods = [(w, labels) for w, d, labels in _pods() if d is doc]
+    # From outside the cluster: the dashboard (operator, submitters) and, for a RayService, Serve.
+    outside = {"dashboard", "serve"} if doc["kind"] == "RayService" else {"dashboard"}
+    for where, labels in pods:
+        rules = _admitted(_of_kind("NetworkPolicy"), labels)
+        assert any("ports" not in r and own.strip() in " ".join(_sources(r)) for r in rules), \
+            f"{where}: the cluster's own pods cannot reach each other"
+        for rule in rules:
+            ports = {p["port"] for p in rule.get("ports", [])}
+            namespaces = [p for p in rule.get("from", []) if "podSelector" not in p]
+            if namespaces:
+                assert all(set(p) == {"namespaceSelector"} for p in namespaces), rule
+                assert ports and ports <= outside, f"{where}: other namespaces reach {ports or 'every port'}"
+            elif not ports:
+                assert all(w.startswith(own) for w in _sources(rule)), f"{where}: all ports open to {rule}"
+            else:
+                assert ports <= {"dashboard"}, f"{where}: pods of other clusters reach {ports}"
+    if doc["kind"] == "RayService":  # users' traffic comes through the ingress controller
+        worker = pods[-1][1]
+        assert any({"port": "serve"} in r.get("ports", []) and "namespaceSelector" in r["from"][0]
+                   for r in _admitted(_of_kind("NetworkPolicy"), worker))
+
+
+# ------------------------------------------------------------------ security: credentials (finding 3)
+
+
+def _env(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in c.get("env", [])}
+
+
+def _secret(env: dict[str, Any] | None) -> str | None:
+    ref = (env or {}).get("valueFrom", {}).get("secretKeyRef")
+    return ref["name"] if ref else None
+
+
+def test_mlflow_runs_the_basic_auth_app_with_credentials_from_secrets() -> None:
+    import configparser
+
+    (server,) = _one("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert "--app-name=basic-auth" in server["args"] and "exec mlflow server" in server["command"][-2]
+    env = _env(server)
+    for name in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD"):
+        assert _secret(env.get(name)) == "raypipe-mlflow-admin", f"MLflow: {name} from the admin Secret"
+    assert _secret(env.get("MLFLOW_FLASK_SERVER_SECRET_KEY")), "the auth app's CSRF key from a Secret"
+    (config_map,) = [d for d in _of_kind("ConfigMap") if d["metadata"]["name"] == "mlflow-auth"]
+    ini = configparser.ConfigParser()
+    ini.read_string(config_map["data"]["basic_auth.ini"])
+    assert ini["mlflow"]["default_permission"] == "READ", "a user without a grant may only read"
+    assert not {"database_uri", "admin_password"} & set(ini["mlflow"]), "secrets stay in Secrets"
+    # Every Ray pod logs in: serving as the read-only user, everything else as the writer.
+    for doc in [d for _, _, d in ALL if d["apiVersion"].startswith("ray.io/")]:
+        user = "raypipe-mlflow-reader" if doc["kind"] == "RayService" else "raypipe-mlflow-writer"
+        for path, c in _containers(doc):
+            if "MLFLOW_TRACKING_URI" in _env(c):
+                for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+                    assert _secret(_env(c).get(name)) == user, f"{doc['kind']} {path}: {name} from {user}"
+
+
+def test_the_user_setup_job_grants_the_writer_the_served_model() -> None:
+    from pipelines.config import load_config
+
+    (job,) = [d for d in _of_kind("Job") if d["metadata"]["name"] == "raypipe-mlflow-users"]
+    (c,) = job["spec"]["template"]["spec"]["containers"]
+    env = _env(c)
+    assert _secret(env["MLFLOW_TRACKING_PASSWORD"]) == "raypipe-mlflow-admin"
+    assert {_secret(env[f"{r}_PASSWORD"]) for r in ("WRITER", "READER")} == \
+        {"raypipe-mlflow-writer", "raypipe-mlflow-reader"}
+    cfg = load_config(REPO / PIPELINE_CONFIG)
+    assert env["MODEL_NAME"]["value"] == cfg.model_name == cfg.experiment_name
+    script = c["command"][-1]
+    compile(script, "job.mlflow-users.yaml", "exec")
+    assert '"registered_model", name, "EDIT"' in script and "READER" in script
+
+
+def test_rayservice_requires_the_serve_token_from_a_secret() -> None:
+    service = _one("RayService")
+    (app,) = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"]
+    variable = app["args"].get("auth_token_env")
+    assert variable, "serve args: auth_token_env, else the service answers anyone"
+    spec = service["spec"]["rayClusterConfig"]
+    assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0", "replicas must run on workers only"
+    for group in spec["workerGroupSpecs"]:
+        for c in group["template"]["spec"]["containers"]:
+            token = _secret(_env(c).get(variable))
+            assert token == "raypipe-serve-token", f"{group['groupName']}: {variable} from a Secret"
+
+
+# ------------------------------------------------------------------ security: images (finding 15)
+
+OVERLAY = CLUSTER / "overlays" / "production"
+
+
+def _base_images() -> set[str]:
+    return {c["image"] for _, _, doc in ALL for _, c in _containers(doc)}
+
+
+def test_production_overlay_pins_every_image_by_digest() -> None:
+    base = yaml.safe_load((CLUSTER / "kuberay" / "kustomization.yaml").read_text())
+    listed = {p.name for p in (CLUSTER / "kuberay").glob("*.yaml")} - {"kustomization.yaml"}
+    assert sorted(base["resources"]) == sorted(listed), "the base lists every manifest"
+    overlay = yaml.safe_load((OVERLAY / "kustomization.yaml").read_text())
+    assert overlay["resources"] == ["../../kuberay"]
+    pins = {i["name"]: i for i in overlay["images"]}
+    for image in sorted(_base_images()):
+        name, _, tag = image.partition(":")
+        assert tag and "@" not in image, f"base manifests use release tags: {image}"
+        pin = pins.get(name)
+        assert pin, f"production overlay: {name} is not pinned"
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", pin.get("digest", "")) and "newTag" not in pin, pin
+
+
+def test_production_overlay_renders_only_digests() -> None:
+    import shutil
+    import subprocess
+
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("no kubectl; test_production_overlay_pins_every_image_by_digest checks the file")
+    out = subprocess.run([kubectl, "kustomize", str(OVERLAY)], capture_output=True, text=True, check=True)
+    rendered = re.findall(r"^\s*-?\s*image: (\S+)$", out.stdout, re.M)
+    assert len(rendered) >= len(_base_images())
+    assert all(re.search(r"@sha256:[0-9a-f]{64}$", i) for i in rendered), rendered
