@@ -38,6 +38,6 @@ def test_a_job_s_log_masks_credentials_whatever_logger_writes_them(
     config = tmp_path / "c.yaml"
     config.write_text("name: churn\ntarget: churned\nsource: {kind: demo}\n")
     assert job_config(argparse.Namespace(config=str(config), overrides=[])) is not None
-    logging.getLogger("urllib3.connectionpool").warning(
+    logging.getLogger("a.library.of.the.job").warning(
         "retrying %s", "https://user:" "hunter2@mlflow.internal/api")
     assert "hunter2" not in caplog.text and "https://user:***@mlflow.internal/api" in caplog.text
