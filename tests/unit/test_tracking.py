@@ -8,10 +8,6 @@ import raypipe, by the flavour's ``load_model`` and by ``mlflow.pyfunc.load_mode
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,61 +22,12 @@ from pipelines.families import FitContext, TrainData, get_family
 from pipelines.families.registry import write_family_marker
 from pipelines.model.engine import columns_to_frame
 from pipelines.model.spec import ModelSpec, conform_input
+from tests.native_helpers import predict_without_raypipe
 from tests.unit.model.helpers import make_pipeline, random_columns
 
 CASES = [(f, t) for f in ("xgboost", "linear", "mlp") for t in ("binary", "multiclass", "regression")]
 SETTINGS = {"xgboost": {"num_boost_round": 10}, "mlp": {"max_epochs": 3, "batch_size": 64},
             "linear": {}}
-
-# Run with ``python -I`` from a folder outside the repository: no PYTHONPATH, no cwd on sys.path.
-# The test environment installs raypipe (editable), so the script first makes it unimportable,
-# as it is where a user takes the model: a finder ahead of all others refuses ``pipelines``.
-PLAIN_PROCESS = textwrap.dedent("""
-    import importlib.abc, json, sys
-
-    class NoRaypipe(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "pipelines" or name.startswith("pipelines."):
-                raise ImportError("raypipe is not installed here")
-            return None
-
-    sys.meta_path.insert(0, NoRaypipe())
-    import numpy as np, pandas as pd
-    try:
-        import pipelines
-    except ImportError:
-        pass
-    else:
-        sys.exit("pipelines is importable: " + pipelines.__file__)
-    import mlflow, mlflow.artifacts
-    out = {}
-    for case in json.load(open("cases.json")):
-        X = np.load(case["features"])
-        local = mlflow.artifacts.download_artifacts(case["uri"])
-        spec = json.load(open(local + "/feature_pipeline.json"))
-        frame = pd.DataFrame(X, columns=spec["feature_names"])
-        flavour = case["flavour"]
-        if flavour == "xgboost":
-            import xgboost
-            booster = mlflow.xgboost.load_model(case["uri"])
-            native = booster.predict(xgboost.DMatrix(X, feature_names=spec["feature_names"]))
-            via_pyfunc = mlflow.pyfunc.load_model(case["uri"]).predict(frame)
-        elif flavour == "sklearn":
-            est = mlflow.sklearn.load_model(case["uri"])
-            classifier = hasattr(est, "predict_proba")
-            native = est.predict_proba(frame) if classifier else est.predict(frame)
-            via_pyfunc = mlflow.pyfunc.load_model(case["uri"]).predict(frame)
-        else:
-            import torch
-            module = mlflow.pytorch.load_model(case["uri"])
-            native = module(torch.from_numpy(X)).detach().numpy()
-            via_pyfunc = mlflow.pyfunc.load_model(case["uri"]).predict(X)
-        out[case["name"]] = [np.asarray(native, dtype=np.float64).tolist(),
-                             np.asarray(via_pyfunc, dtype=np.float64).tolist()]
-    json.dump(out, open("out.json", "w"))
-    print("pipelines imported:", "pipelines" in sys.modules)
-""")
-
 
 def _fit(family: str, task: str, model_dir: Path) -> tuple[ModelSpec, pd.DataFrame, np.ndarray]:
     pipe = make_pipeline(task)
@@ -127,20 +74,11 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 @pytest.fixture(scope="module")
 def loaded_elsewhere(logged: dict[str, Any]) -> dict[str, Any]:
     """What a plain process, which cannot import raypipe, predicts with each native model."""
-    root = logged["root"]
     flavours = {"xgboost": "xgboost", "linear": "sklearn", "mlp": "pytorch"}
-    (root / "cases.json").write_text(json.dumps([
-        {"name": name, "uri": c["uri"], "features": c["features"],
-         "flavour": flavours[c["family"]]} for name, c in logged["cases"].items()]))
-    (root / "plain.py").write_text(PLAIN_PROCESS)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
-    env["MLFLOW_TRACKING_URI"] = logged["tracking_uri"]
-    done = subprocess.run([sys.executable, "-I", "plain.py"], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "pipelines imported: False" in done.stdout
-    out: dict[str, Any] = json.loads((root / "out.json").read_text())
-    return out
+    return predict_without_raypipe(
+        [{"name": name, "uri": c["uri"], "features": c["features"],
+          "flavour": flavours[c["family"]]} for name, c in logged["cases"].items()],
+        logged["root"], logged["tracking_uri"])
 
 
 @pytest.mark.parametrize(("family", "task"), CASES)
