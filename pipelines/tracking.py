@@ -28,6 +28,8 @@ from pipelines.model.spec import (
 )
 
 __all__ = [
+    "FEATURE_PIPELINE_FILE",
+    "NATIVE_MODEL_KEY",
     "configure_tracking",
     "log_native_model",
     "log_pipeline_model",
@@ -44,6 +46,7 @@ _MLFLOW_TYPES: dict[ColumnKind, str] = {
 NATIVE_MODEL_KEY = "raypipe.native_model_uri"
 """Where a pyfunc model records the URI of its estimator in the family's own flavour."""
 FEATURE_PIPELINE_FILE = "feature_pipeline.json"
+"""The fitted feature pipeline, as JSON, beside the native model's ``MLmodel``."""
 _RUNTIME_PACKAGES = ["mlflow", "xgboost", "pandas", "numpy", "pyarrow", "pydantic"]
 
 
