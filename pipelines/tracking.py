@@ -28,7 +28,10 @@ from pipelines.model.spec import (
 )
 
 __all__ = [
+    "FEATURE_PIPELINE_FILE",
+    "NATIVE_MODEL_KEY",
     "configure_tracking",
+    "log_native_model",
     "log_pipeline_model",
     "model_signature",
     "register_model",
@@ -40,6 +43,10 @@ logger = logging.getLogger(__name__)
 _MLFLOW_TYPES: dict[ColumnKind, str] = {
     "float": "double", "bool": "boolean", "string": "string", "datetime": "datetime",
 }
+NATIVE_MODEL_KEY = "raypipe.native_model_uri"
+"""Where a pyfunc model records the URI of its estimator in the family's own flavour."""
+FEATURE_PIPELINE_FILE = "feature_pipeline.json"
+"""The fitted feature pipeline, as JSON, beside the native model's ``MLmodel``."""
 _RUNTIME_PACKAGES = ["mlflow", "xgboost", "pandas", "numpy", "pyarrow", "pydantic"]
 
 
@@ -128,13 +135,10 @@ def package_versions(packages: list[str] | None = None) -> dict[str, str]:
     return out
 
 
-def _requirements(model_dir: Path) -> list[str]:
-    """raypipe's runtime packages and the ones the saved model's family declares, pinned."""
-    from pipelines.families.registry import saved_family
-
+def _pinned(packages: list[str]) -> list[str]:
+    """``packages`` pinned to their installed versions (unpinned when not installed)."""
     reqs = []
-    packages = list(dict.fromkeys([*_RUNTIME_PACKAGES, *saved_family(model_dir).requirements]))
-    for pkg in packages:
+    for pkg in dict.fromkeys(packages):
         try:
             reqs.append(f"{pkg}=={version(pkg)}")
         except PackageNotFoundError:
@@ -142,15 +146,28 @@ def _requirements(model_dir: Path) -> list[str]:
     return reqs
 
 
+def _requirements(model_dir: Path) -> list[str]:
+    """raypipe's runtime packages and the ones the saved model's family declares, pinned."""
+    from pipelines.families.registry import saved_family
+
+    return _pinned([*_RUNTIME_PACKAGES, *saved_family(model_dir).requirements])
+
+
 def log_pipeline_model(spec: ModelSpec, model_dir: Path, input_example: pd.DataFrame) -> Any:
     """Log the pipeline + trained model as one pyfunc model in the active run; return its info.
 
     The ``pipelines`` package travels inside the model (``code_paths``), so loading it needs
-    only the pinned requirements, not an installed raypipe.
+    only the pinned requirements, not an installed raypipe. When the model's family has a
+    native MLflow flavour, the bare estimator is logged first as its own model (``native``,
+    see :func:`log_native_model`), and its URI is recorded in the pyfunc's MLmodel metadata
+    and as a tag of its logged model, both under :data:`NATIVE_MODEL_KEY`.
     """
     import mlflow
 
     package_dir = Path(__file__).resolve().parent
+    example = conform_input(input_example, spec)
+    native_uri = log_native_model(spec, model_dir, example)
+    found = {NATIVE_MODEL_KEY: native_uri} if native_uri else None
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / "model_spec.json"
         spec_path.write_text(spec_to_json(spec))
@@ -160,9 +177,53 @@ def log_pipeline_model(spec: ModelSpec, model_dir: Path, input_example: pd.DataF
             artifacts={SPEC_ARTIFACT: str(spec_path), MODEL_ARTIFACT: str(model_dir)},
             code_paths=[str(package_dir)],
             signature=model_signature(spec),
-            input_example=conform_input(input_example, spec),
+            input_example=example,
             pip_requirements=_requirements(model_dir),
+            metadata=found,
+            tags=found,
         )
+
+
+def log_native_model(spec: ModelSpec, model_dir: Path, raw_example: pd.DataFrame) -> str | None:
+    """Log the model in ``model_dir`` in its family's MLflow flavour (``name="native"``) with
+    the fitted feature pipeline as ``feature_pipeline.json``; return its ``models:/`` URI, or
+    None when the family has no native flavour (:meth:`Family.native_model`).
+
+    Its input is the feature pipeline's output (the features, in ``feature_names`` order),
+    its output ``predict_raw``'s: P(class 1), class probabilities or values. Its example and
+    signature are the featurised ``raw_example``.
+    """
+    import importlib
+
+    import numpy as np
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+
+    from pipelines.families.registry import saved_family
+
+    family = saved_family(model_dir)
+    predictor = family.load(model_dir)
+    native = family.native_model(predictor, spec.pipeline.feature_names)
+    if native is None:
+        return None
+    features = spec.pipeline.transform(raw_example)
+    example: Any = features.to_numpy(np.float64) if native.array_input else features
+    signature = infer_signature(example, predictor.predict_raw(features.to_numpy(np.float64)))
+    flavour = importlib.import_module(f"mlflow.{native.flavour}")
+    info = flavour.log_model(
+        native.model, name="native", input_example=example, signature=signature,
+        pip_requirements=_pinned(["mlflow", *native.requirements]),
+        metadata={"raypipe.feature_pipeline": FEATURE_PIPELINE_FILE,
+                  "raypipe.feature_names": list(spec.pipeline.feature_names)},
+        **native.log_args,
+    )
+    with tempfile.TemporaryDirectory() as tmp:  # next to MLmodel, where a user looks first
+        pipeline_path = Path(tmp) / FEATURE_PIPELINE_FILE
+        pipeline_path.write_text(json.dumps(spec.pipeline.model_dump(mode="json"), indent=2))
+        MlflowClient().log_model_artifact(info.model_id, str(pipeline_path))
+    logger.info("logged the %s model in MLflow's %s flavour: %s", family.name, native.flavour,
+                info.model_uri)
+    return str(info.model_uri)
 
 
 def register_model(model_uri: str, name: str, alias: str, tags: dict[str, str]) -> str:

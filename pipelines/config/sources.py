@@ -8,6 +8,7 @@ importing any reader: the readers import the config, never the other way round.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, get_args
@@ -26,12 +27,16 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from pipelines.config.base import ConfigError, _Section
 from pipelines.plugins import PluginError, entry_point_names, load_entry_point
 
-__all__ = ["BUILTIN_SOURCE_KINDS", "SOURCE_ENTRY_POINTS", "AnySource", "DemoSource", "FileSource",
-           "HttpSource", "Source", "SourceConfig", "SqlSource", "register_source_config",
-           "source_config_type", "source_kinds"]
+__all__ = ["BUILTIN_MODULE_KINDS", "BUILTIN_SOURCE_KINDS", "SOURCE_ENTRY_POINTS", "AnySource",
+           "DemoSource", "FileSource", "HttpSource", "Source", "SourceConfig", "SqlSource",
+           "register_source_config", "source_config_type", "source_kinds"]
 
 SOURCE_ENTRY_POINTS = "raypipe.sources"
 """Entry-point group of installed source kinds: ``<kind> = "package.module:ReaderClass"``."""
+
+BUILTIN_MODULE_KINDS: dict[str, str] = {"raydata": "pipelines.sources.raydata:RayDataReader"}
+"""Built-in kinds written as a plugin is, settings and reader in one module: imported, as an
+installed entry point would be, the first time a config names the kind."""
 
 
 class SourceConfig(_Section):
@@ -41,7 +46,8 @@ class SourceConfig(_Section):
     documented fields; it is frozen and refuses unknown keys like every section.
     """
 
-    kind: str = Field(description="The source kind: demo | files | sql | http, or a plugin's.")
+    kind: str = Field(description="The source kind: demo | files | sql | http | raydata, or a "
+                      "plugin's.")
 
 
 class DemoSource(SourceConfig):
@@ -376,7 +382,11 @@ def source_config_type(kind: str) -> type[SourceConfig] | None:
     """The registered plugin model of ``kind``; an installed ``raypipe.sources`` entry point
     of that name is loaded first when none is. None for built-in and unknown kinds."""
     if kind not in _PLUGINS and kind not in BUILTIN_SOURCE_KINDS:
-        reader = load_entry_point(SOURCE_ENTRY_POINTS, kind)  # importing it may register it
+        if kind in BUILTIN_MODULE_KINDS:
+            module, _, name = BUILTIN_MODULE_KINDS[kind].partition(":")
+            reader = getattr(importlib.import_module(module), name)
+        else:
+            reader = load_entry_point(SOURCE_ENTRY_POINTS, kind)  # importing it may register it
         config_type = getattr(reader, "config_type", None)
         if kind not in _PLUGINS and config_type is not None:
             register_source_config(kind, config_type)
@@ -386,7 +396,8 @@ def source_config_type(kind: str) -> type[SourceConfig] | None:
 def source_kinds() -> tuple[str, ...]:
     """Every kind ``source.kind`` accepts: built-in, registered, and installed entry points."""
     plugins = set(_PLUGINS) | set(entry_point_names(SOURCE_ENTRY_POINTS))
-    return BUILTIN_SOURCE_KINDS + tuple(sorted(plugins - set(BUILTIN_SOURCE_KINDS)))
+    builtin = BUILTIN_SOURCE_KINDS + tuple(BUILTIN_MODULE_KINDS)
+    return builtin + tuple(sorted(plugins - set(builtin)))
 
 
 def _kind_error(kind: str, message: str) -> ValidationError:

@@ -16,6 +16,7 @@ __all__ = [
     "Family",
     "FitContext",
     "FitResult",
+    "NativeModel",
     "Predictor",
     "Standardizer",
     "TrainData",
@@ -112,6 +113,31 @@ class FitResult:
     iterations: int
 
 
+@dataclass(frozen=True)
+class NativeModel:
+    """A trained model in one of MLflow's own flavours, logged next to raypipe's pyfunc.
+
+    It takes the *featurised* rows (the fitted feature pipeline's output columns, floats with
+    NaN for missing) and gives what :meth:`Predictor.predict_raw` gives, so a user can load it
+    with ``mlflow.<flavour>.load_model`` (or a serving runtime that reads that flavour) and
+    apply the feature pipeline, logged with it as JSON, elsewhere. Loading it imports no
+    raypipe code.
+    """
+
+    flavour: str
+    """The MLflow flavour module that logs and loads it: ``mlflow.<flavour>`` (``xgboost``,
+    ``sklearn``, ``pytorch``, ...)."""
+    model: Any
+    """What ``mlflow.<flavour>.log_model`` takes as its first argument."""
+    requirements: tuple[str, ...] = ()
+    """pip packages loading it needs besides MLflow (pinned to the installed versions)."""
+    array_input: bool = False
+    """The model takes one float64 array (a tensor-based flavour) rather than a frame whose
+    columns are the feature names: its input example and signature are an array."""
+    log_args: dict[str, Any] = field(default_factory=dict)
+    """Further keyword arguments of the flavour's ``log_model`` (e.g. ``pyfunc_predict_fn``)."""
+
+
 class Predictor(Protocol):
     def predict_raw(self, X: np.ndarray) -> np.ndarray:
         """P(class 1) for binary, (n, k) class probabilities for multiclass, else values."""
@@ -147,6 +173,12 @@ class Family(Protocol):
         """Per-feature importance of a loaded model (what :meth:`load` returned)."""
         ...
 
+    def native_model(self, predictor: Any, feature_names: list[str]) -> NativeModel | None:
+        """The loaded model (what :meth:`load` returned) in MLflow's flavour for its library,
+        predicting exactly what ``predictor.predict_raw`` does from the featurised columns
+        ``feature_names``; None: the family has no such flavour (only the pyfunc is logged)."""
+        ...
+
     def fixed_iterations(self, settings: dict[str, Any], iterations: int) -> dict[str, Any]:
         """``settings`` changed to fit exactly ``iterations`` rounds or epochs, without early
         stopping: the refit of the winner on train + valid uses what the sweep chose."""
@@ -165,6 +197,9 @@ class BaseFamily:
 
     def importances(self, predictor: Any, feature_names: list[str]) -> dict[str, float]:
         return {}
+
+    def native_model(self, predictor: Any, feature_names: list[str]) -> NativeModel | None:
+        return None
 
     def __eq__(self, other: object) -> bool:
         # Families travel to trials and workers by pickle: a copy is the same family.

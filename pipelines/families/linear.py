@@ -12,7 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.families.base import BaseFamily, FitContext, FitResult, Standardizer, TrainData, score
+from pipelines.families.base import (
+    BaseFamily,
+    FitContext,
+    FitResult,
+    NativeModel,
+    Standardizer,
+    TrainData,
+    score,
+)
 
 __all__ = ["LinearFamily", "row_wise_affine"]
 
@@ -88,6 +96,42 @@ class LinearFamily(BaseFamily):
         raw = json.loads((directory / MODEL_FILE).read_text())
         return _Linear(raw["task"], np.asarray(raw["coef"]), np.asarray(raw["intercept"]),
                        Standardizer.load(directory / SCALER_FILE))
+
+    def native_model(self, predictor: Any, feature_names: list[str]) -> NativeModel:
+        """An sklearn ``Pipeline``: median-fill, scale, then the logistic regression or ridge.
+
+        Each step is fitted on a one-row placeholder of the right width (so that sklearn
+        marks it fitted, with the feature names) and then given the values this model learnt.
+        It agrees with the family to rounding (sklearn sums ``X @ coef.T`` by BLAS, see
+        :func:`row_wise_affine`). Classifiers are logged with ``predict_proba`` as their
+        pyfunc prediction: one probability column per class.
+        """
+        import pandas as pd
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import LogisticRegression, Ridge
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        scaler: Standardizer = predictor.scaler
+        coef, intercept = np.atleast_2d(predictor.coef), np.atleast_1d(predictor.intercept)
+        regression = predictor.task == "regression"
+        k = 1 if regression else max(coef.shape[0], 2)
+        placeholder = pd.DataFrame([scaler.fill] * k, columns=feature_names, dtype="float64")
+        pipe = Pipeline([("fill", SimpleImputer(strategy="median")),  # its medians: the fill
+                         ("scale", StandardScaler()),
+                         ("model", Ridge() if regression else LogisticRegression())])
+        pipe.fit(placeholder, [0.0] if regression else np.arange(k))
+        scale, est = pipe.named_steps["scale"], pipe.named_steps["model"]
+        scale.mean_, scale.scale_ = np.asarray(scaler.mean), np.asarray(scaler.std)
+        scale.var_ = scale.scale_ ** 2
+        est.coef_ = coef[0].copy() if regression else coef.copy()
+        est.intercept_ = float(intercept[0]) if regression else intercept.copy()
+        # MLflow stores sklearn models with skops, which loads only the types it is told to
+        # trust; the imputer records the dtype it was fitted on.
+        args: dict[str, Any] = {"skops_trusted_types": ["numpy.dtype"]}
+        if predictor.task != "regression":
+            args["pyfunc_predict_fn"] = "predict_proba"
+        return NativeModel("sklearn", pipe, requirements=("scikit-learn",), log_args=args)
 
     def importances(self, predictor: Any, feature_names: list[str]) -> dict[str, float]:
         weight = np.abs(predictor.coef).mean(axis=0)

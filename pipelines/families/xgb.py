@@ -7,7 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.families.base import BaseFamily, FitContext, FitResult, TrainData, score
+from pipelines.families.base import (
+    BaseFamily,
+    FitContext,
+    FitResult,
+    NativeModel,
+    TrainData,
+    score,
+)
 
 __all__ = ["XGBoostFamily", "objective_params", "round_metric"]
 
@@ -135,6 +142,10 @@ class XGBoostFamily(BaseFamily):
     def importances(self, predictor: Any, feature_names: list[str]) -> dict[str, float]:
         gain = predictor.booster.get_score(importance_type="gain")
         return {n: float(gain.get(n, 0.0)) for n in feature_names}
+
+    def native_model(self, predictor: Any, feature_names: list[str]) -> NativeModel:
+        """The booster itself (``mlflow.xgboost``), named features and all."""
+        return NativeModel("xgboost", predictor.booster, requirements=("xgboost",))
 
     def fixed_iterations(self, settings: dict[str, Any], iterations: int) -> dict[str, Any]:
         return {**settings, "num_boost_round": iterations, "early_stopping_rounds": iterations + 1}

@@ -11,7 +11,6 @@ followed. A read is bounded: at most ``max_pages`` pages of at most ``max_respon
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ray.data.datasource import Datasource, ReadTask
 
 from pipelines.config import HttpSource
+from pipelines.lineage import fingerprint_dataset
 from pipelines.redact import MASK, redact_url
 from pipelines.sources._errors import InputError
 from pipelines.sources.base import SourceReader
@@ -417,17 +417,6 @@ def read_http_source(source: HttpSource) -> Dataset:
                          f"{err}") from err
 
 
-def _block_digest(batch: pa.Table) -> dict[str, list[Any]]:
-    import pyarrow as pa
-
-    total = 0
-    for row in batch.to_pylist():
-        line = json.dumps(row, sort_keys=True, default=str).encode()
-        total += int.from_bytes(hashlib.sha256(line).digest()[:16], "big")
-    return {"rows": [batch.num_rows], "digest": [str(total % (1 << 128))],
-            "columns": [",".join(sorted(pa.table(batch).column_names))]}
-
-
 def http_fingerprint(source: HttpSource, dataset: Dataset | None = None) -> tuple[str, str]:
     """``(url, sha256)`` of the records fetched: order-independent sum of per-record hashes.
 
@@ -435,12 +424,7 @@ def http_fingerprint(source: HttpSource, dataset: Dataset | None = None) -> tupl
     The hashing runs in Ray tasks over the snapshot's blocks; only one row per block comes back.
     """
     ds = dataset if dataset is not None else read_http_source(source)
-    parts = ds.map_batches(_block_digest, batch_format="pyarrow", batch_size=None).take_all()
-    rows = sum(int(p["rows"]) for p in parts)
-    total = sum(int(p["digest"]) for p in parts) % (1 << 128)
-    columns = sorted({c for p in parts for c in str(p["columns"]).split(",") if c})
-    h = hashlib.sha256(f"{source.url}\n{','.join(columns)}\n{rows}:{total}".encode())
-    return source.url, h.hexdigest()
+    return source.url, fingerprint_dataset(ds, source.url)
 
 
 class HttpReader(SourceReader[HttpSource]):

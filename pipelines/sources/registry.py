@@ -13,6 +13,7 @@ from typing import Any, TypeVar, overload
 
 from pipelines.config.base import ConfigError
 from pipelines.config.sources import (
+    BUILTIN_MODULE_KINDS,
     SOURCE_ENTRY_POINTS,
     SourceConfig,
     register_source_config,
@@ -28,6 +29,7 @@ _BUILTIN: dict[str, str] = {
     "files": "pipelines.sources.files:FileReader",
     "sql": "pipelines.sources.sql:SqlReader",
     "http": "pipelines.sources.http:HttpReader",
+    **BUILTIN_MODULE_KINDS,  # raydata: its settings model lives with its reader
 }
 
 ReaderT = TypeVar("ReaderT", bound=type[SourceReader[Any]])
@@ -61,7 +63,7 @@ def _register(reader_cls: type[SourceReader[Any]], replace: bool) -> None:
         holder = _path(current) if current is not None else _BUILTIN[kind]
         raise SourceKindError(f"source kind {kind!r} is already handled by {holder}; pass "
                               f"replace=True to replace it with {_path(reader_cls)}")
-    if not own:  # the built-in models are the config's union already
+    if not own or kind in BUILTIN_MODULE_KINDS:  # the other built-ins are the config's union
         register_source_config(kind, reader_cls.config_type, replace=replace)
     _READERS[kind] = reader_cls
 

@@ -95,18 +95,39 @@ def test_an_empty_file_is_a_clear_error(ray_address: str, tmp_path: Path) -> Non
         assert name in message or "the input has no rows" in message, message
 
 
-def test_unparseable_dates_and_an_all_null_column_lose_no_row(ray_address: str,
-                                                               tmp_path: Path) -> None:
-    path = tmp_path / "dates.csv"
+def _written(frame: pd.DataFrame, tmp_path: Path, kind: str) -> dict[str, Any]:
+    """``frame`` stored for a source of ``kind``, and that source's settings: a CSV file
+    (``files``), JSON Lines read by ``ray.data.read_json`` or a SQLite table read by
+    ``ray.data.read_sql`` through the DB-API driver (``raydata``)."""
+    if kind == "files":
+        frame.to_csv(tmp_path / "rows.csv", index=False)
+        return {"kind": "files", "path": str(tmp_path / "rows.csv"), "format": "csv"}
+    if kind == "raydata-json":
+        frame.to_json(tmp_path / "rows.jsonl", orient="records", lines=True, date_format="iso")
+        return {"kind": "raydata", "reader": "read_json",
+                "args": {"paths": str(tmp_path / "rows.jsonl")}}
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "rows.db") as conn:
+        frame.to_sql("customers", conn, index=False)
+    return {"kind": "raydata", "reader": "read_sql", "args": {"sql": "SELECT * FROM customers"},
+            "factories": {"connection_factory": {"function": "sqlite3.connect",
+                                                 "args": {"database": str(tmp_path / "rows.db")}}}}
+
+
+@pytest.mark.parametrize("kind", ["files", "raydata-json", "raydata-sql"])
+def test_unparseable_dates_and_an_all_null_column_lose_no_row(ray_address: str, tmp_path: Path,
+                                                               kind: str) -> None:
     frame = _frame()
     bad = [5, 17, 99, 240, 511]
     frame["signup_date"] = frame["signup_date"].astype(str)
     frame.loc[bad, "signup_date"] = ["2021-13-45", "yesterday", "31/31/2020", "0", "2021-02-30"]
     frame["monthly_charges"] = None  # all null: nothing to learn from, nothing to fail on
-    frame.to_csv(path, index=False)
-    summary = _run(_config(path, tmp_path))
+    data = _config(tmp_path, tmp_path)
+    data["source"] = _written(frame, tmp_path, kind)
+    summary = _run(data)
     c = summary.counts
-    print(f"\nunparseable dates + all-null column: {c['rows_in']} rows in, {c['rows_valid']} "
+    print(f"\n{kind}: unparseable dates + all-null column: {c['rows_in']} rows in, {c['rows_valid']} "
           f"valid, {c['rows_quarantined']} quarantined ({len(bad)} planted bad dates), "
           f"{c['rows_train']}/{c['rows_valid_split']}/{c['rows_test']} train/valid/test, "
           f"{c['rows_predicted']} test rows predicted")

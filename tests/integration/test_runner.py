@@ -7,13 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
 from pipelines.demo import generate_demo_frame
+from pipelines.model.spec import conform_input
 from pipelines.runner import STAGES
 from pipelines.stages.validate import REASON_COLUMN
+from pipelines.tracking import NATIVE_MODEL_KEY
+from tests.native_helpers import predict_without_raypipe
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # runs whole pipelines or fault-injected fits
 
@@ -80,6 +84,38 @@ def test_registry_has_champion_with_signature(trained: dict[str, Any]) -> None:
     inputs = {c.name for c in info.signature.inputs.inputs}
     assert "plan" in inputs and "churned" not in inputs
     assert info.saved_input_example_info is not None
+
+
+def test_registered_model_has_its_booster_in_mlflows_xgboost_flavour(
+        trained: dict[str, Any], tmp_path: Path) -> None:
+    """The champion's native model loads where raypipe cannot be imported, by
+    ``mlflow.xgboost`` and ``mlflow.pyfunc``, and predicts what the end-to-end pyfunc does
+    from the featurised rows."""
+    cfg = trained["cfg"]
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    client = MlflowClient()
+    info = mlflow.models.get_model_info("models:/raypipe-demo@champion")
+    native_uri = info.metadata[NATIVE_MODEL_KEY]
+    assert native_uri.startswith("models:/m-")
+    # and as a tag of the pyfunc's logged model (the version's source, models:/m-<id>)
+    assert client.get_logged_model(info.model_id).tags[NATIVE_MODEL_KEY] == native_uri
+    assert "xgboost" in mlflow.models.get_model_info(native_uri).flavors
+
+    e2e = mlflow.pyfunc.load_model("models:/raypipe-demo@champion")
+    spec = e2e.unwrap_python_model().spec
+    raw = conform_input(generate_demo_frame(600, 11).drop(columns=["churned"]), spec)
+    expected = e2e.predict(raw)["probability"].to_numpy()
+    np.save(tmp_path / "features.npy", spec.pipeline.transform(raw).to_numpy(np.float64))
+    out = predict_without_raypipe(
+        [{"name": "champion", "uri": native_uri, "flavour": "xgboost",
+          "features": str(tmp_path / "features.npy")}], tmp_path, cfg.tracking_uri)
+    native, via_pyfunc = (np.asarray(v) for v in out["champion"])
+    np.testing.assert_array_equal(native, expected)
+    np.testing.assert_array_equal(via_pyfunc, expected)
+
+    local = Path(mlflow.artifacts.download_artifacts(native_uri))
+    saved = json.loads((local / "feature_pipeline.json").read_text())
+    assert saved == spec.pipeline.model_dump(mode="json")
 
 
 def test_run_records_lineage(trained: dict[str, Any]) -> None:

@@ -279,6 +279,54 @@ def test_csv_with_wrong_types_is_reported_then_quarantined(ray_address: str,
     assert bad["x"].tolist() == ["twelve"] and "x" in bad["_quarantine_reason"].iloc[0]
 
 
+def _raydata_source(rows: list[dict[str, Any]], tmp_path: Path, reader: str) -> dict[str, Any]:
+    if reader == "read_json":  # JSON Lines
+        path = tmp_path / "rows.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return {"kind": "raydata", "reader": "read_json", "args": {"paths": str(path)}}
+    db = tmp_path / "rows.db"  # read_sql through the DB-API driver, not raypipe's sql kind
+    with sqlite3.connect(db) as conn:
+        pd.DataFrame(rows).to_sql("rows", conn, index=False, if_exists="replace")
+    return {"kind": "raydata", "reader": "read_sql", "args": {"sql": "SELECT * FROM rows"},
+            "factories": {"connection_factory": {"function": "sqlite3.connect",
+                                                 "args": {"database": str(db)}}}}
+
+
+@pytest.mark.parametrize("reader", ["read_json", "read_sql"])
+def test_raydata_rows_meet_the_contract_and_bad_ones_are_quarantined(ray_address: str,
+                                                                     tmp_path: Path,
+                                                                     reader: str) -> None:
+    """The CSV test's contract half through ``kind: raydata``; its fingerprint follows the
+    data (the files, or the snapshot read from the database)."""
+    from pipelines.config import SchemaConfig
+    from pipelines.stages.validate import validate
+
+    rows = [{"x": str(i), "label": "a"} for i in range(500)] + [{"x": "twelve", "label": "tail"}]
+    cfg = _config(_raydata_source(rows, tmp_path, reader), tmp_path)
+    ds = read_source(cfg.source, tmp_path)
+    checked = validate(ds, SchemaConfig.model_validate({"columns": {"x": {"type": "int"}},
+                                                        "max_quarantine_fraction": 0.01}), "label")
+    assert (checked.rows_in, checked.rows_valid, checked.rows_quarantined) == (501, 500, 1)
+    bad = checked.quarantined.to_pandas()
+    assert bad["x"].tolist() == ["twelve"] and "x" in bad["_quarantine_reason"].iloc[0]
+    assert rows_read(cfg.source, ds, tmp_path) == (501 if reader == "read_sql" else None)
+    _, digest = source_fingerprint(cfg.source, tmp_path, ds)
+    again = read_source(cfg.source, tmp_path)
+    assert source_fingerprint(cfg.source, tmp_path, again)[1] == digest
+    _raydata_source([*rows, {"x": "7", "label": "a"}], tmp_path, reader)
+    changed = read_source(cfg.source, tmp_path)
+    assert source_fingerprint(cfg.source, tmp_path, changed)[1] != digest
+
+
+def test_raydata_read_errors_name_the_reader(ray_address: str, tmp_path: Path) -> None:
+    cfg = _config({"kind": "raydata", "reader": "read_sql", "args": {"sql": "SELECT * FROM nope"},
+                   "factories": {"connection_factory": {
+                       "function": "sqlite3.connect", "args": {"database": str(tmp_path / "x.db")}}}},
+                  tmp_path)
+    with pytest.raises(InputError, match=r"source.reader read_sql cannot read: .*no such table"):
+        read_source(cfg.source, tmp_path)
+
+
 def test_hive_partitioned_csv_folder_keeps_partition_columns(ray_address: str,
                                                              tmp_path: Path) -> None:
     for region in ("north", "south"):

@@ -13,7 +13,7 @@ from pydantic import Field
 
 import pipelines.config.sources as config_sources
 from pipelines.config import ConfigError, DemoSource, FileSource, HttpSource, SqlSource, parse_config
-from pipelines.config.sources import BUILTIN_SOURCE_KINDS, SourceConfig
+from pipelines.config.sources import BUILTIN_MODULE_KINDS, BUILTIN_SOURCE_KINDS, SourceConfig
 from pipelines.sources import (
     SourceKindError,
     SourceReader,
@@ -84,8 +84,11 @@ def test_each_built_in_kind_has_its_reader(kind: str, model: type[SourceConfig],
 
 
 def test_the_readers_kinds_are_the_configs_kinds() -> None:
-    assert tuple(registry._BUILTIN) == BUILTIN_SOURCE_KINDS == ("demo", "files", "sql", "http")
-    assert source_kinds()[:4] == BUILTIN_SOURCE_KINDS
+    assert BUILTIN_SOURCE_KINDS == ("demo", "files", "sql", "http")
+    # raydata keeps its settings with its reader (pipelines/sources/raydata.py)
+    assert tuple(registry._BUILTIN) == (*BUILTIN_SOURCE_KINDS, *BUILTIN_MODULE_KINDS) \
+        == (*BUILTIN_SOURCE_KINDS, "raydata")
+    assert source_kinds()[:5] == tuple(registry._BUILTIN)
 
 
 def test_importing_the_registry_imports_no_reader_and_no_ray() -> None:
@@ -121,7 +124,7 @@ def test_unknown_kind_lists_the_known_ones(tmp_path: Path) -> None:
         registry.reader_class("nope")
     assert isinstance(info.value, ConfigError)
     register_source(BoxReader)
-    with pytest.raises(SourceKindError, match="http, box"):
+    with pytest.raises(SourceKindError, match="http, raydata, box"):
         registry.reader_class("nope")
 
 
@@ -192,7 +195,8 @@ def test_a_plugin_kinds_errors_name_its_fields() -> None:
 def test_an_unknown_kind_names_source_kind_and_every_allowed_kind() -> None:
     register_source(BoxReader)
     msg = _error(_config({"kind": "cube"}))
-    assert "  source.kind: unknown source kind 'cube'; choose from demo, files, sql, http, box" in msg
+    assert ("  source.kind: unknown source kind 'cube'; choose from demo, files, sql, http, "
+            "raydata, box") in msg
     msg = _error(_config({"kind": "demo"}, batch={"input": {"kind": "cube"}}))
     assert "  batch.input.kind: unknown source kind 'cube'" in msg
     # The built-in kinds keep their own messages and locations.
