@@ -231,7 +231,10 @@ def register_model(model_uri: str, name: str, alias: str, tags: dict[str, str]) 
     import mlflow
     from mlflow import MlflowClient
 
-    mv = mlflow.register_model(model_uri, name, tags=tags)
+    # The version names its estimator in the family's own flavour, where a registry user looks.
+    native = (mlflow.models.get_model_info(model_uri).metadata or {}).get(NATIVE_MODEL_KEY)
+    mv = mlflow.register_model(model_uri, name,
+                               tags={**tags, **({NATIVE_MODEL_KEY: native} if native else {})})
     MlflowClient().set_registered_model_alias(name, alias, mv.version)
     logger.info("registered %s version %s as @%s", name, mv.version, alias)
     return str(mv.version)

@@ -99,6 +99,9 @@ def test_registered_model_has_its_booster_in_mlflows_xgboost_flavour(
     assert native_uri.startswith("models:/m-")
     # and as a tag of the pyfunc's logged model (the version's source, models:/m-<id>)
     assert client.get_logged_model(info.model_id).tags[NATIVE_MODEL_KEY] == native_uri
+    # and on the registered version itself
+    version = client.get_model_version_by_alias("raypipe-demo", "champion")
+    assert version.tags[NATIVE_MODEL_KEY] == native_uri
     assert "xgboost" in mlflow.models.get_model_info(native_uri).flavors
 
     e2e = mlflow.pyfunc.load_model("models:/raypipe-demo@champion")
