@@ -270,6 +270,65 @@ def test_invocations_refuses_unknown_parquet_columns_before_decoding() -> None:
     assert err.status == 400 and "1000 columns is over the model's 7" in err.message
 
 
+_WIDE = 100_000
+_NAMES = [f"x{i}" for i in range(_WIDE)]
+
+
+@pytest.mark.parametrize(("shape", "body", "content_type"), [
+    ("split columns", {"dataframe_split": {"columns": _NAMES, "data": [[0] * _WIDE]}}, None),
+    ("split row", {"dataframe_split": {"data": [[0] * _WIDE]}}, None),
+    ("records", {"dataframe_records": [dict.fromkeys(_NAMES, 0)]}, None),
+    ("records as lists", {"dataframe_records": [[0] * _WIDE]}, None),
+    ("instances", {"instances": [dict.fromkeys(_NAMES, 0)]}, None),
+    ("inputs columns", {"inputs": {c: [0] for c in _NAMES}}, None),
+    # 100 KB: 10,000 rows, each naming one more column (pandas: a 10,000 x 10,000 frame)
+    ("records, a key each", {"dataframe_records": [{c: 0} for c in _NAMES[:10_000]]}, None),
+    ("csv header", (",".join(_NAMES) + "\n" + ",".join("0" * _WIDE) + "\n").encode(), "text/csv"),
+    # pandas makes the extra leading fields a MultiIndex, quadratic: 40,000 fields took 25 s
+    ("csv first row", b"tenure\n" + b"1" + b",1" * 40_000 + b"\n", "text/csv"),
+])
+def test_invocations_refuses_more_columns_than_the_model_before_building_a_frame(
+        shape: str, body: Any, content_type: str | None) -> None:
+    """Review finding 8: a 6.3 MB body of 400,000 column keys took 16 s to refuse (pandas
+    built a column per key, the frame check named each). Now a pass over the decoded body
+    refuses it, naming the limit, in about the time decoding the body takes."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    _invocations_status(b'{"inputs": {"tenure": [1]}}', None)  # imports outside the timing
+    decoding = 0.0  # what merely reading the body costs on this machine (the slower of two)
+    for _ in range(2 if content_type is None else 0):
+        start = time.perf_counter()
+        json.loads(raw)
+        decoding = max(decoding, time.perf_counter() - start)
+    start = time.perf_counter()
+    status, err = _invocations_status(raw, content_type)
+    elapsed = time.perf_counter() - start
+    print(f"\n{shape}: {len(raw) / 1e6:.2f} MB refused in {elapsed:.3f} s "
+          f"(json.loads {decoding:.3f} s)")
+    assert status == 400, err
+    limit = "the header 1" if shape == "csv first row" else "over the model's 7"
+    assert limit in err["error"] and err["error"].count(":") <= 2, err["error"]
+    assert len(err.get("errors", [])) <= 50
+    assert elapsed < max(1.0, 4 * decoding)
+
+
+def test_invocations_within_the_model_width_still_names_unknown_columns() -> None:
+    rows = [row(favourite="red")]
+    del rows[0]["charges"]
+    status, err = _invocations_status(json.dumps({"dataframe_records": rows}).encode(), None)
+    assert status == 400 and {"field": "favourite", "message": "unknown column"} in err["errors"]
+    body = json.dumps({"dataframe_split": {"columns": ["tenure"], "data": [[1]],
+                                           "index": list(range(10_001))}}).encode()
+    assert _invocations_status(body, None)[0] == 413
+
+
+def _invocations_status(raw: bytes, content_type: str | None) -> tuple[int, dict[str, Any]]:
+    try:
+        parse_invocations(raw, content_type, MODEL, 10_000)
+    except RequestError as err:
+        return err.status, err.body()
+    return 200, {}
+
+
 # --------------------------------------------------------------------------- KServe V2
 
 _DT = {"float": "FP64", "bool": "BOOL", "string": "BYTES", "datetime": "BYTES"}
