@@ -16,7 +16,12 @@ from pipelines.model.engine import LoadedModel, Outputs, complete_columns, frame
 from pipelines.model.fastpath import Columns
 from pipelines.model.schema import frame_problems
 from pipelines.model.spec import PREDICTION_COLUMN, ModelSpec
-from pipelines.serving.protocols.common import MAX_ERRORS, RequestError, check_content_type
+from pipelines.serving.protocols.common import (
+    MAX_ERRORS,
+    RequestError,
+    check_content_type,
+    check_json_containers,
+)
 
 __all__ = ["INVOCATIONS_TYPES", "invocations_response", "parse_invocations"]
 
@@ -44,6 +49,7 @@ def parse_invocations(raw: bytes, content_type: str | None, model: LoadedModel,
         elif media == "application/vnd.apache.parquet":
             frame = _read_parquet(raw, model.pipeline, max_rows)
         else:
+            check_json_containers(raw, max_rows, len(model.pipeline.input_schema))
             try:
                 decoded = json.loads(raw)
             except (ValueError, RecursionError) as err:
