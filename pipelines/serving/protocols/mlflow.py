@@ -115,8 +115,9 @@ def _read_csv(raw: bytes, pipeline: FeaturePipeline) -> Any:
 
     pandas makes the leading fields of a first row longer than the header a MultiIndex, in
     time quadratic in the extra fields (a single 80 KB line held the interpreter for 25 s), and
-    a frame per header column (400,000 columns took 24 s). The C ``csv`` reader reads the two
-    lines in linear time. Later rows of another width are refused by pandas' tokenizer at once.
+    a column per header field (400,000 fields took 24 s to refuse). The C ``csv`` reader reads
+    the two lines in linear time; a field over its 128 KiB limit there is a 400. Later rows of
+    another width are refused by pandas' tokenizer at once.
     """
     import csv
 
