@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from pipelines.serving.client import RetryPolicy, post_with_retry
-from tests.e2e.serving_helpers import MODEL, ROW, serve_app
+from tests.e2e.serving_helpers import MODEL, ROW, replica_pids, serve_app, while_attacked
 
 pytestmark = pytest.mark.e2e
 
@@ -34,22 +34,6 @@ def server(trained: dict[str, Any]) -> Iterator[str]:
         yield url
 
 
-def _replica_pids() -> dict[str, int]:
-    """Replica actor name -> its worker process id."""
-    import ray
-
-    out = {}
-    for actor in ray.util.list_named_actors(all_namespaces=True):
-        if actor["name"].startswith(f"SERVE_REPLICA::{APP}#"):
-            try:
-                handle = ray.get_actor(actor["name"], namespace=actor["namespace"])
-                out[actor["name"]] = ray.get(handle.__ray_call__.remote(lambda _: os.getpid()),
-                                             timeout=30)
-            except (ValueError, ray.exceptions.RayActorError):  # the killed one, not yet gone
-                continue
-    return out
-
-
 def _running_replicas() -> int:
     from ray import serve
 
@@ -60,7 +44,7 @@ def _running_replicas() -> int:
 
 
 def test_killed_replica_under_traffic_loses_no_request_with_client_retry(server: str) -> None:
-    before = _replica_pids()
+    before = replica_pids(APP)
     assert len(before) == 2, before
     outcomes: list[tuple[int, int]] = []  # (final status, attempts)
     errors: list[str] = []
@@ -88,7 +72,7 @@ def test_killed_replica_under_traffic_loses_no_request_with_client_retry(server:
         killed_at, sent_before_kill = time.time(), len(outcomes)
         deadline = killed_at + 120
         while time.time() < deadline:  # Serve notices the death and starts a replacement
-            now = _replica_pids() if _running_replicas() == 2 else {}
+            now = replica_pids(APP) if _running_replicas() == 2 else {}
             if len(now) == 2 and pid not in now.values():
                 break
             time.sleep(0.5)
@@ -100,7 +84,7 @@ def test_killed_replica_under_traffic_loses_no_request_with_client_retry(server:
         stop.set()
         for t in threads:
             t.join(timeout=90)
-    after = _replica_pids()
+    after = replica_pids(APP)
     failed = [o for o in outcomes if o[0] != 200]
     retried = [o for o in outcomes if o[1] > 1]
     print(f"\nreplica kill: {len(outcomes) + len(errors)} requests sent "
@@ -205,21 +189,9 @@ def test_a_slow_to_parse_request_does_not_stall_the_replica(trained: dict[str, A
                            headers={"content-type": "application/json"})
             answers.append((r.status_code, time.perf_counter() - t0))
 
-    attacker = threading.Thread(target=attack)
-    attacker.start()
-    latencies: list[float] = []
-    statuses: set[int] = set()
-    while attacker.is_alive():
-        t0 = time.perf_counter()
-        r = httpx.post(f"{url}/predict", json={"instances": [ROW]}, timeout=30)
-        latencies.append(time.perf_counter() - t0)
-        statuses.add(r.status_code)
-        time.sleep(0.02)
-    attacker.join()
+    seen = while_attacked(url, attack, timeout_s=30)
     serve.delete("raypipe-hostile")
-    latencies.sort()
-    print(f"\nhostile wide rows: answers {answers}; meanwhile {len(latencies)} one-row "
-          f"predictions, p50 {latencies[len(latencies) // 2]:.3f} s, max {latencies[-1]:.3f} s")
+    print(f"\nhostile wide rows: answers {answers}; meanwhile {seen.summary()}")
     assert [a[0] for a in answers] == [422, 422]
-    assert statuses == {200}
-    assert latencies[-1] < 1.0
+    assert set(seen.statuses) == {200}
+    assert max(seen.latencies) < 1.0

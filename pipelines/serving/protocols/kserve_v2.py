@@ -29,7 +29,13 @@ from pipelines.features.pipeline import ColumnKind
 from pipelines.model.engine import LoadedModel, Outputs, complete_columns, output_names
 from pipelines.model.fastpath import Columns
 from pipelines.model.spec import PREDICTION_COLUMN
-from pipelines.serving.protocols.common import MAX_ERRORS, RequestError, field_path, nan_to_none
+from pipelines.serving.protocols.common import (
+    MAX_ERRORS,
+    RequestError,
+    check_json_containers,
+    field_path,
+    nan_to_none,
+)
 
 __all__ = ["V2Request", "parse_v2_infer", "v2_infer_response", "v2_model_metadata", "v2_output_datatype"]
 
@@ -146,6 +152,7 @@ def parse_v2_infer(raw: bytes, header_length: str | None, model: LoadedModel,
                                     f"{len(raw)}-byte body")
         json_part, binary = raw[:size], raw[size:]
     schema = model.pipeline.input_schema
+    check_json_containers(json_part, max_rows, len(schema))
     try:
         req = _V2Request.model_validate_json(json_part, context={"max_inputs": len(schema)})
     except ValidationError as err:

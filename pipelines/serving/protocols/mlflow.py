@@ -8,6 +8,7 @@ replica before the first request without it.
 from __future__ import annotations
 
 import json
+from itertools import islice
 from typing import Any
 
 from pipelines.features.pipeline import FeaturePipeline
@@ -15,7 +16,12 @@ from pipelines.model.engine import LoadedModel, Outputs, complete_columns, frame
 from pipelines.model.fastpath import Columns
 from pipelines.model.schema import frame_problems
 from pipelines.model.spec import PREDICTION_COLUMN, ModelSpec
-from pipelines.serving.protocols.common import MAX_ERRORS, RequestError, check_content_type
+from pipelines.serving.protocols.common import (
+    MAX_ERRORS,
+    RequestError,
+    check_content_type,
+    check_json_containers,
+)
 
 __all__ = ["INVOCATIONS_TYPES", "invocations_response", "parse_invocations"]
 
@@ -39,12 +45,11 @@ def parse_invocations(raw: bytes, content_type: str | None, model: LoadedModel,
     media = check_content_type(content_type, INVOCATIONS_TYPES)
     try:
         if media == "text/csv":
-            text_cols = {c: object for c, k in model.pipeline.input_schema.items()
-                         if k == "string"}
-            frame = pd.read_csv(_text_io(raw), dtype=text_cols)
+            frame = _read_csv(raw, model.pipeline)
         elif media == "application/vnd.apache.parquet":
             frame = _read_parquet(raw, model.pipeline, max_rows)
         else:
+            check_json_containers(raw, max_rows, len(model.pipeline.input_schema))
             try:
                 decoded = json.loads(raw)
             except (ValueError, RecursionError) as err:
@@ -62,6 +67,7 @@ def parse_invocations(raw: bytes, content_type: str | None, model: LoadedModel,
             key = keys.pop()
             data = decoded[key]
             _check_row_count(data, max_rows)
+            _check_width(key, data, model.pipeline)
             if key == "dataframe_split":
                 frame = dataframe_from_parsed_json(data, pandas_orient="split")
             elif key == "dataframe_records" or (
@@ -102,6 +108,35 @@ def _text_io(raw: bytes) -> Any:
         return StringIO(raw.decode("utf-8"))
     except UnicodeDecodeError as err:
         raise RequestError(400, f"the CSV body is not UTF-8: {err}") from None
+
+
+def _read_csv(raw: bytes, pipeline: FeaturePipeline) -> Any:
+    """The CSV body as a frame, its header and first row's widths checked before pandas.
+
+    pandas makes the leading fields of a first row longer than the header a MultiIndex, in
+    time quadratic in the extra fields (a single 80 KB line held the interpreter for 25 s), and
+    a column per header field (400,000 fields took 24 s to refuse). The C ``csv`` reader reads
+    the two lines in linear time; a field over its 128 KiB limit there is a 400. Later rows of
+    another width are refused by pandas' tokenizer at once.
+    """
+    import csv
+
+    import pandas as pd
+
+    text = _text_io(raw)
+    try:
+        reader = csv.reader(text)
+        header = next(reader, [])
+        first = next(reader, None)
+    except csv.Error as err:
+        raise RequestError(400, f"cannot parse the CSV header: {err}") from None
+    _check_names("the CSV header", header, pipeline)
+    if first is not None and len(first) > len(header):
+        raise RequestError(400, f"the first CSV row has {len(first)} fields, the header "
+                                f"{len(header)}: send one field per column")
+    text.seek(0)
+    text_cols = {c: object for c, k in pipeline.input_schema.items() if k == "string"}
+    return pd.read_csv(text, dtype=text_cols)
 
 
 def _bytes_io(raw: bytes) -> Any:
@@ -179,12 +214,63 @@ def _check_row_count(data: Any, max_rows: int) -> None:
     if isinstance(data, list):
         n = len(data)
     elif isinstance(data, dict) and isinstance(data.get("data"), list):
-        n = len(data["data"])
+        index = data.get("index")
+        n = max(len(data["data"]), len(index) if isinstance(index, list) else 0)
     elif isinstance(data, dict):
         lengths = [len(v) for v in data.values() if isinstance(v, list)]
         n = max(lengths) if lengths else None
     if n is not None and n > max_rows:
         raise RequestError(413, f"{n} rows is over the limit of {max_rows} per request")
+
+
+def _check_width(key: str, data: Any, pipeline: FeaturePipeline) -> None:
+    """Refuse more columns than the model has, in one pass over the decoded JSON.
+
+    pandas builds a column per distinct key and the frame check then names every unknown one:
+    400,000 keys in a 6 MB body took 5-9 s to refuse, and 10,000 one-key rows each naming
+    another column (a 0.1 MB body) a 10,000 x 10,000 frame, 22 s. Unknown columns are refused
+    either way; within the model's width they are named by the frame check as before.
+    """
+    limit = len(pipeline.input_schema)
+    if key == "dataframe_split" and isinstance(data, dict):
+        columns = data.get("columns")
+        if isinstance(columns, list):
+            _check_names(f"{key}.columns", columns, pipeline)
+        rows = data.get("data")
+        for i, r in enumerate(rows if isinstance(rows, list) else []):
+            _check_row(f"{key}.data.{i}", r, pipeline)
+    elif isinstance(data, dict):  # {column: [values]}
+        _check_names(key, data, pipeline)
+    elif isinstance(data, list):  # records: each row may name other columns
+        seen: set[str] = set()
+        for i, r in enumerate(data):
+            _check_row(f"{key}.{i}", r, pipeline)
+            if isinstance(r, dict):
+                seen.update(r)
+                if len(seen) > limit:
+                    _check_names(f"rows 0-{i} of {key}", seen, pipeline)
+
+
+def _check_row(what: str, row: Any, pipeline: FeaturePipeline) -> None:
+    # A row given as a list becomes columns 0, 1, ... in pandas: named so here too.
+    if isinstance(row, list):
+        _check_names(what, range(len(row)), pipeline)
+    elif isinstance(row, dict):
+        _check_names(what, row, pipeline)
+
+
+def _check_names(what: str, names: Any, pipeline: FeaturePipeline) -> None:
+    """400 naming the limit (and the first unknown names) when ``names`` is wider than the
+    model; ``names`` is a list of column names, a row, or a set or dict of names."""
+    limit = len(pipeline.input_schema)
+    if len(names) <= limit:
+        return
+    schema = pipeline.input_schema
+    unknown = islice((str(c) for c in names if not (isinstance(c, str) and c in schema)),
+                     MAX_ERRORS)
+    raise RequestError(400, f"{what} names {len(names)} columns, over the model's {limit}: "
+                            "send one column per input (unknown columns are refused)",
+                       [{"field": c, "message": "unknown column"} for c in unknown])
 
 
 def _check_frame(frame: Any, pipeline: FeaturePipeline) -> None:

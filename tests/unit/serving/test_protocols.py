@@ -270,6 +270,66 @@ def test_invocations_refuses_unknown_parquet_columns_before_decoding() -> None:
     assert err.status == 400 and "1000 columns is over the model's 7" in err.message
 
 
+_WIDE = 100_000
+_NAMES = [f"x{i}" for i in range(_WIDE)]
+
+
+@pytest.mark.parametrize(("shape", "body", "content_type"), [
+    ("split columns", {"dataframe_split": {"columns": _NAMES, "data": [[0] * _WIDE]}}, None),
+    ("split row", {"dataframe_split": {"data": [[0] * _WIDE]}}, None),
+    ("records", {"dataframe_records": [dict.fromkeys(_NAMES, 0)]}, None),
+    ("records as lists", {"dataframe_records": [[0] * _WIDE]}, None),
+    ("instances", {"instances": [dict.fromkeys(_NAMES, 0)]}, None),
+    ("inputs columns", {"inputs": {c: [0] for c in _NAMES}}, None),
+    # 100 KB: 10,000 rows, each naming one more column (pandas: a 10,000 x 10,000 frame)
+    ("records, a key each", {"dataframe_records": [{c: 0} for c in _NAMES[:10_000]]}, None),
+    ("csv header", (",".join(_NAMES) + "\n" + ",".join("0" * _WIDE) + "\n").encode(), "text/csv"),
+    # pandas makes the extra leading fields a MultiIndex, quadratic: 40,000 fields took 25 s
+    ("csv first row", b"tenure\n" + b"1" + b",1" * 40_000 + b"\n", "text/csv"),
+])
+def test_invocations_refuses_more_columns_than_the_model_before_building_a_frame(
+        shape: str, body: Any, content_type: str | None) -> None:
+    """Review finding 8: a 6.3 MB body of 400,000 column keys took 16 s to refuse (pandas
+    built a column per key, the frame check named each). Now a pass over the decoded body
+    refuses it, naming the limit, in about the time decoding the body takes."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    _invocations_status(b'{"inputs": {"tenure": [1]}}', None)  # imports outside the timing
+    decoding = 0.0  # what merely reading the body costs on this machine (the slower of two)
+    for _ in range(2 if content_type is None else 0):
+        start = time.perf_counter()
+        json.loads(raw)
+        decoding = max(decoding, time.perf_counter() - start)
+    start = time.perf_counter()
+    status, err = _invocations_status(raw, content_type)
+    elapsed = time.perf_counter() - start
+    print(f"\n{shape}: {len(raw) / 1e6:.2f} MB refused in {elapsed:.3f} s "
+          f"(json.loads {decoding:.3f} s)")
+    assert status in (400, 413), err
+    limits = ("the header 1",) if shape == "csv first row" else (
+        "over the model's 7", "that 10000 rows of 7 columns can need")
+    assert any(x in err["error"] for x in limits) and err["error"].count(":") <= 2, err["error"]
+    assert len(err.get("errors", [])) <= 50
+    assert elapsed < max(1.0, 4 * decoding)
+
+
+def test_invocations_within_the_model_width_still_names_unknown_columns() -> None:
+    rows = [row(favourite="red")]
+    del rows[0]["charges"]
+    status, err = _invocations_status(json.dumps({"dataframe_records": rows}).encode(), None)
+    assert status == 400 and {"field": "favourite", "message": "unknown column"} in err["errors"]
+    body = json.dumps({"dataframe_split": {"columns": ["tenure"], "data": [[1]],
+                                           "index": list(range(10_001))}}).encode()
+    assert _invocations_status(body, None)[0] == 413
+
+
+def _invocations_status(raw: bytes, content_type: str | None) -> tuple[int, dict[str, Any]]:
+    try:
+        parse_invocations(raw, content_type, MODEL, 10_000)
+    except RequestError as err:
+        return err.status, err.body()
+    return 200, {}
+
+
 # --------------------------------------------------------------------------- KServe V2
 
 _DT = {"float": "FP64", "bool": "BOOL", "string": "BYTES", "datetime": "BYTES"}
@@ -364,23 +424,29 @@ def test_v2_refuses_bad_header_lengths(header: str) -> None:
     assert err.value.status == 400
 
 
-def test_v2_refuses_more_inputs_than_columns_at_once() -> None:
+@pytest.mark.parametrize(("count", "status", "message"), [
+    (20_000, 400, "20000 inputs is over the model's 7 columns"),
+    # 300,000 JSON containers: refused from its brackets before it is decoded
+    (100_000, 413, "over the 90082 that 10000 rows of 7 columns can need"),
+])
+def test_v2_refuses_more_inputs_than_columns_at_once(count: int, status: int,
+                                                     message: str) -> None:
     # Review finding: duplicates were found with names.count() per input, quadratic in the
     # inputs (20,000 unknown inputs took 12 s; 100,000 did not finish in 120 s).
     inputs = [{"name": f"x{i}", "datatype": "FP64", "shape": [1], "data": [1.0]}
-              for i in range(100_000)]
+              for i in range(count)]
     body = json.dumps({"inputs": inputs}).encode()
     start = time.perf_counter()
     json.loads(body)
     decoding = time.perf_counter() - start  # what merely reading the body costs on this machine
     start = time.perf_counter()
     with pytest.raises(RequestError) as err:
-        parse_v2_infer(body, None, MODEL, 100)
+        parse_v2_infer(body, None, MODEL, 10_000)
     elapsed = time.perf_counter() - start
-    print(f"\n100,000 inputs ({len(body) / 1e6:.1f} MB) refused in {elapsed:.3f} s "
+    print(f"\n{count:,} inputs ({len(body) / 1e6:.1f} MB) refused in {elapsed:.3f} s "
           f"(json.loads of the body: {decoding:.3f} s)")
-    assert err.value.status == 400
-    assert "100000 inputs is over the model's 7 columns" in err.value.message
+    assert err.value.status == status
+    assert message in err.value.message
     # 2 s on a quiet machine; a loaded one may stretch it, but only as much as reading JSON.
     assert elapsed < max(2.0, 5 * decoding)
 
@@ -393,6 +459,40 @@ def test_v2_names_duplicated_inputs() -> None:
     assert err.value.status == 400
     assert {"field": "inputs.tenure", "message": "given twice"} in err.value.errors
     assert {"field": "inputs.signup", "message": "missing input"} in err.value.errors
+
+
+@pytest.mark.parametrize("parser", ["predict", "invocations", "v2"])
+@pytest.mark.parametrize("unit", [b"[0]", b"{}"])
+def test_a_body_of_many_small_containers_is_refused_before_it_is_decoded(parser: str,
+                                                                        unit: bytes) -> None:
+    """10 MB of ``[0],`` took 19 s on /predict (one validation error per item past the length
+    limit) and 1-4 s elsewhere (decoding 2.6 million lists holds the interpreter lock)."""
+    head, tail = {"predict": (b'{"instances": [', b"]}"),
+                  "invocations": (b'{"dataframe_split": {"data": [', b"]}}"),
+                  "v2": (b'{"inputs": [{"name": "tenure", "datatype": "FP64", "shape": [1], '
+                         b'"data": [', b"]}]}")}[parser]
+    raw = head + b",".join([unit] * (10 * 2**20 // (len(unit) + 1) - 20)) + tail
+    parse = {"predict": lambda: parse_predict(raw, BODY, MODEL.pipeline, 10_000),
+             "invocations": lambda: parse_invocations(raw, None, MODEL, 10_000),
+             "v2": lambda: parse_v2_infer(raw, None, MODEL, 10_000)}[parser]
+    start = time.perf_counter()
+    with pytest.raises(RequestError) as err:
+        parse()
+    elapsed = time.perf_counter() - start
+    assert err.value.status == 413
+    assert "JSON arrays and objects, over the 90082 that 10000 rows of 7 columns" in str(err.value)
+    assert elapsed < 0.5
+
+
+def test_predict_refuses_rows_over_the_limit_and_too_deep_json_as_4xx() -> None:
+    scalars = b'{"instances": [' + b",".join([b"0"] * 100_000) + b"]}"
+    assert predict_status(scalars)[0] == 413  # before one validation error per item
+    # Deeper than Python's recursion limit, fewer brackets than 100,000 rows may hold: was an
+    # uncaught RecursionError (a 500) from the row-width check's decode.
+    deep = b'{"instances": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    with pytest.raises(RequestError) as err:
+        parse_predict(deep, BODY, MODEL.pipeline, 100_000)
+    assert err.value.status == 400 and "not valid JSON" in err.value.message
 
 
 # --------------------------------------------------------------------------- frame checks
