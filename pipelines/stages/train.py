@@ -223,17 +223,14 @@ class MissingLibraryError(RaypipeError, ImportError):
     """A configured family needs a library that is not installed."""
 
 
-_SEARCH_LIBRARIES = {"optuna": "optuna", "hyperopt": "hyperopt"}
-
-
 def _check_installed(families: dict[str, Family], search: str = "random") -> None:
     """Fail here, naming the family or the search, rather than inside every trial on
     another node (or when the sweep starts)."""
     import importlib.util
 
-    module = _SEARCH_LIBRARIES.get(search)
-    if module is not None and importlib.util.find_spec(module) is None:
-        raise MissingLibraryError(f"train.search: {search} needs {module!r}, which is not "
+    # train.search optuna and hyperopt need the library of that name.
+    if search != "random" and importlib.util.find_spec(search) is None:
+        raise MissingLibraryError(f"train.search: {search} needs {search!r}, which is not "
                                   "installed here (pip: raypipe[search])")
     for name, fam in families.items():
         for module in fam.libraries:

@@ -109,3 +109,11 @@ def test_tpe_models_the_results_after_the_random_start() -> None:
 
 def test_startup_trials_are_a_third_of_the_budget_within_bounds() -> None:
     assert [startup_trials(n) for n in (1, 4, 12, 30, 100)] == [2, 2, 4, 10, 10]
+
+
+def test_a_search_whose_library_is_missing_fails_before_the_sweep_naming_the_extra() -> None:
+    from pipelines.stages.train import MissingLibraryError, _check_installed
+
+    _check_installed({}, "optuna")  # installed with the test extra
+    with pytest.raises(MissingLibraryError, match=r"train.search: no_such_tpe .*raypipe\[search\]"):
+        _check_installed({}, "no_such_tpe")
