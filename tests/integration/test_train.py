@@ -123,7 +123,9 @@ def test_a_seeded_sweep_is_reproducible(splits: tuple[Any, Any], tmp_path: Path,
     """The same seed and budget give the same trials, in order, with the same scores (TPE:
     exactly so with one trial at a time). Every trial keeps its per-round curve."""
     cfg = _cfg(families=["xgboost", "linear"], num_samples=3, search=search,
-               max_concurrent_trials=1, seed=7)
+               max_concurrent_trials=1, seed=7,
+               # No early stopping: every xgboost trial reports rounds 10 and 20.
+               xgboost={"num_boost_round": 20, "early_stopping_rounds": 20})
     first, again = sweep(splits, tmp_path, cfg, name="a"), sweep(splits, tmp_path, cfg, name="b")
 
     def trials(result: Any) -> list[tuple[Any, ...]]:
