@@ -68,9 +68,8 @@ def run(trials: int, seeds: list[int], searches: list[str]) -> dict[str, Any]:
                     result = tune_models(train, valid, cfg, task=task, num_classes=classes,
                                          storage_path=tmp, run_name=f"{name}-{search}-{seed}")
                 wall = time.perf_counter() - start
-                # Tune numbers trials in the order the search suggested them (..._00000, ...).
-                ordered = sorted(result.trials, key=lambda t: str(t["trial_id"]))
-                scores = [float(t[metric]) for t in ordered if t[metric] is not None]
+                # A fresh sweep's trials come in the order the search suggested them.
+                scores = [float(t[metric]) for t in result.trials if t[metric] is not None]
                 rows.append({
                     "data": name, "metric": metric, "search": search, "seed": seed,
                     "best": {n: _best_after(scores, n)
