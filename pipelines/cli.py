@@ -187,10 +187,16 @@ def run(
             _init_ray(cfg.runtime, verbose)
             progress.update(boot, completed=1, detail=f"ready in {time.perf_counter() - t1:.1f}s")
 
+        started: dict[str, str] = {}
+
         def on_stage(name: str, event: str, detail: str) -> None:
             if event == "start":
+                started[name] = detail
                 progress.start_task(tasks[name])
                 progress.update(tasks[name], detail=detail or "running")
+            elif event == "progress":  # the sweep's trials: done / total, running, best so far
+                progress.update(tasks[name], detail=" · ".join(filter(None, [started.get(name),
+                                                                           detail])))
             else:
                 progress.update(tasks[name], completed=1, detail=detail)
 

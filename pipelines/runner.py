@@ -49,7 +49,8 @@ __all__ = ["STAGES", "MissingStageError", "RunSummary", "StageCallback", "plan_s
 logger = logging.getLogger(__name__)
 
 StageCallback = Callable[[str, str, str], None]
-"""Called as ``(stage, event, detail)`` with event ``start`` or ``done``."""
+"""Called as ``(stage, event, detail)`` with event ``start``, ``progress`` (a running stage's
+latest state, e.g. the train stage's trials) or ``done``."""
 
 
 @dataclass
@@ -94,6 +95,13 @@ class _Stages:
         logger.info("stage %s done in %.1fs %s", name, self.seconds[name], note["detail"])
         if self.callback:
             self.callback(name, "done", note["detail"])
+
+    def progress(self, name: str) -> Callable[[str], None] | None:
+        """What a running stage calls with a line on its progress (None: nobody listens)."""
+        callback = self.callback
+        if callback is None:
+            return None
+        return lambda detail: callback(name, "progress", detail)
 
 
 def plan_stages(from_stage: str | None = None, only: str | None = None) -> tuple[list[str], set[str]]:
@@ -293,6 +301,7 @@ def _log_run_identity(cfg: PipelineConfig) -> None:
         "raypipe.pipeline": cfg.name, "raypipe.git_sha": sha or "unknown",
         "raypipe.git_dirty": str(bool(sha and sha.endswith("-dirty"))).lower(),
         "raypipe.code_version": code_version(),
+        **tracking.source_tags(sha),
         **{f"raypipe.version.{k}": v for k, v in tracking.package_versions().items()},
     })
 
@@ -437,7 +446,8 @@ def _train(run: _Run, state: _RunState) -> str:
 
 
 def _describe_train(cfg: PipelineConfig) -> str:
-    return f"{','.join(cfg.train.families)}: {cfg.train.num_samples} trial(s) each"
+    return (f"{','.join(cfg.train.families)}: {cfg.train.num_samples} trial(s) each, "
+            f"{cfg.train.search} search")
 
 
 def _register(run: _Run, state: _RunState) -> str:
@@ -619,7 +629,7 @@ def _compute_train(run: _Run, task: str,
             featurize(_read(run.path("split", "valid")), pipeline), cfg.train, task=task,
             num_classes=len(pipeline.classes or []), storage_path=cfg.storage_path,
             run_name=sweep, resume=run.resume, prescaled=pipeline.scaling != "none",
-            time_ordered=cfg.split.strategy == "time",
+            time_ordered=cfg.split.strategy == "time", on_progress=run.stage.progress("train"),
         )
         shutil.copytree(result.model_dir, entry.path / MODEL_DIR)
         (entry.path / TRIALS_FILE).write_text(json.dumps(result.trials, indent=2, default=str))

@@ -251,17 +251,50 @@ def alias_version(name: str, alias: str) -> str | None:
         return None
 
 
-def log_trials(trials: list[dict[str, Any]], metric: str) -> None:
-    """Every Tune trial as a child run of the active run: family, parameters, score, status."""
-    import mlflow
+def source_tags(sha: str | None) -> dict[str, str]:
+    """MLflow's standard source tags: the commit (without raypipe's ``-dirty`` mark, which the
+    ``raypipe.git_dirty`` tag keeps) and the program that started the run (``raypipe``, a
+    ``ray_jobs`` entrypoint), so MLflow's UI shows both as it does for its own runs."""
+    import sys
 
+    tags = {"mlflow.source.name": Path(sys.argv[0]).name or "raypipe"}
+    if sha:
+        tags["mlflow.source.git.commit"] = sha.removesuffix("-dirty")
+    return tags
+
+
+def curve_metric(metric: str) -> str:
+    """The child runs' per-round validation metric: its history is the trial's learning curve
+    (``valid_<metric>`` stays the trial's score, one value)."""
+    return f"valid_{metric}_by_round"
+
+
+def log_trials(trials: list[dict[str, Any]], metric: str) -> None:
+    """Every Tune trial as a child run of the active run: family, parameters, score, status,
+    and its validation metric per round (every 10 boosting rounds, every epoch) as a metric
+    history with the round as step, so MLflow's UI draws each trial's learning curve. The
+    children carry the parent's ``mlflow.source.*`` tags."""
+    import time
+
+    import mlflow
+    from mlflow.entities import Metric
+
+    parent = mlflow.active_run()
+    inherited = {k: v for k, v in (mlflow.get_run(parent.info.run_id).data.tags.items()
+                                   if parent else ()) if k.startswith("mlflow.source.")}
+    client = mlflow.MlflowClient()
     for t in trials:
         name = f"trial-{t.get('trial_id') or len(trials)}-{t.get('family')}"
-        with mlflow.start_run(run_name=name, nested=True):
+        with mlflow.start_run(run_name=name, nested=True) as child:
             mlflow.log_params({"family": t.get("family"), **(t.get("params") or {})})
-            mlflow.set_tag("raypipe.trial_status", str(t.get("status")))
+            mlflow.set_tags({**inherited, "raypipe.trial_status": str(t.get("status"))})
             if t.get(metric) is not None:
                 mlflow.log_metric(f"valid_{metric}", float(t[metric]))
+            now = int(time.time() * 1000)
+            curve = [Metric(curve_metric(metric), float(v), now, int(r))
+                     for r, v in t.get("curve") or []]
+            for i in range(0, len(curve), 1000):  # MLflow's limit per batch
+                client.log_batch(child.info.run_id, metrics=curve[i:i + 1000])
 
 
 def log_dataset(path: str, fingerprint: str, name: str, rows: int) -> None:

@@ -10,7 +10,7 @@ from pipelines.config.base import _Section
 from pipelines.families.registry import family_names
 
 __all__ = ["Choice", "FamilySettings", "LinearSettings", "LogUniform", "MLPSettings", "RandInt",
-           "SearchDim", "TrainConfig", "Uniform", "XGBoostSettings"]
+           "Search", "SearchDim", "TrainConfig", "Uniform", "XGBoostSettings"]
 
 
 class Uniform(_Section):
@@ -142,6 +142,7 @@ def _default_families() -> list[str]:
 
 
 Metric = Literal["logloss", "auc", "accuracy", "rmse", "mae"]
+Search = Literal["random", "optuna", "hyperopt"]
 
 
 class TrainConfig(_Section):
@@ -167,6 +168,14 @@ class TrainConfig(_Section):
     metric: Metric | None = Field(
         None, description="Validation metric that ranks trials (and families). "
         "Default: logloss (classification), rmse (regression).",
+    )
+    search: Search = Field(
+        "random", description="How trials choose their hyperparameters: random (Tune's random "
+        "sampling), optuna or hyperopt (TPE, seeded with train.seed; a TPE searcher per family, "
+        "each fed only its own family's trials, so every family gets num_samples trials). "
+        "optuna needs the optuna package, hyperopt the hyperopt package. With TPE a sweep is "
+        "exactly reproducible with max_concurrent_trials: 1; with more trials at once a "
+        "suggestion depends on which earlier trials have finished.",
     )
     scheduler: Literal["fifo", "asha"] = Field(
         "fifo", description="asha stops bad trials early from their per-round reports.",

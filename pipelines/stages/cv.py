@@ -11,14 +11,38 @@ the mean of the folds' early-stopped rounds, the way ``xgboost.cv`` and scikit-l
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from pipelines.families import Family, FitContext, FitResult, TrainData
 
-__all__ = ["cross_validated_fit", "fold_indices", "use_cross_validation"]
+__all__ = ["CrossValidatedResult", "cross_validated_fit", "curve_recorder", "fold_indices",
+           "use_cross_validation"]
+
+
+@dataclass
+class CrossValidatedResult(FitResult):
+    curve: list[tuple[int, float]] = field(default_factory=list)
+    """The folds' mean validation metric per reported round (every 10 boosting rounds, every
+    epoch), over the rounds every fold reached: the trial's learning curve."""
+
+
+def curve_recorder(curve: dict[int, float], metric: str) -> Callable[[dict[str, Any]], None]:
+    """A fit's ``report`` that keeps ``metric`` by ``round`` in ``curve``."""
+
+    def record(metrics: dict[str, Any]) -> None:
+        if "round" in metrics and metrics.get(metric) is not None:
+            curve[int(metrics["round"])] = float(metrics[metric])
+
+    return record
+
+
+def _mean_curve(curves: list[dict[int, float]]) -> list[tuple[int, float]]:
+    rounds = set.intersection(*(set(c) for c in curves)) if curves else set()
+    return [(r, float(np.mean([c[r] for c in curves]))) for r in sorted(rounds)]
 
 
 def use_cross_validation(folds: int, max_rows: int, train: TrainData, valid: TrainData) -> bool:
@@ -47,22 +71,25 @@ def _rows(data: TrainData, index: np.ndarray) -> TrainData:
 
 
 def cross_validated_fit(family: Family, params: dict[str, Any], train: TrainData,
-                        valid: TrainData, ctx: FitContext, folds: int) -> FitResult:
+                        valid: TrainData, ctx: FitContext, folds: int) -> CrossValidatedResult:
     """Fit ``family`` once per fold of train + valid, each fold early-stopping on its own
     held-out rows. The score is the folds' mean, the iterations their rounded mean; the
-    model is the first fold's (the sweep refits the winner on train + valid)."""
+    model is the first fold's (the sweep refits the winner on train + valid); the curve the
+    folds' mean per round."""
     pooled = TrainData(np.concatenate([train.X, valid.X]), np.concatenate([train.y, valid.y]),
                        train.feature_names)
     # Per-round reports from k interleaved fits would give a scheduler k curves as one;
-    # a cross-validated trial reports once, at the end.
-    quiet = replace(ctx, report=lambda _: None)
-    results = [
-        family.fit(params, _rows(pooled, fit), _rows(pooled, score), quiet)
-        for fit, score in fold_indices(pooled.y, folds, classification=ctx.task != "regression",
-                                       seed=ctx.seed)
-    ]
-    return FitResult(
+    # a cross-validated trial reports once, at the end, with the folds' mean curve.
+    curves: list[dict[int, float]] = []
+    results = []
+    for fit, score in fold_indices(pooled.y, folds, classification=ctx.task != "regression",
+                                   seed=ctx.seed):
+        curves.append({})
+        quiet = replace(ctx, report=curve_recorder(curves[-1], ctx.metric))
+        results.append(family.fit(params, _rows(pooled, fit), _rows(pooled, score), quiet))
+    return CrossValidatedResult(
         model=results[0].model,
         score=float(np.mean([r.score for r in results])),
         iterations=max(1, round(float(np.mean([r.iterations for r in results])))),
+        curve=_mean_curve(curves),
     )

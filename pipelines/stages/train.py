@@ -39,7 +39,12 @@ from pipelines.families.base import check_metric, default_metric, higher_is_bett
 from pipelines.families.registry import families_for, write_family_marker
 from pipelines.features.pipeline import FeaturePipeline
 from pipelines.redact import redact
-from pipelines.stages.cv import cross_validated_fit, use_cross_validation
+from pipelines.stages.cv import (
+    CrossValidatedResult,
+    cross_validated_fit,
+    curve_recorder,
+    use_cross_validation,
+)
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -194,16 +199,20 @@ def _dimension(dim: SearchDim) -> Any:
     return tune.choice(dim.values)
 
 
+def _family_spaces(cfg: TrainConfig) -> dict[str, dict[str, Any]]:
+    """Each family's search space as Tune domains."""
+    return {name: {k: _dimension(d) for k, d in cfg.family_settings(name).search_space.items()}
+            for name in cfg.families}
+
+
 def _param_space(cfg: TrainConfig) -> dict[str, Any]:
-    """``family`` is a grid over the families; each trial samples every family's space but
-    only uses its own, so one Tune experiment compares them on one metric."""
+    """Random search: ``family`` is a grid over the families; each trial samples every
+    family's space but only uses its own, so one Tune experiment compares them on one metric.
+    (TPE searches each family's space with its own searcher: see ``pipelines.stages.search``.)
+    """
     from ray import tune
 
-    space: dict[str, Any] = {"family": tune.grid_search(list(cfg.families))}
-    for name in cfg.families:
-        space[name] = {k: _dimension(d)
-                       for k, d in cfg.family_settings(name).search_space.items()}
-    return space
+    return {"family": tune.grid_search(list(cfg.families)), **_family_spaces(cfg)}
 
 
 def _settings(cfg: TrainConfig, family: str) -> dict[str, Any]:
@@ -214,10 +223,15 @@ class MissingLibraryError(RaypipeError, ImportError):
     """A configured family needs a library that is not installed."""
 
 
-def _check_installed(families: dict[str, Family]) -> None:
-    """Fail here, naming the family, rather than inside every trial on another node."""
+def _check_installed(families: dict[str, Family], search: str = "random") -> None:
+    """Fail here, naming the family or the search, rather than inside every trial on
+    another node (or when the sweep starts)."""
     import importlib.util
 
+    # train.search optuna and hyperopt need the library of that name.
+    if search != "random" and importlib.util.find_spec(search) is None:
+        raise MissingLibraryError(f"train.search: {search} needs {search!r}, which is not "
+                                  "installed here (pip: raypipe[search])")
     for name, fam in families.items():
         for module in fam.libraries:
             if importlib.util.find_spec(module.split(".")[0]) is None:
@@ -297,6 +311,7 @@ def _fit_trial(fam: Any, params: dict[str, Any], train: TrainData, valid: TrainD
     folds = (context.cv_folds
              if use_cross_validation(context.cv_folds, context.cv_max_rows, train, valid)
              else 1)
+    result: Any
     if folds > 1:
         result = cross_validated_fit(fam, params, train, valid, ctx, folds)
     else:
@@ -318,8 +333,21 @@ def _in_process_trial(config: dict[str, Any], *, train_ds: Any, valid_ds: Any,
         fam.save(result.model, Path(tmp))
         write_family_marker(Path(tmp), fam)
         ray.tune.report({**context.final_report(family, result.score, result.iterations,
-                                                params, fit_seconds), "cv_folds": folds},
+                                                params, fit_seconds), "cv_folds": folds,
+                         # A cross-validated trial reported no rounds: its curve comes here.
+                         **_curve_field(result)},
                         checkpoint=ray.tune.Checkpoint.from_directory(tmp))
+
+
+def _curve_field(result: Any) -> dict[str, Any]:
+    """The folds' mean learning curve of a cross-validated fit, as a report field."""
+    if isinstance(result, CrossValidatedResult):
+        return {CURVE: [list(point) for point in result.curve]}
+    return {}
+
+
+CURVE = "curve"
+"""A final report's learning curve: ``[[round, metric], ...]`` (cross-validated trials)."""
 
 
 def _single_fit_task(train_ds: Any, valid_ds: Any, context: TrainContext,
@@ -335,11 +363,14 @@ def _single_fit_task(train_ds: Any, valid_ds: Any, context: TrainContext,
     valid = _dataset_arrays(valid_ds, threads=threads, dtype=dtype)
     loader.join()
     params = dict(context.fixed[family])
-    # No per-round reports: with nothing to compare, there is nothing for a scheduler to stop.
-    ctx = context.fit_context(family, lambda m: None)
+    # The per-round reports are only recorded (the learning curve): with nothing to compare,
+    # there is nothing for a scheduler to stop.
+    curve: dict[int, float] = {}
+    ctx = context.fit_context(family, curve_recorder(curve, context.metric))
     result, folds, fit_seconds = _fit_trial(fam, params, train, valid, ctx, context)
     record = {**context.final_report(family, result.score, result.iterations, params,
-                                     fit_seconds), "cv_folds": folds}
+                                     fit_seconds), "cv_folds": folds,
+              CURVE: [[r, v] for r, v in sorted(curve.items())], **_curve_field(result)}
     return record, _model_files(fam, result.model)
 
 
@@ -580,6 +611,7 @@ def tune_models(
     resume: bool = False,
     prescaled: bool = False,
     time_ordered: bool = False,
+    on_progress: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Sweep the configured families with Ray Tune and return the best trial's model.
 
@@ -588,14 +620,15 @@ def tune_models(
     (finished trials are kept, unfinished and errored ones run again). Small sweeps score
     trials by cross-validation (``cfg.cv_folds``) unless the rows are ``time_ordered``. A
     single configuration (one family, one sample, no search space) is fitted in one Ray task
-    without Tune.
+    without Tune. ``on_progress`` is called in this process with a line on the sweep's trials
+    (done / total, running, best score so far) whenever one starts, reports or ends.
     """
     metric = cfg.metric or default_metric(task)
     check_metric(metric, task)
     mode = "max" if higher_is_better(metric) else "min"
     parallelism = resolve_parallelism(cfg)
     families = families_for(list(cfg.families))
-    _check_installed(families)
+    _check_installed(families, cfg.search)
     context = TrainContext(
         task=task, num_classes=num_classes, metric=metric, seed=cfg.seed,
         threads=max(1, int(cfg.cpus_per_worker)), use_gpu=cfg.use_gpu,
@@ -614,7 +647,8 @@ def tune_models(
         outcome = _single_fit(train_ds, valid_ds, cfg, context)
     else:
         outcome = _tune_sweep(train_ds, valid_ds, cfg, context, parallelism=parallelism,
-                              storage_path=storage_path, run_name=run_name, resume=resume)
+                              storage_path=storage_path, run_name=run_name, resume=resume,
+                              on_progress=on_progress)
     best_metrics, out_dir = outcome.best, outcome.model_dir
     family = str(best_metrics["family"])
     params = dict(best_metrics.get("params") or {})
@@ -691,7 +725,8 @@ def _single_fit(train_ds: Dataset, valid_ds: Dataset, cfg: TrainConfig,
     trial = {"trial_id": "single", "family": family, "params": record["params"],
              context.metric: record[context.metric], "iterations": record["iterations"],
              "fit_seconds": record["fit_seconds"], "cv_folds": record["cv_folds"],
-             "resumed_from_round": 0, "status": "finished", "error": None, "ran_in": where}
+             "resumed_from_round": 0, "status": "finished", "error": None, "ran_in": where,
+             "curve": record[CURVE]}
     return _Outcome(record, _write_model(files), [trial], "")
 
 
@@ -715,13 +750,14 @@ def _local_cpus_request(cfg: TrainConfig) -> Any:
 
 def _tune_sweep(train_ds: Dataset, valid_ds: Dataset, cfg: TrainConfig, context: TrainContext,
                 *, parallelism: Parallelism, storage_path: str, run_name: str,
-                resume: bool) -> _Outcome:
+                resume: bool, on_progress: Callable[[str], None] | None = None) -> _Outcome:
     """A Ray Tune experiment over the families' search spaces; the best trial wins."""
     import ray
     import ray.tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search import BasicVariantGenerator
+
+    from pipelines.stages.sweep_progress import SweepProgress, progress_listener
 
     metric = context.metric
     mode = "max" if higher_is_better(metric) else "min"
@@ -759,34 +795,41 @@ def _tune_sweep(train_ds: Dataset, valid_ds: Dataset, cfg: TrainConfig, context:
         resources,
     )
     path = _experiment_path(storage_path, run_name)
+    # Random search samples a param_space (a grid over the families); TPE searchers hold
+    # their spaces themselves.
+    param_space = _param_space(cfg) if cfg.search == "random" else None
+    total = cfg.num_samples * len(cfg.families)
     if resume and ray.tune.Tuner.can_restore(path):
+        # The searcher, its state and the progress callback come back with the experiment.
         logger.info("resuming the sweep in %s", path)
         tuner = ray.tune.Tuner.restore(path, trainable=trainable, resume_errored=True,
-                                       param_space=_param_space(cfg))
+                                       param_space=param_space)
     else:
         scheduler = (ASHAScheduler(grace_period=cfg.grace_period, max_t=10_000)
                      if cfg.scheduler == "asha" else None)
         tuner = ray.tune.Tuner(
             trainable,
-            param_space=_param_space(cfg),
+            param_space=param_space,
             tune_config=ray.tune.TuneConfig(
-                metric=metric, mode=mode, num_samples=cfg.num_samples, scheduler=scheduler,
-                # The generator itself caps concurrency (Tune ignores max_concurrent_trials
-                # when given a generator instance).
-                search_alg=BasicVariantGenerator(random_state=cfg.seed,
-                                                 max_concurrent=concurrency),
+                metric=metric, mode=mode, scheduler=scheduler,
+                # With random search each of num_samples repeats the grid over the families.
+                num_samples=cfg.num_samples if cfg.search == "random" else total,
+                # The search algorithm itself caps concurrency (Tune ignores
+                # max_concurrent_trials when given a generator instance).
+                search_alg=_search_algorithm(cfg, metric, mode, concurrency),
                 # A trial's actor runs the next trial: no process start, no imports again.
                 reuse_actors=True,
             ),
             run_config=ray.tune.RunConfig(
                 name=run_name, storage_path=storage_path, verbose=0,
                 failure_config=ray.tune.FailureConfig(max_failures=cfg.max_failures),
-                callbacks=[CSVLoggerCallback(), JsonLoggerCallback()],
+                callbacks=[CSVLoggerCallback(), JsonLoggerCallback(),
+                           SweepProgress(total, metric, mode)],
             ),
         )
-    logger.info("tuning %s x %d trial(s), %s, up to %d at once", cfg.families,
-                cfg.num_samples, parallelism, concurrency)
-    with _without_tensorboard_logger():
+    logger.info("tuning %s x %d trial(s), %s search, %s, up to %d at once", cfg.families,
+                cfg.num_samples, cfg.search, parallelism, concurrency)
+    with _without_tensorboard_logger(), progress_listener(on_progress):
         grid = tuner.fit()
     results = [grid[i] for i in range(len(grid))]
     finished = [r for r in results if r.error is None and (r.metrics or {}).get("final")]
@@ -809,6 +852,18 @@ def _tune_sweep(train_ds: Dataset, valid_ds: Dataset, cfg: TrainConfig, context:
     return _Outcome(best_metrics, out_dir, trials, grid.experiment_path)
 
 
+def _search_algorithm(cfg: TrainConfig, metric: str, mode: str, concurrency: int) -> Any:
+    """Tune's search algorithm for ``train.search``, seeded with ``train.seed``."""
+    if cfg.search == "random":
+        from ray.tune.search import BasicVariantGenerator
+
+        return BasicVariantGenerator(random_state=cfg.seed, max_concurrent=concurrency)
+    from pipelines.stages.search import tpe_searcher
+
+    return tpe_searcher(cfg.search, _family_spaces(cfg), metric=metric, mode=mode,
+                        seed=cfg.seed, num_samples=cfg.num_samples, max_concurrent=concurrency)
+
+
 def trial_record(result: Any, metric: str) -> dict[str, Any]:
     """One Tune trial as ``tune_trials.json`` and MLflow's child runs keep it."""
     metrics, config = result.metrics or {}, result.config or {}
@@ -826,4 +881,21 @@ def trial_record(result: Any, metric: str) -> dict[str, Any]:
                                                 else "stopped early"),
         # Logged to MLflow: a storage or source error may quote a URL with its credentials.
         "error": redact(str(result.error)) if result.error else None,
+        "curve": _trial_curve(result, metric),
     }
+
+
+def _trial_curve(result: Any, metric: str) -> list[list[float]]:
+    """A trial's validation ``metric`` per round, ``[[round, value], ...]``: its per-round
+    reports from Tune's result history, or (a cross-validated trial, which reports once) the
+    folds' mean curve its final report carries. A round reported twice (a worker group
+    restarted from a checkpoint) keeps its last value."""
+    carried = (result.metrics or {}).get(CURVE)
+    if carried:
+        return [[int(r), float(v)] for r, v in carried]
+    history = getattr(result, "metrics_dataframe", None)
+    if history is None or "round" not in history or metric not in history:
+        return []
+    rows = history[history["round"].notna() & history[metric].notna()]
+    by_round = {int(r): float(v) for r, v in zip(rows["round"], rows[metric], strict=True)}
+    return [[r, v] for r, v in sorted(by_round.items())]

@@ -28,6 +28,12 @@ def test_every_stage_ran_in_order(trained: dict[str, Any]) -> None:
     assert starts == STAGES
     assert dones == STAGES
     assert set(trained["summary"].stage_seconds) == set(STAGES)
+    # The sweep told the caller about its trials while the train stage ran.
+    events = trained["events"]
+    progress = [i for i, (s, e) in enumerate(events) if e == "progress"]
+    assert progress and {events[i][0] for i in progress} == {"train"}
+    assert events.index(("train", "start")) < min(progress)
+    assert max(progress) < events.index(("train", "done"))
 
 
 def test_rows_add_up(trained: dict[str, Any]) -> None:
@@ -191,6 +197,21 @@ def test_trials_are_child_runs_and_data_is_an_input(trained: dict[str, Any]) -> 
     assert run.data.tags["raypipe.version.xgboost"]
     assert any(k.startswith("slice.plan.basic.") for k in run.data.metrics)
     assert run.data.tags["raypipe.git_dirty"] in ("true", "false")
+    assert run.data.tags["mlflow.source.git.commit"] == run.data.tags["raypipe.git_sha"].removesuffix(
+        "-dirty")
+    assert run.data.tags["mlflow.source.name"]
+    # Every trial's learning curve: the validation metric per round (every 10 boosting
+    # rounds, up to where the earliest-stopping fold stopped: the folds' mean, as these small
+    # trials are cross-validated).
+    lengths = []
+    for child in children:
+        history = client.get_metric_history(child.info.run_id, "valid_logloss_by_round")
+        steps = sorted(m.step for m in history)
+        assert steps == list(range(10, 10 * len(steps) + 1, 10)) and steps, steps
+        lengths.append(len(steps))
+        assert child.data.tags["mlflow.source.git.commit"] == run.data.tags[
+            "mlflow.source.git.commit"]
+    assert max(lengths) >= 2
 
 
 def test_a_worse_model_is_registered_as_challenger(trained: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 
 from pipelines.config import TrainConfig
 from pipelines.families import load_predictor
+from pipelines.families.linear import LinearFamily
 from pipelines.stages.train import LABEL_COLUMN, tune_models
 
 
@@ -29,3 +30,20 @@ def valid_logloss(splits: tuple[Any, Any], model_dir: Path) -> float:
     X = df.drop(columns=[LABEL_COLUMN]).to_numpy(dtype=np.float64)
     return score("logloss", "binary", df[LABEL_COLUMN].to_numpy(),
                  load_predictor(model_dir).predict_raw(X))
+
+
+class InterruptedOnce(LinearFamily):
+    """The linear family, whose first fit after ``marker`` is created fails: a trial that was
+    interrupted. Registered by a test; trial processes get the instance, marker included."""
+
+    name = "interrupted_once"
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def fit(self, params: dict[str, Any], train: Any, valid: Any, ctx: Any) -> Any:
+        try:
+            self.marker.unlink()
+        except FileNotFoundError:
+            return super().fit(params, train, valid, ctx)
+        raise RuntimeError("interrupted (test)")

@@ -144,6 +144,7 @@ def test_extra_keys_are_rejected_naming_the_field(data: dict[str, Any], path: st
     [
         (with_(train={"num_samples": "many"}), "train.num_samples"),
         (with_(train={"num_samples": 0}), "train.num_samples"),
+        (with_(train={"search": "bayes"}), "train.search"),
         (with_(serve={"port": 70_000}), "serve.port"),
         (with_(source={"kind": "demo", "rows": 5}), "source.rows"),
         (with_(clean={"impute_numeric": "mode"}), "clean.impute_numeric"),
@@ -249,6 +250,12 @@ def test_overrides_set_nested_fields() -> None:
     assert cfg.evaluate.threshold == pytest.approx(0.3)
     assert cfg.features.drop == ["customer_id", "region"]
     assert cfg.tracking.uri is None
+
+
+def test_search_defaults_to_random_and_takes_tpe_by_override() -> None:
+    assert parse_config(MINIMAL).train.search == "random"
+    assert parse_config(MINIMAL, overrides=["train.search=optuna"]).train.search == "optuna"
+    assert parse_config(MINIMAL, overrides=["train.search=hyperopt"]).train.search == "hyperopt"
 
 
 def test_override_value_keeps_text_after_first_equals() -> None:

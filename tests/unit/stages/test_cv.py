@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from pipelines.families import FitContext, FitResult, TrainData
 from pipelines.stages.cv import cross_validated_fit, fold_indices, use_cross_validation
@@ -81,3 +83,24 @@ def test_cross_validation_only_for_small_data_and_more_than_one_fold() -> None:
     assert not use_cross_validation(1, 20_000, small, small)
     assert not use_cross_validation(5, 20_000, big, small)
     assert not use_cross_validation(5, 20_000, _data(3), _data(2))  # fewer rows than 2 x folds
+
+
+class _Curves(_Recorder):
+    """Each fold reports a curve: fold k reports rounds 10..10*(k+3), value round/100 + k."""
+
+    def fit(self, params: dict[str, Any], train: TrainData, valid: TrainData,
+            ctx: FitContext) -> FitResult:
+        k = len(self.fits)
+        for r in range(10, 10 * (k + 4), 10):
+            ctx.report({"logloss": r / 100 + k, "round": r})
+        return super().fit(params, train, valid, replace(ctx, report=lambda m: None))
+
+
+def test_the_trial_s_curve_is_the_folds_mean_over_the_rounds_all_reached() -> None:
+    reports: list[dict[str, Any]] = []
+    ctx = FitContext(task="binary", num_classes=2, metric="logloss", report=reports.append)
+    result = cross_validated_fit(_Curves(), {}, _data(40), _data(20, start=40), ctx, folds=4)
+    # Folds 0-3 add 0, 1, 2, 3: the mean adds 1.5; fold 0 stopped after round 30.
+    assert result.curve == [(10, pytest.approx(1.6)), (20, pytest.approx(1.7)),
+                            (30, pytest.approx(1.8))]
+    assert reports == []
