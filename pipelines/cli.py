@@ -31,6 +31,27 @@ console = Console(stderr=True)
 logger = logging.getLogger("pipelines.cli")
 
 
+DISTRIBUTION = "raypipe"
+"""The distribution name in pyproject.toml, whose installed version ``--version`` prints."""
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"raypipe {version(DISTRIBUTION)}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the installed raypipe version and exit.")] = False,
+) -> None:
+    """Config-driven ML pipelines for tabular data on Ray."""
+
+
 class UserError(RaypipeError):
     """An error the user can fix; shown without a traceback."""
 
