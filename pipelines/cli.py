@@ -437,6 +437,9 @@ def serve(
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
     config: Annotated[Path | None, typer.Option(help="Pipeline YAML for serve settings.")] = None,
     overrides: OverrideOpt = None,
+    print_config: Annotated[bool, typer.Option(
+        "--print-config", help="Print what would be served as a Ray Serve config file "
+        "(`serve deploy`, a RayService's serveConfigV2) and exit.")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve the model over HTTP with Ray Serve until interrupted.
@@ -451,6 +454,14 @@ def serve(
 
     scfg = cfg.serve if cfg else ServeConfig()
     bind_host, bind_port = host or scfg.host, port or scfg.port
+    if print_config:
+        given = [("--config", config), *(("--set", o) for o in sets), ("--model", model),
+                 ("--host", host), ("--port", port)]
+        command = ["raypipe", "serve", *(a for flag, v in given if v for a in (flag, str(v))),
+                   "--print-config"]
+        _print_serve_config(scfg.model_copy(update={"host": bind_host, "port": bind_port}),
+                            _model_uri(model, cfg), command)
+        return
     for warning in bind_warnings(bind_host, scfg):
         console.print(f"[yellow]warning:[/] {warning}")
     uri = cfg.tracking_uri if cfg and not tracking_uri else _tracking_uri(tracking_uri)
@@ -491,6 +502,13 @@ def serve(
         console.print("stopping")
     finally:
         _stop_serve_app(SERVE_APP_NAME)
+
+
+def _print_serve_config(scfg: Any, model_uri: str, command: list[str]) -> None:
+    """The Serve config file for these settings on stdout, headed by the command that makes it."""
+    from pipelines.serving.config_file import render, serve_config
+
+    typer.echo(render(serve_config(scfg, model_uri, SERVE_APP_NAME), command), nl=False)
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
