@@ -31,6 +31,27 @@ console = Console(stderr=True)
 logger = logging.getLogger("pipelines.cli")
 
 
+DISTRIBUTION = "raypipe"
+"""The distribution name in pyproject.toml, whose installed version ``--version`` prints."""
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"raypipe {version(DISTRIBUTION)}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the installed raypipe version and exit.")] = False,
+) -> None:
+    """Config-driven ML pipelines for tabular data on Ray."""
+
+
 class UserError(RaypipeError):
     """An error the user can fix; shown without a traceback."""
 
@@ -422,6 +443,9 @@ def serve(
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
     config: Annotated[Path | None, typer.Option(help="Pipeline YAML for serve settings.")] = None,
     overrides: OverrideOpt = None,
+    print_config: Annotated[bool, typer.Option(
+        "--print-config", help="Print what would be served as a Ray Serve config file "
+        "(`serve deploy`, a RayService's serveConfigV2) and exit.")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve the model over HTTP with Ray Serve until interrupted.
@@ -436,6 +460,14 @@ def serve(
 
     scfg = cfg.serve if cfg else ServeConfig()
     bind_host, bind_port = host or scfg.host, port or scfg.port
+    if print_config:
+        given = [("--config", config), *(("--set", o) for o in sets), ("--model", model),
+                 ("--host", host), ("--port", port)]
+        command = ["raypipe", "serve", *(a for flag, v in given if v for a in (flag, str(v))),
+                   "--print-config"]
+        _print_serve_config(scfg.model_copy(update={"host": bind_host, "port": bind_port}),
+                            _model_uri(model, cfg), command)
+        return
     for warning in bind_warnings(bind_host, scfg):
         console.print(f"[yellow]warning:[/] {warning}")
     uri = cfg.tracking_uri if cfg and not tracking_uri else _tracking_uri(tracking_uri)
@@ -476,6 +508,13 @@ def serve(
         console.print("stopping")
     finally:
         _stop_serve_app(SERVE_APP_NAME)
+
+
+def _print_serve_config(scfg: Any, model_uri: str, command: list[str]) -> None:
+    """The Serve config file for these settings on stdout, headed by the command that makes it."""
+    from pipelines.serving.config_file import render, serve_config
+
+    typer.echo(render(serve_config(scfg, model_uri, SERVE_APP_NAME), command), nl=False)
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -27,6 +27,14 @@ class ServeConfig(_Section):
     target_ongoing_requests: float = Field(
         32, gt=0, description="Autoscaling aims at this many requests in flight per replica."
     )
+    upscale_delay_s: float = Field(
+        30.0, ge=0, description="Autoscaling: how long load stays above target before replicas "
+        "are added (Ray Serve's default)."
+    )
+    downscale_delay_s: float = Field(
+        600.0, ge=0, description="Autoscaling: how long load stays below target before replicas "
+        "are removed (Ray Serve's default); keeps replicas through short lulls."
+    )
     num_cpus_per_replica: float = Field(
         0.5, gt=0, description="Fractional, so batch jobs on the same small cluster still run."
     )

@@ -136,6 +136,8 @@ def deployment_options(cfg: ServeConfig) -> dict[str, Any]:
             "initial_replicas": cfg.num_replicas,
             "max_replicas": cfg.max_replicas,
             "target_ongoing_requests": cfg.target_ongoing_requests,
+            "upscale_delay_s": cfg.upscale_delay_s,
+            "downscale_delay_s": cfg.downscale_delay_s,
         }
     else:
         opts["num_replicas"] = cfg.num_replicas

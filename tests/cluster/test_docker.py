@@ -1,14 +1,17 @@
-"""The images, checked statically (there is no Docker engine here): base tag = the Ray pin,
-the package installed from the repository, a non-root user, a small build context."""
+"""The images, checked statically: base tag = the Ray pin, the package installed from the
+repository with torch (the CPU build on CPU images), a non-root user, a small build context.
+Where a Docker engine runs, the `cluster` test at the end builds the CPU image and checks it."""
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.cluster.k8s_schema import CLUSTER, REPO, ray_pin
+from tests.cluster.k8s_schema import CLUSTER, REPO, pyproject, ray_pin
 
 DOCKERFILE = CLUSTER / "docker" / "Dockerfile"
 
@@ -106,3 +109,65 @@ def test_app_code_is_root_owned_and_read_only_for_the_runtime_user() -> None:
     assert user not in ("root", "0"), "the image must end as its non-root runtime user"
     copied = [a for op, a in ins if op == "COPY" and a.split()[-2:] == ["pipelines/", "pipelines/"]]
     assert copied, "the app code is copied into /home/ray/app"
+
+
+def torch_pin() -> str:
+    """The exact torch version of pyproject.toml's `torch` extra (the MLP family)."""
+    (pin,) = [d.split("==", 1)[1] for d in pyproject()["project"]["optional-dependencies"]["torch"]
+              if d.replace(" ", "").startswith("torch==")]
+    return pin
+
+
+def torch_index(variant: str) -> str:
+    """The index the dependency layer takes torch from for RAY_VARIANT=variant: its shell
+    `case` run as the build would run it."""
+    (run,) = [a for op, a in instructions(DOCKERFILE) if op == "RUN" and "torch==" in a]
+    case = re.search(r"case .*?esac", run)
+    assert case, "the torch index is chosen by a `case` on RAY_VARIANT"
+    script = f'{case.group(0)}; printf %s "$torch_index"'
+    out = subprocess.run(["sh", "-c", script], env={"RAY_VARIANT": variant},
+                         capture_output=True, text=True, check=True)
+    return out.stdout
+
+
+def test_image_installs_torch_for_the_mlp_family() -> None:
+    ins = instructions(DOCKERFILE)
+    args = {k: v for op, a in ins if op == "ARG" and "=" in a for k, v in [a.split("=", 1)]}
+    assert args["TORCH_VERSION"] == torch_pin(), "Dockerfile TORCH_VERSION != pyproject's torch extra"
+    (run,) = [a for op, a in ins if op == "RUN" and "torch==" in a]
+    pinned = r'pip install --no-cache-dir --index-url "\$\{torch_index\}" "torch==\$\{TORCH_VERSION\}"'
+    assert re.search(pinned, run), "torch is installed, pinned, from the chosen index alone"
+    assert "--extra-index-url" not in run, "an extra index could substitute any other package"
+    assert re.search(r'pip install --no-cache-dir "\.\[torch\]"', run), "the package's torch extra"
+    assert run.index("torch==") < run.index(".[torch]"), "the chosen build first, then the extra"
+
+
+@pytest.mark.parametrize(("variant", "index"), [
+    ("py311", "https://download.pytorch.org/whl/cpu"),     # CPU image: the CPU wheel, no CUDA libraries
+    ("py311-gpu", "https://pypi.org/simple"),              # GPU image: PyPI's CUDA build
+])
+def test_torch_build_follows_the_image_variant(variant: str, index: str) -> None:
+    assert torch_index(variant) == index
+
+
+def _docker_engine() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_cpu_image_builds_with_the_cpu_torch_and_the_cli() -> None:
+    if not _docker_engine():
+        pytest.skip("no Docker engine")
+    tag = "raypipe:test-build"
+    subprocess.run(["docker", "build", "-f", str(DOCKERFILE), "-t", tag, str(REPO)], check=True)
+    probe = ("import torch, importlib.metadata as m; "
+             "print(torch.__version__, torch.version.cuda, m.version('raypipe'))")
+    out = subprocess.run(["docker", "run", "--rm", tag, "python", "-c", probe],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == f"{torch_pin()}+cpu" and out[1] == "None", out
+    cli = subprocess.run(["docker", "run", "--rm", tag, "raypipe", "--version"],
+                         capture_output=True, text=True, check=True).stdout
+    assert cli.strip() == f"raypipe {out[2]}"

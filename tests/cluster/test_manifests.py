@@ -343,6 +343,24 @@ def test_serve_config_is_valid_strict_and_the_same_in_both_places() -> None:
             assert dep["num_replicas"] == "auto"
 
 
+def test_serve_config_is_what_the_pipeline_config_generates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One place for Serve settings: the shipped file is the output of the command in its
+    header, run on the pipeline config (the RayService holds the same, checked above)."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from pipelines.serving.config_file import command_in
+
+    shipped = (CLUSTER / "serve" / "raypipe.serve.yaml").read_text()
+    command = command_in(shipped)
+    assert command[:2] == ["raypipe", "serve"] and command[-1] == "--print-config", command
+    assert command[command.index("--config") + 1] == PIPELINE_CONFIG
+    monkeypatch.chdir(REPO)
+    result = CliRunner().invoke(app, command[1:])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == shipped, f"regenerate: {shlex.join(command)} > cluster/serve/raypipe.serve.yaml"
+
+
 def test_serve_config_builds_the_champion_app() -> None:
     from pipelines.config import load_config
 

@@ -256,7 +256,8 @@ def test_deployment_options_fixed_and_autoscaled() -> None:
                                           max_replicas=3, target_ongoing_requests=5))
     assert auto["num_replicas"] == "auto"
     assert auto["autoscaling_config"] == {"min_replicas": 1, "initial_replicas": 1,
-                                          "max_replicas": 3, "target_ongoing_requests": 5}
+                                          "max_replicas": 3, "target_ongoing_requests": 5,
+                                          "upscale_delay_s": 30.0, "downscale_delay_s": 600.0}
 
 
 @pytest.mark.parametrize(("override", "field"), [
