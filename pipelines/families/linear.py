@@ -12,7 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.families.base import BaseFamily, FitContext, FitResult, NativeModel, Standardizer, TrainData, score
+from pipelines.families.base import (
+    BaseFamily,
+    FitContext,
+    FitResult,
+    NativeModel,
+    Standardizer,
+    TrainData,
+    score,
+)
 
 __all__ = ["LinearFamily", "row_wise_affine"]
 
