@@ -9,12 +9,13 @@ package they install can declare, in its ``pyproject.toml``, what raypipe should
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 from typing import Any
 
 from pipelines.errors import RaypipeError
 
-__all__ = ["PluginError", "entry_point_names", "load_entry_point"]
+__all__ = ["PluginError", "entry_point_names", "import_ref", "load_entry_point", "ref_of"]
 
 
 class PluginError(RaypipeError, ImportError):
@@ -39,3 +40,17 @@ def load_entry_point(group: str, name: str) -> Any | None:
             raise PluginError(f"{group} entry point {name!r} = {ep.value!r} cannot be loaded: "
                               f"{type(err).__name__}: {err}") from err
     return None
+
+
+def import_ref(ref: str) -> Any:
+    """The object a ``"module:qualified.name"`` reference names (its module is imported)."""
+    module, _, qualname = ref.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def ref_of(cls: type) -> str:
+    """``"module:qualified.name"`` of ``cls``, the reference :func:`import_ref` reads back."""
+    return f"{cls.__module__}:{cls.__qualname__}"

@@ -8,7 +8,6 @@ importing any reader: the readers import the config, never the other way round.
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, get_args
@@ -25,7 +24,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from pipelines.config.base import ConfigError, _Section
-from pipelines.plugins import PluginError, entry_point_names, load_entry_point
+from pipelines.plugins import PluginError, entry_point_names, import_ref, load_entry_point
 
 __all__ = ["BUILTIN_MODULE_KINDS", "BUILTIN_SOURCE_KINDS", "SOURCE_ENTRY_POINTS", "AnySource",
            "DemoSource", "FileSource", "HttpSource", "Source", "SourceConfig", "SqlSource",
@@ -383,8 +382,7 @@ def source_config_type(kind: str) -> type[SourceConfig] | None:
     of that name is loaded first when none is. None for built-in and unknown kinds."""
     if kind not in _PLUGINS and kind not in BUILTIN_SOURCE_KINDS:
         if kind in BUILTIN_MODULE_KINDS:
-            module, _, name = BUILTIN_MODULE_KINDS[kind].partition(":")
-            reader = getattr(importlib.import_module(module), name)
+            reader = import_ref(BUILTIN_MODULE_KINDS[kind])
         else:
             reader = load_entry_point(SOURCE_ENTRY_POINTS, kind)  # importing it may register it
         config_type = getattr(reader, "config_type", None)

@@ -13,15 +13,13 @@ imports where the model is loaded, as MLflow's pyfunc imports a model's loader m
 
 from __future__ import annotations
 
-import importlib
 import json
-import logging
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pipelines.errors import RaypipeError
 from pipelines.families.base import Family, Predictor
-from pipelines.plugins import entry_point_names, load_entry_point
+from pipelines.plugins import entry_point_names, import_ref, load_entry_point, ref_of
 
 __all__ = [
     "BUILTIN_FAMILIES",
@@ -35,8 +33,6 @@ __all__ = [
     "saved_family",
     "write_family_marker",
 ]
-
-logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "raypipe.families"
 MARKER = "family.json"
@@ -55,14 +51,6 @@ _F = TypeVar("_F")
 
 class UnknownFamilyError(RaypipeError, ValueError):
     """No family of this name is built in, registered or installed as a plugin."""
-
-
-def _import(ref: str) -> Any:
-    module, _, qualname = ref.partition(":")
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def _instance(obj: Any) -> Family:
@@ -113,7 +101,7 @@ def get_family(name: str) -> Family:
     if name in _registered:
         return _registered[name]
     if name in BUILTIN_FAMILIES:
-        return _instance(_import(BUILTIN_FAMILIES[name]))
+        return _instance(import_ref(BUILTIN_FAMILIES[name]))
     plugin = load_entry_point(ENTRY_POINT_GROUP, name)
     if plugin is not None:
         family = _instance(plugin)
@@ -126,15 +114,10 @@ def get_family(name: str) -> Family:
                              f"{', '.join(family_names())}")
 
 
-def _class_ref(family: Family) -> str:
-    cls = type(family)
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
 def write_family_marker(directory: Path, family: Family) -> None:
     """Record which family saved ``directory``: its name and its importable class."""
     (directory / MARKER).write_text(json.dumps({"family": family.name,
-                                                "class": _class_ref(family)}))
+                                                "class": ref_of(type(family))}))
 
 
 def _from_marker(marker: dict[str, Any]) -> Family:
@@ -148,7 +131,7 @@ def _from_marker(marker: dict[str, Any]) -> Family:
     # A plugin family registered in the process that trained the model, not here: import the
     # class the folder names. It must still be a family of the same name.
     try:
-        family = _instance(_import(str(ref)))
+        family = _instance(import_ref(str(ref)))
     except (ImportError, AttributeError) as err:
         raise UnknownFamilyError(
             f"the model was saved by family {name!r} ({ref}), which cannot be imported here: "

@@ -6,7 +6,6 @@ table of ``"module:Class"`` names, imported when a config of that kind is first 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -19,7 +18,7 @@ from pipelines.config.sources import (
     register_source_config,
     source_kinds,
 )
-from pipelines.plugins import load_entry_point
+from pipelines.plugins import import_ref, load_entry_point, ref_of
 from pipelines.sources.base import SourceReader
 
 __all__ = ["SourceKindError", "get_reader", "reader_class", "register_source", "source_kinds"]
@@ -41,10 +40,6 @@ class SourceKindError(ConfigError):
     """A source kind that no reader handles, or one claimed by two reader classes."""
 
 
-def _path(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
 def _register(reader_cls: type[SourceReader[Any]], replace: bool) -> None:
     if not (isinstance(reader_cls, type) and issubclass(reader_cls, SourceReader)):
         raise SourceKindError(f"{reader_cls!r} is not a SourceReader subclass")
@@ -58,11 +53,11 @@ def _register(reader_cls: type[SourceReader[Any]], replace: bool) -> None:
     current = _READERS.get(kind)
     if current is reader_cls:
         return
-    own = _BUILTIN.get(kind) == _path(reader_cls)  # a built-in reader, imported directly
+    own = _BUILTIN.get(kind) == ref_of(reader_cls)  # a built-in reader, imported directly
     if not replace and (current is not None or (kind in _BUILTIN and not own)):
-        holder = _path(current) if current is not None else _BUILTIN[kind]
+        holder = ref_of(current) if current is not None else _BUILTIN[kind]
         raise SourceKindError(f"source kind {kind!r} is already handled by {holder}; pass "
-                              f"replace=True to replace it with {_path(reader_cls)}")
+                              f"replace=True to replace it with {ref_of(reader_cls)}")
     if not own or kind in BUILTIN_MODULE_KINDS:  # the other built-ins are the config's union
         register_source_config(kind, reader_cls.config_type, replace=replace)
     _READERS[kind] = reader_cls
@@ -106,8 +101,7 @@ def reader_class(kind: str) -> type[SourceReader[Any]]:
     if found is not None:
         return found
     if kind in _BUILTIN:
-        module, _, name = _BUILTIN[kind].partition(":")
-        cls: type[SourceReader[Any]] = getattr(importlib.import_module(module), name)
+        cls: type[SourceReader[Any]] = import_ref(_BUILTIN[kind])
         _READERS[kind] = cls
         return cls
     loaded = load_entry_point(SOURCE_ENTRY_POINTS, kind)  # importing it may register it
