@@ -31,7 +31,7 @@ console = Console(stderr=True)
 logger = logging.getLogger("pipelines.cli")
 
 
-DISTRIBUTION = "raypipe"
+DISTRIBUTION = "raypipe-tabular"
 """The distribution name in pyproject.toml, whose installed version ``--version`` prints."""
 
 

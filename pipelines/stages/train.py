@@ -231,7 +231,7 @@ def _check_installed(families: dict[str, Family], search: str = "random") -> Non
     # train.search optuna and hyperopt need the library of that name.
     if search != "random" and importlib.util.find_spec(search) is None:
         raise MissingLibraryError(f"train.search: {search} needs {search!r}, which is not "
-                                  "installed here (pip: raypipe[search])")
+                                  "installed here (pip: raypipe-tabular[search])")
     for name, fam in families.items():
         for module in fam.libraries:
             if importlib.util.find_spec(module.split(".")[0]) is None:

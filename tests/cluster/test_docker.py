@@ -164,7 +164,7 @@ def test_cpu_image_builds_with_the_cpu_torch_and_the_cli() -> None:
     tag = "raypipe:test-build"
     subprocess.run(["docker", "build", "-f", str(DOCKERFILE), "-t", tag, str(REPO)], check=True)
     probe = ("import torch, importlib.metadata as m; "
-             "print(torch.__version__, torch.version.cuda, m.version('raypipe'))")
+             "print(torch.__version__, torch.version.cuda, m.version('raypipe-tabular'))")
     out = subprocess.run(["docker", "run", "--rm", tag, "python", "-c", probe],
                          capture_output=True, text=True, check=True).stdout.split()
     assert out[0] == f"{torch_pin()}+cpu" and out[1] == "None", out

@@ -25,3 +25,12 @@ def test_version_names_the_distribution_pyproject_declares() -> None:
 def test_commands_still_run_under_the_app_callback() -> None:
     result = CliRunner().invoke(app, ["validate", "--help"])
     assert result.exit_code == 0 and "Check a config file" in result.output
+
+
+def test_the_distribution_is_not_the_unrelated_raypipe_on_pypi() -> None:
+    # "raypipe" on PyPI is someone else's project (checked 2026-12-02): publishing or
+    # documenting under that name would make `pip install raypipe` install their code.
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert pyproject["project"]["name"] == "raypipe-tabular"
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert "pip install raypipe-tabular" in readme and "pip install raypipe " not in readme
