@@ -370,6 +370,10 @@ def predict(
     overwrite: Annotated[bool, typer.Option(
         help="Replace an output folder an earlier `raypipe predict` wrote (it holds a "
              "_RAYPIPE_OUTPUT marker); any other non-empty folder is refused.")] = False,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Add per-row attributions: contribution_<column> for every input "
+        "column and contribution_bias, adding up to the model's margin (XGBoost: TreeSHAP; "
+        "linear: coefficient x value; the MLP is refused).")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Batch inference on raw rows: every row is predicted or quarantined with a reason.
@@ -383,6 +387,8 @@ def predict(
     from pipelines.config import AnySource, BatchConfig, FileSource
 
     batch_cfg = cfg.batch if cfg else BatchConfig()
+    if explain:
+        batch_cfg = batch_cfg.model_copy(update={"explain": True})
     uri = cfg.tracking_uri if cfg and not tracking_uri else _tracking_uri(tracking_uri)
     model_uri = _model_uri(model, cfg)
     if input is None and batch_cfg.input is None:

@@ -708,11 +708,44 @@ def _compute_evaluate(run: _Run, task: str,
             importances = family.importances(family.load(model_dir), pipeline.feature_names)
             plots.append(feature_importance_plot(importances,
                                                  plot_dir / "feature_importance.png"))
+            if cfg.evaluate.explain_rows:
+                attribution = _attribution_plot(run, pipeline, family, model_dir,
+                                                plot_dir / "attributions.png")
+                plots += [attribution] if attribution is not None else []
         return {"metrics": evaluation.metrics, "confusion": evaluation.confusion,
                 "slices": evaluation.slices,
                 "plots": [str(Path(p).resolve().relative_to(entry.path.resolve()))
                           for p in plots]}
     return compute
+
+
+def _attribution_plot(run: _Run, pipeline: FeaturePipeline, family: Any, model_dir: Path,
+                      path: Path) -> Path | None:
+    """The SHAP-style summary of the first ``evaluate.explain_rows`` test rows, or None when
+    the family gives no exact attributions (the MLP)."""
+    import pyarrow.dataset as pads
+
+    from pipelines.model.explain import (
+        ExplanationsUnsupportedError,
+        check_explainable,
+        explain_frame,
+        summary_columns,
+    )
+    from pipelines.stages.plots import attribution_summary_plot
+
+    try:
+        check_explainable(family)
+    except ExplanationsUnsupportedError as err:
+        logger.info("no attribution plot: %s", err)
+        return None
+    # The first rows in file order (the split's files are numbered): the same rows every run,
+    # read from the footers on without a Ray job.
+    rows = pads.dataset(str(run.path("split", "test")), format="parquet") \
+        .head(run.cfg.evaluate.explain_rows).to_pandas()
+    spec = ModelSpec(pipeline=pipeline, family=family.name, name=run.cfg.model_name)
+    explanation = explain_frame(spec, family.load(model_dir), family, rows)
+    attributions, values = summary_columns(explanation, rows, dict(pipeline.input_schema))
+    return attribution_summary_plot(attributions, values, path, explanation.scale)
 
 
 def _registered_version(name: str, model_uri: str) -> tuple[str, list[str]] | None:

@@ -60,6 +60,11 @@ class BatchConfig(_Section):
         None, ge=1, description="Cap on the object store memory the streaming run may use "
         "(Ray Data resource limit); default: Ray Data's own budget.",
     )
+    explain: bool = Field(
+        False, description="Add per-row attributions: `contribution_<column>` for every input "
+        "column and `contribution_bias`, adding up to the margin (log-odds, the predicted "
+        "class's score, the value). XGBoost and linear models only.",
+    )
 
     @model_validator(mode="after")
     def _check_partitions(self) -> BatchConfig:

@@ -42,5 +42,9 @@ class EvaluateConfig(_Section):
         default_factory=list, description="Raw columns to report per-value (slice) metrics on.",
     )
     plots: bool = Field(True, description="Save ROC/PR/confusion/calibration/residual plots.")
+    explain_rows: int = Field(
+        500, ge=0, description="Test rows the attribution summary plot explains (TreeSHAP for "
+        "XGBoost, coefficient x value for linear; not drawn for the MLP). 0: no such plot.",
+    )
     gate: GateConfig = Field(default_factory=GateConfig)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)

@@ -57,6 +57,11 @@ class ServeConfig(_Section):
         "queued; requests still batch up while the model is busy, with no idle wait.",
     )
     max_request_rows: int = Field(10_000, ge=1, description="Larger requests get HTTP 413.")
+    max_explain_rows: int = Field(
+        100, ge=1, description="Most rows of a /predict?explain=true request (attributions cost "
+        "far more than predictions: TreeSHAP is about depth x leaves per tree and row); larger "
+        "explain requests get HTTP 413.",
+    )
     request_timeout_s: float = Field(
         30.0, gt=0, description="A request still unanswered after this long (reading its body, "
         "waiting for and running the model) gets HTTP 504, so no client waits without bound.",

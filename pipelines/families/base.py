@@ -179,6 +179,16 @@ class Family(Protocol):
         ``feature_names``; None: the family has no such flavour (only the pyfunc is logged)."""
         ...
 
+    def contributions(self, predictor: Any, X: np.ndarray) -> np.ndarray | None:
+        """Per-row attributions of the featurised rows ``X`` to the model's raw output.
+
+        Shape ``(n, k + 1)``, or ``(n, classes, k + 1)`` for a model with one output per class;
+        the last entry is the bias. Each row sums to the margin (the output before the link
+        function: log-odds, class scores, the regressed value). None: the family cannot
+        attribute its predictions exactly, and says so rather than approximate.
+        """
+        ...
+
     def fixed_iterations(self, settings: dict[str, Any], iterations: int) -> dict[str, Any]:
         """``settings`` changed to fit exactly ``iterations`` rounds or epochs, without early
         stopping: the refit of the winner on train + valid uses what the sweep chose."""
@@ -199,6 +209,9 @@ class BaseFamily:
         return {}
 
     def native_model(self, predictor: Any, feature_names: list[str]) -> NativeModel | None:
+        return None
+
+    def contributions(self, predictor: Any, X: np.ndarray) -> np.ndarray | None:
         return None
 
     def __eq__(self, other: object) -> bool:

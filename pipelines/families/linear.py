@@ -133,6 +133,19 @@ class LinearFamily(BaseFamily):
             args["pyfunc_predict_fn"] = "predict_proba"
         return NativeModel("sklearn", pipe, requirements=("scikit-learn",), log_args=args)
 
+    def contributions(self, predictor: Any, X: np.ndarray) -> np.ndarray:
+        """Coefficient x standardised value per feature, the intercept as the bias.
+
+        The standardised features are centred on the training mean, so a feature at its
+        average contributes 0. Multiclass models give one row of attributions per class.
+        """
+        scaled = predictor.scaler.apply(X)
+        coef, intercept = np.atleast_2d(predictor.coef), np.atleast_1d(predictor.intercept)
+        per_class = scaled[:, None, :] * coef[None, :, :]
+        bias = np.broadcast_to(intercept, (len(X), coef.shape[0]))[:, :, None]
+        out = np.concatenate([per_class, bias], axis=2)
+        return out[:, 0, :] if coef.shape[0] == 1 else out
+
     def importances(self, predictor: Any, feature_names: list[str]) -> dict[str, float]:
         weight = np.abs(predictor.coef).mean(axis=0)
         return {n: float(w) for n, w in zip(feature_names, weight, strict=True)}

@@ -147,5 +147,13 @@ class XGBoostFamily(BaseFamily):
         """The booster itself (``mlflow.xgboost``), named features and all."""
         return NativeModel("xgboost", predictor.booster, requirements=("xgboost",))
 
+    def contributions(self, predictor: Any, X: np.ndarray) -> np.ndarray:
+        """XGBoost's own TreeSHAP values (``pred_contribs``): exact for trees, bias last."""
+        import xgboost
+
+        booster = predictor.booster  # the family's predictor or the in-place twin: both hold it
+        matrix = xgboost.DMatrix(X, feature_names=booster.feature_names)
+        return np.asarray(booster.predict(matrix, pred_contribs=True), dtype=np.float64)
+
     def fixed_iterations(self, settings: dict[str, Any], iterations: int) -> dict[str, Any]:
         return {**settings, "num_boost_round": iterations, "early_stopping_rounds": iterations + 1}

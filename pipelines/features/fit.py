@@ -35,10 +35,10 @@ from pipelines.features.pipeline import (
     Task,
     _column_kind,
     _empty_frame,
-    _feature_name,
     _label_key,
     _top_values,
     clean_strings,
+    feature_name,
 )
 from pipelines.features.stats import ColumnStats, StatsPlan, collect_stats
 
@@ -308,7 +308,7 @@ def _checked_names(pipeline: FeaturePipeline, features: FeaturesConfig) -> list[
     base_names = set(base._all_features(empty).columns)
     mine = [r.name for r in features.ratios] + [d.name for d in features.derived] + [
         b.column + BIN_SUFFIX for b in features.bins]
-    clashes = sorted({_feature_name(m) for m in mine} & (base_names | set(pipeline.input_schema)))
+    clashes = sorted({feature_name(m) for m in mine} & (base_names | set(pipeline.input_schema)))
     if clashes or len(set(names)) != len(names):
         dup = clashes or sorted({n for n in names if names.count(n) > 1})
         raise FeatureConfigError(

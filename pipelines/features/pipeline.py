@@ -42,6 +42,7 @@ __all__ = [
     "ScaleStats",
     "clean_strings",
     "encode_codes",
+    "feature_name",
     "hash_buckets",
     "infer_task",
 ]
@@ -180,7 +181,7 @@ class FeaturePipeline(_Frozen):
             v = cols[b.column] if b.column in cols else src.floats(b.column)
             idx = np.searchsorted(np.asarray(b.edges, dtype=np.float64), v, side="right")
             cols[b.column + BIN_SUFFIX] = np.where(np.isnan(v), np.nan, idx.astype(np.float64))
-        named = {_feature_name(k): v for k, v in cols.items()}
+        named = {feature_name(k): v for k, v in cols.items()}
         for name, sc in self.scale.items():
             if wanted is None or name in wanted:
                 named[name] = (named[name] - sc.shift) / sc.divisor
@@ -278,7 +279,7 @@ _DATETIME_PARTS: dict[str, Any] = {
 _XGB_FORBIDDEN = str.maketrans({"[": "(", "]": ")", "<": "lt"})
 
 
-def _feature_name(name: str) -> str:
+def feature_name(name: str) -> str:
     """XGBoost rejects feature names with '[', ']' or '<' (e.g. a category '<18')."""
     return name.translate(_XGB_FORBIDDEN)
 

@@ -22,6 +22,7 @@ import pandas as pd
 
 from pipelines.config.names import parse_model_uri
 from pipelines.features.pipeline import FeaturePipeline
+from pipelines.model.explain import Explanation, explain_frame
 from pipelines.model.fastpath import Columns, CompiledPipeline
 from pipelines.model.spec import (
     PREDICTION_COLUMN,
@@ -36,6 +37,8 @@ __all__ = [
     "ModelRef",
     "Outputs",
     "complete_columns",
+    "explain_columns",
+    "family_of",
     "frame_to_columns",
     "load_model",
     "load_ref",
@@ -78,6 +81,8 @@ class LoadedModel:
     input_schema: Any = None
     """The MLflow signature's input schema (what MLflow's request parsers cast to)."""
     loaded_at: float = field(default_factory=time.time)
+    family: Any = None
+    """The model family that saved it (explanations ask it for attributions)."""
 
     @property
     def name(self) -> str:
@@ -143,7 +148,8 @@ def load_ref(ref: ModelRef, *, check_fast_path: bool = True) -> LoadedModel:
     predictor = _fastest_predictor(wrapper.predictor, wrapper.spec)
     model = LoadedModel(ref=ref, spec=wrapper.spec, predictor=predictor, compiled=None,
                         metrics=_run_metrics(ref.run_id),
-                        input_schema=pyfunc.metadata.get_input_schema())
+                        input_schema=pyfunc.metadata.get_input_schema(),
+                        family=getattr(wrapper, "family", None))
     if not check_fast_path:
         return model
     compiled = CompiledPipeline(model.spec.pipeline)
@@ -176,6 +182,24 @@ def predict_columns(model: LoadedModel, columns: Columns, n: int) -> Outputs:
     if model.compiled is not None and model.compiled.accepts(columns):
         return _fast_predict(model, model.compiled, columns, n)
     return _pandas_predict(model, columns)
+
+
+def explain_columns(model: LoadedModel, columns: Columns) -> Explanation:
+    """Attributions of validated raw rows to the input columns (see :mod:`.explain`).
+
+    Raises:
+        ExplanationsUnsupportedError: the model's family gives no exact attributions.
+    """
+    return explain_frame(model.spec, model.predictor, family_of(model),
+                         columns_to_frame(columns, model.spec), conformed=True)
+
+
+def family_of(model: LoadedModel) -> Any:
+    """The family that saved ``model``."""
+    from pipelines.families.registry import get_family
+
+    # A model loaded by a wrapper older than explanations does not hold its family.
+    return model.family if model.family is not None else get_family(model.spec.family)
 
 
 def _fast_predict(model: LoadedModel, compiled: CompiledPipeline, columns: Columns,

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from pipelines.families import load_predictor
+from pipelines.families.registry import saved_family
 from pipelines.model.spec import MODEL_ARTIFACT, SPEC_ARTIFACT, load_spec, predict_frame
 
 __all__ = ["RaypipeModel"]
@@ -25,7 +25,9 @@ class RaypipeModel(PythonModel):
 
     def load_context(self, context: Any) -> None:
         self.spec = load_spec(context.artifacts[SPEC_ARTIFACT])
-        self.predictor = load_predictor(Path(context.artifacts[MODEL_ARTIFACT]))
+        model_dir = Path(context.artifacts[MODEL_ARTIFACT])
+        self.family = saved_family(model_dir)  # kept: explanations ask the family
+        self.predictor = self.family.load(model_dir)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame):

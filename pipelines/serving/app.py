@@ -42,7 +42,15 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipelines.config import RequestLogConfig, ServeConfig, parse_model_uri
-from pipelines.model.engine import LoadedModel, Outputs, output_names, predict_columns
+from pipelines.model.engine import (
+    LoadedModel,
+    Outputs,
+    explain_columns,
+    family_of,
+    output_names,
+    predict_columns,
+)
+from pipelines.model.explain import ExplanationsUnsupportedError, check_explainable
 from pipelines.model.fastpath import Columns
 from pipelines.model.schema import predict_body_model, row_model
 from pipelines.serving.protocols import (
@@ -51,7 +59,9 @@ from pipelines.serving.protocols import (
     bearer_ok,
     check_content_type,
     check_size,
+    explanations_body,
     invocations_response,
+    parse_explain,
     parse_invocations,
     parse_predict,
     parse_v2_infer,
@@ -187,6 +197,13 @@ def _predict_alone(model: LoadedModel, work: _Work) -> Outputs | Exception:
         logger.warning("cannot score a request of %d rows: %s", work.n, err)
         return RequestError(422, f"the model cannot score these rows: {type(err).__name__}: "
                                  f"{str(err)[:300]}")
+
+
+def _check_explain(model: LoadedModel) -> None:
+    try:
+        check_explainable(family_of(model))
+    except ExplanationsUnsupportedError as err:
+        raise RequestError(422, str(err)) from None
 
 
 def _document(app: FastAPI, served: _Served) -> None:
@@ -447,13 +464,24 @@ class ModelServer:
               }}})
     @_endpoint("predict")
     async def predict(self, request: Request) -> Response:
+        explain = parse_explain(request.query_params.get("explain"))
         check_content_type(request.headers.get("content-type"))
         raw = await self._body(request)
         served = self._model()
+        if explain:
+            _check_explain(served.model)
         columns, n = await _off_loop(raw, parse_predict, raw, served.body, served.model.pipeline,
                                      self.args.max_request_rows)
+        if explain and n > self.args.max_explain_rows:
+            raise RequestError(413, f"explain=true takes at most {self.args.max_explain_rows} "
+                                    f"rows per request (serve.max_explain_rows); this one has {n}")
         outputs = await self._predict(served.model, columns, n, request)
-        return _json(predict_response(outputs, served.model))
+        body = predict_response(outputs, served.model)
+        if explain:
+            # Off the event loop: attributions cost far more than predictions.
+            explanation = await asyncio.to_thread(explain_columns, served.model, columns)
+            body.update(explanations_body(explanation))
+        return _json(body)
 
     @api.get("/healthz", summary="Liveness: the replica answers")
     @_endpoint("healthz")

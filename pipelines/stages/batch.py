@@ -66,13 +66,15 @@ class BatchResult:
 
 
 def score_batch(batch: pd.DataFrame, model: Any, *, keep: list[str] | None,
-                version_column: str, checked: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+                version_column: str, checked: bool = False,
+                explain: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score one batch: ``(predictions, quarantined)``, together exactly the input rows.
 
     ``model`` is a :class:`pipelines.model.engine.LoadedModel`. Predictions carry the ``keep``
     input columns (all when None), the prediction columns and ``version_column``; quarantined
     rows carry every input column and the reason in ``_quarantine_reason``. ``checked``: the
     rows already passed :func:`check_rows`, so only the model itself can still refuse one.
+    ``explain``: add the attribution columns (:func:`pipelines.model.explain.explanation_columns`).
     """
     from pipelines.model.schema import row_reasons
 
@@ -95,8 +97,25 @@ def score_batch(batch: pd.DataFrame, model: Any, *, keep: list[str] | None,
     out = (good if keep is None else good[keep]).reset_index(drop=True)
     for col in preds.columns:
         out[col] = preds[col].to_numpy()
+    if explain:
+        for col, values in _explain(good, model).items():
+            out[col] = values
     out[version_column] = model.version
     return out, quarantined.reset_index(drop=True)
+
+
+def _explain(rows: pd.DataFrame, model: Any) -> dict[str, Any]:
+    from pipelines.model.engine import family_of
+    from pipelines.model.explain import explain_frame, explanation_columns
+    from pipelines.model.spec import conform_input
+
+    explanation = explain_frame(model.spec, model.predictor, family_of(model),
+                                conform_input(rows, model.spec, for_pipeline=True),
+                                conformed=True)
+    # Multiclass: the predicted class's attributions (the argmax of the scores is the argmax
+    # of the probabilities).
+    predicted = explanation.margin.argmax(axis=1) if explanation.values.ndim == 3 else None
+    return explanation_columns(explanation, predicted)
 
 
 def _predict(rows: pd.DataFrame, model: Any) -> pd.DataFrame:
@@ -133,7 +152,8 @@ class PyfuncPredictor:
     """
 
     def __init__(self, model: list[Any], keep: list[str] | None = None,
-                 version_column: str = "model_version", quarantine_dir: str | None = None) -> None:
+                 version_column: str = "model_version", quarantine_dir: str | None = None,
+                 explain: bool = False) -> None:
         import ray
 
         # ``model``: [ref] to the LoadedModel the driver put in the object store. Each actor
@@ -147,6 +167,7 @@ class PyfuncPredictor:
         self.keep = keep
         self.version_column = version_column
         self.quarantine_dir = quarantine_dir
+        self.explain = explain
 
     def __call__(self, block: pa.Table) -> pa.Table:
         # Arrow in and out, converted here: Ray Data's pandas batches hold Arrow-backed columns
@@ -158,7 +179,8 @@ class PyfuncPredictor:
     def score(self, batch: pd.DataFrame) -> pd.DataFrame:
         # Every batch here passed check_rows on its way from the reader.
         out, quarantined = score_batch(batch, self.model, keep=self.keep,
-                                       version_column=self.version_column, checked=True)
+                                       version_column=self.version_column, checked=True,
+                                   explain=self.explain)
         if len(quarantined):
             if self.quarantine_dir is None:
                 raise UnscorableRowsError(
@@ -282,6 +304,19 @@ def _typed_block(block: pa.Table, pipeline: Any) -> pa.Table | None:
     return pa.table(list(columns.values()), names=list(columns))
 
 
+def _check_explain(model: Any, kept: list[str], version_column: str) -> None:
+    """Refuse ``batch.explain`` in the driver, before any actor starts, when it cannot work."""
+    from pipelines.model.engine import family_of
+    from pipelines.model.explain import BIAS_COLUMN, CONTRIBUTION_PREFIX, check_explainable
+
+    check_explainable(family_of(model))
+    added = {f"{CONTRIBUTION_PREFIX}{c}" for c in model.pipeline.input_schema} | {BIAS_COLUMN}
+    clash = sorted(added & {*kept, version_column})
+    if clash:
+        raise ValueError(f"batch.explain: output column(s) {clash} would overwrite input "
+                         "columns of the same name; leave them out with batch.id_columns")
+
+
 def predict_dataset(
     ds: Dataset, *, model_uri: str, tracking_uri: str | None, cfg: BatchConfig,
     quarantine_dir: str | None = None,
@@ -311,6 +346,9 @@ def predict_dataset(
         mlflow.set_tracking_uri(tracking_uri)
     model = load_model(model_uri, check_fast_path=False)
     pipeline = model.pipeline
+    if cfg.explain:
+        _check_explain(model, keep if keep is not None else list(ds.columns() or []),
+                       cfg.model_version_column)
     # Under an object-store budget the check takes the actors' CPU fraction, not a whole CPU:
     # on a small node a read task paused by backpressure keeps its CPU, and a whole-CPU check
     # then waits for it, each block ~10 s (150k rows: 137 s against 9 s). Without a budget a
@@ -330,6 +368,7 @@ def predict_dataset(
         fn_constructor_kwargs={
             "model": [ray.put(shipped)], "keep": keep,
             "version_column": cfg.model_version_column, "quarantine_dir": quarantine_dir,
+            "explain": cfg.explain,
         },
         batch_format="pyarrow",
         batch_size=cfg.batch_size,

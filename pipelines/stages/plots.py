@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "attribution_summary_plot",
     "calibration_plot",
     "confusion_plot",
     "feature_importance_plot",
@@ -190,4 +191,44 @@ def feature_importance_plot(importances: Mapping[str, float], path: str | Path, 
     else:
         _note(ax, "no feature importances")
     ax.set(xlabel="Importance", title=f"Feature importance (top {len(ranked)})")
+    return _save(fig, path)
+
+
+def attribution_summary_plot(attributions: Mapping[str, np.ndarray],
+                             values: Mapping[str, np.ndarray], path: str | Path,
+                             scale: str, top: int = 20) -> Path:
+    """A SHAP-style summary: one row of dots per input column, the ``top`` columns by mean
+    absolute attribution, each dot a row's attribution coloured by the column's value there.
+
+    ``values``: the raw column as numbers (NaN where missing or not numeric, drawn grey),
+    coloured by their rank within the column so one outlier does not wash out the rest.
+    """
+    ranked = sorted(attributions, key=lambda c: float(np.mean(np.abs(attributions[c]))),
+                    reverse=True)[:top]
+    fig, ax = _figure(8, max(3.0, 0.4 * len(ranked) + 1.5))
+    rng = np.random.default_rng(0)  # the jitter only spreads dots; seeded: same plot every run
+    points = None
+    for y, col in enumerate(reversed(ranked)):
+        a = np.asarray(attributions[col], dtype=np.float64)
+        v = np.asarray(values.get(col, np.full(len(a), np.nan)), dtype=np.float64)
+        jitter = y + rng.uniform(-0.3, 0.3, len(a))
+        known = ~np.isnan(v)
+        ax.scatter(a[~known], jitter[~known], s=6, color="lightgray")
+        if known.any():
+            rank = np.argsort(np.argsort(v[known], kind="stable"), kind="stable")
+            colour = rank / max(1, int(known.sum()) - 1)
+            points = ax.scatter(a[known], jitter[known], s=6, c=colour, cmap="coolwarm",
+                                vmin=0, vmax=1)
+    if ranked:
+        ax.set_yticks(range(len(ranked)), list(reversed(ranked)))
+        ax.axvline(0, color="gray", linewidth=0.8)
+    else:
+        _note(ax, "no attributions")
+    if points is not None:
+        bar = fig.colorbar(points, ax=ax, ticks=[0, 1])
+        bar.ax.set_yticklabels(["low", "high"])
+        bar.set_label("column value")
+    n = len(next(iter(attributions.values()))) if attributions else 0
+    ax.set(xlabel=f"Attribution ({scale.replace('_', ' ')})",
+           title=f"Per-row attributions by input column ({n} test rows)")
     return _save(fig, path)

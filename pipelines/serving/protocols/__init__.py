@@ -22,7 +22,12 @@ from pipelines.serving.protocols.kserve_v2 import (
     v2_output_datatype,
 )
 from pipelines.serving.protocols.mlflow import INVOCATIONS_TYPES, invocations_response, parse_invocations
-from pipelines.serving.protocols.raypipe import parse_predict, predict_response
+from pipelines.serving.protocols.raypipe import (
+    explanations_body,
+    parse_explain,
+    parse_predict,
+    predict_response,
+)
 
 __all__ = [
     "INVOCATIONS_TYPES",
@@ -32,7 +37,9 @@ __all__ = [
     "bearer_ok",
     "check_content_type",
     "check_size",
+    "explanations_body",
     "invocations_response",
+    "parse_explain",
     "parse_invocations",
     "parse_predict",
     "parse_v2_infer",

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from pipelines.features.pipeline import FeaturePipeline
 from pipelines.model.engine import LoadedModel, Outputs
+from pipelines.model.explain import Explanation
 from pipelines.model.fastpath import Columns
 from pipelines.model.spec import PREDICTION_COLUMN, PROBABILITY_COLUMN
 from pipelines.serving.protocols.common import (
@@ -23,7 +24,7 @@ from pipelines.serving.protocols.common import (
     nan_to_none,
 )
 
-__all__ = ["parse_predict", "predict_response"]
+__all__ = ["explanations_body", "parse_explain", "parse_predict", "predict_response"]
 
 
 def parse_predict(raw: bytes, body: type[BaseModel], pipeline: FeaturePipeline,
@@ -107,3 +108,38 @@ def predict_response(outputs: Outputs, model: LoadedModel) -> dict[str, Any]:
     return body
 
 
+
+
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no", ""}
+
+
+def parse_explain(value: str | None) -> bool:
+    """The ``explain`` query parameter of ``/predict``: absent or false, or true; else 400."""
+    if value is None:
+        return False
+    v = value.strip().lower()
+    if v in _TRUE or v in _FALSE:
+        return v in _TRUE
+    raise RequestError(400, f"query parameter explain must be true or false, not {value[:40]!r}")
+
+
+def explanations_body(explanation: Explanation) -> dict[str, Any]:
+    """``explanations``: per row, each input column's attribution and the bias.
+
+    They add up to the margin named by ``explanation_scale`` (the log-odds of the positive
+    class, the class scores before the softmax, the regressed value). Multiclass rows give one
+    attribution object per class.
+    """
+    cols = explanation.columns
+    values, bias = explanation.values.tolist(), explanation.bias.tolist()
+    rows: list[dict[str, Any]]
+    if explanation.classes is None:
+        rows = [{"bias": b, "attributions": dict(zip(cols, v, strict=True))}
+                for v, b in zip(values, bias, strict=True)]
+    else:
+        names = [str(c) for c in explanation.classes]
+        rows = [{"bias": dict(zip(names, b, strict=True)),
+                 "attributions": {c: dict(zip(cols, per, strict=True))
+                                  for c, per in zip(names, v, strict=True)}}
+                for v, b in zip(values, bias, strict=True)]
+    return {"explanations": nan_to_none(rows), "explanation_scale": explanation.scale}

@@ -115,5 +115,5 @@ def test_a_search_whose_library_is_missing_fails_before_the_sweep_naming_the_ext
     from pipelines.stages.train import MissingLibraryError, _check_installed
 
     _check_installed({}, "optuna")  # installed with the test extra
-    with pytest.raises(MissingLibraryError, match=r"train.search: no_such_tpe .*raypipe\[search\]"):
+    with pytest.raises(MissingLibraryError, match=r"train.search: no_such_tpe .*raypipe-tabular\[search\]"):
         _check_installed({}, "no_such_tpe")
