@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -101,6 +102,24 @@ def test_predict_writes_one_row_per_input_row(trained: dict[str, Any], tmp_path:
     again = raypipe("predict", "--model", "models:/raypipe-demo@champion", "--input", str(path),
                     "--output", str(out), "--tracking-uri", trained["cfg"].tracking_uri)
     assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+def test_predict_explain_adds_attributions_that_add_up_to_the_probability(
+        trained: dict[str, Any], tmp_path: Path) -> None:
+    path, frame = _raw_rows(tmp_path, 200)
+    out = tmp_path / "explained"
+    r = raypipe("predict", "--model", "models:/raypipe-demo@champion", "--input", str(path),
+                "--output", str(out), "--tracking-uri", trained["cfg"].tracking_uri,
+                "--explain")
+    assert r.returncode == 0, r.stderr
+    preds = pd.read_parquet(out)
+    assert len(preds) == len(frame)
+    contributions = [f"contribution_{c}" for c in frame.columns]
+    assert set(contributions) <= set(preds.columns)
+    margin = preds[contributions].sum(axis=1) + preds["contribution_bias"]
+    # Binary: the margin is the log-odds of the probability written beside it.
+    assert ((1 / (1 + np.exp(-margin)) - preds["probability"]).abs() < 1e-5).all()
+    assert (preds["contribution_customer_id"] == 0).all()  # an id the model never reads
 
 
 def test_predict_names_a_missing_column_and_a_missing_model(trained: dict[str, Any],

@@ -294,3 +294,52 @@ def test_oversized_request_gets_413(server: str) -> None:
     assert r.status_code == 413
     # ...and the server still answers normally afterwards.
     assert httpx.post(f"{server}/predict", json={"instances": [row]}, timeout=30).status_code == 200
+
+
+# --------------------------------------------------------------------------- explanations
+
+
+def _margins(trained: dict[str, Any], frame: pd.DataFrame) -> np.ndarray:
+    """The registered booster's margin (log-odds) on ``frame``, outside the app: the MLflow
+    xgboost flavour and the fitted feature pipeline logged with it."""
+    import xgboost
+
+    from pipelines.model.engine import columns_to_frame, frame_to_columns, load_model
+
+    mlflow.set_tracking_uri(trained["cfg"].tracking_uri)
+    model = load_model(f"models:/{MODEL}@champion", check_fast_path=False)
+    version = mlflow.MlflowClient().get_model_version(MODEL, model.version)
+    booster = mlflow.xgboost.load_model(version.tags["raypipe.native_model_uri"])
+    schema = model.pipeline.input_schema
+    features = model.pipeline.transform(columns_to_frame(frame_to_columns(frame, schema),
+                                                         model.spec))
+    matrix = xgboost.DMatrix(features.to_numpy(), feature_names=booster.feature_names)
+    return np.asarray(booster.predict(matrix, output_margin=True), dtype=np.float64)
+
+
+def test_predict_explain_attributions_add_up_to_the_margin(server: str,
+                                                          trained: dict[str, Any]) -> None:
+    frame = demo_rows(30)
+    r = httpx.post(f"{server}/predict?explain=true", json={"instances": json_rows(frame)},
+                   timeout=60)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["explanation_scale"] == "log_odds" and len(body["explanations"]) == 30
+    assert set(body["explanations"][0]["attributions"]) == set(frame.columns)
+    totals = np.array([sum(e["attributions"].values()) + e["bias"]
+                       for e in body["explanations"]])
+    np.testing.assert_allclose(totals, _margins(trained, frame), atol=1e-5)
+    # The probabilities answered with them are the margins through the logistic link.
+    np.testing.assert_allclose(1 / (1 + np.exp(-totals)), body["probabilities"], atol=1e-5)
+    # Without the parameter the answer is as before.
+    plain = httpx.post(f"{server}/predict", json={"instances": json_rows(frame)}, timeout=60)
+    assert "explanations" not in plain.json()
+    assert plain.json()["probabilities"] == body["probabilities"]
+
+
+def test_predict_explain_refuses_a_bad_flag_and_too_many_rows(server: str) -> None:
+    rows = json_rows(demo_rows(101))
+    r = httpx.post(f"{server}/predict?explain=maybe", json={"instances": rows[:1]}, timeout=30)
+    assert r.status_code == 400 and "explain must be true or false" in r.json()["error"]
+    r = httpx.post(f"{server}/predict?explain=1", json={"instances": rows}, timeout=30)
+    assert r.status_code == 413 and "serve.max_explain_rows" in r.json()["error"]

@@ -98,6 +98,7 @@ def test_a_model_family_from_outside_the_package_is_swept_registered_and_served(
     assert len({t.data.params["temperature"] for t in trials}) == 3  # a real sweep
     plots = {a.path.split("/")[-1] for a in client.list_artifacts(summary.run_id, "plots")}
     assert "feature_importance.png" in plots  # from CentroidFamily.importances
+    assert "attributions.png" not in plots  # no contributions: no made-up attributions
 
     # Batch inference ran in Ray Data actors, which never registered the family: they
     # imported it from the class the saved model names. MLflow's pyfunc gives the same.

@@ -174,6 +174,7 @@ def test_plots_evaluation_and_checks_are_logged(trained: dict[str, Any]) -> None
     plots = {a.path.split("/")[-1] for a in client.list_artifacts(s.run_id, "plots")}
     assert any("roc" in p for p in plots) and any("confusion" in p for p in plots)
     assert any("calibration" in p for p in plots) and "feature_importance.png" in plots
+    assert "attributions.png" in plots  # the SHAP-style summary of the XGBoost champion
     local = client.download_artifacts(s.run_id, "evaluation.json")
     evaluation = json.loads(Path(local).read_text())
     assert {"plan", "region"} <= set(evaluation["slices"])
