@@ -56,11 +56,16 @@ def ray_address() -> Iterator[str]:
     """Start (or join, when RAY_ADDRESS is set by .ci/run) the one Ray instance of this run.
 
     The address is exported so that CLI subprocesses join the same instance instead of
-    starting their own.
+    starting their own. The test PostgreSQL password is exported first: read tasks read it
+    from the worker's environment, inherited from the instance started here (an instance
+    joined through RAY_ADDRESS must have been started with it, like every node of a cluster).
     """
     import ray
 
+    from tests.integration.servers import PG_PASSWORD, PG_PASSWORD_ENV
+
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ[PG_PASSWORD_ENV] = PG_PASSWORD
     address = os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=False)

@@ -159,8 +159,8 @@ class SqlSource(SourceConfig):
     )
     query: str | None = Field(None, description="SELECT statement to read. Give table or query.")
     password_env: str | None = Field(
-        None, description="Environment variable holding the database password (read on the "
-        "driver when the run starts).",
+        None, description="Environment variable holding the database password, read where "
+        "each connection is made: set it on the driver and on every Ray node that reads.",
     )
     shard_key: str | None = Field(
         None, description="Column that splits the read into parallel tasks; an integer column "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,15 +29,32 @@ def _dialect(url: str) -> str:
     return "postgresql" if scheme in ("postgresql", "postgres") else "sqlite"
 
 
+def _password(password_env: str) -> str:
+    """The password in ``password_env`` of this process (the driver's, or a Ray worker's)."""
+    password = os.environ.get(password_env)
+    if password is None:
+        raise InputError(
+            f"source.password_env: environment variable {password_env} is not set on "
+            f"{socket.gethostname()}. The password is not sent with Ray's read tasks: set the "
+            "variable on the driver and on every Ray node that reads the source (on Kubernetes, "
+            "a Secret as env on the head and worker pods)")
+    return password
+
+
 class SqlConnect:
     """A picklable DB-API connection factory; Ray's read tasks call it on the workers.
 
     Every connection is read-only: SQLite files are opened with ``mode=ro`` (a missing file is
     an error, not a new empty database) and by absolute path, since a worker's working
     directory is not the driver's; PostgreSQL sessions are read-only transactions only.
+
+    It holds the name of the password's environment variable, never the password:
+    ``read_sql`` pickles the factory into every read task, and a value would travel with the
+    task payloads through the object store and the GCS. Each process reads its own environment
+    when it connects.
     """
 
-    def __init__(self, url: str, password: str | None = None) -> None:
+    def __init__(self, url: str, password_env: str | None = None) -> None:
         self.dialect = _dialect(url)
         if self.dialect == "sqlite":
             path = url.split("://", 1)[1]
@@ -45,7 +63,7 @@ class SqlConnect:
             self.target = str(Path(path).resolve())
         else:
             self.target = "postgresql://" + url.split("://", 1)[1]
-        self._password = password
+        self.password_env = password_env
 
     def __call__(self) -> Any:
         if self.dialect == "sqlite":
@@ -60,7 +78,9 @@ class SqlConnect:
         # the query text) and every transaction psycopg begins. A data-modifying query, e.g.
         # WITH d AS (DELETE ... RETURNING *) SELECT * FROM d, then fails instead of writing.
         # The database role should be read-only too; this guards the roles that are not.
-        extra: dict[str, Any] = {} if self._password is None else {"password": self._password}
+        # Without password_env, libpq finds the password itself (PGPASSWORD, ~/.pgpass).
+        extra: dict[str, Any] = ({} if self.password_env is None
+                                 else {"password": _password(self.password_env)})
         conn = psycopg.connect(self.target, options="-c default_transaction_read_only=on", **extra)
         conn.read_only = True
         return conn
@@ -70,14 +90,14 @@ class SqlConnect:
 
 
 def connect_factory(source: SqlSource) -> SqlConnect:
-    """The connection factory of ``source``, with the password read from its variable."""
-    password = None
+    """The connection factory of ``source``; it reads the password where it connects.
+
+    The variable is checked here too, so that a driver without it fails before Ray starts any
+    read task.
+    """
     if source.password_env:
-        password = os.environ.get(source.password_env)
-        if password is None:
-            raise InputError(f"source.password_env: environment variable {source.password_env} "
-                             "is not set")
-    return SqlConnect(source.url, password)
+        _password(source.password_env)
+    return SqlConnect(source.url, source.password_env)
 
 
 def sql_text(source: SqlSource) -> str:

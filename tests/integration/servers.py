@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-__all__ = ["PagedApi", "Postgres", "free_port", "postgres_server", "serve_api"]
+__all__ = ["PG_PASSWORD", "PG_PASSWORD_ENV", "PagedApi", "Postgres", "free_port",
+           "postgres_server", "serve_api"]
 
 
 def free_port() -> int:
@@ -28,6 +29,12 @@ def free_port() -> int:
 
 
 # --------------------------------------------------------------------------- PostgreSQL
+
+# Known before any server starts: Ray's workers read a SQL source's password from their own
+# environment, which they inherit from the local Ray instance when it starts, so the session
+# fixture exports it before ray.init (a test's monkeypatch.setenv reaches only the driver).
+PG_PASSWORD = "raypipe-test-pw"
+PG_PASSWORD_ENV = "RAYPIPE_TEST_PGPASSWORD"
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,7 @@ def postgres_server() -> Iterator[Postgres]:
     root = Path(tempfile.mkdtemp(prefix="raypipe-pg-"))
     as_root = os.geteuid() == 0
     prefix = ["runuser", "-u", "nobody", "--"] if as_root else []
-    password, port = "raypipe-test-pw", free_port()
+    password, port = PG_PASSWORD, free_port()
     (root / "pw").write_text(password + "\n")
     if as_root:
         shutil.chown(root, "nobody")

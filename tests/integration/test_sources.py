@@ -16,7 +16,7 @@ from pipelines.demo import generate_demo_frame
 from pipelines.runner import run_pipeline
 from pipelines.sources import InputError
 from pipelines.stages.ingest import read_source, rows_read, source_errors, source_fingerprint
-from tests.integration.servers import PagedApi, Postgres, serve_api
+from tests.integration.servers import PG_PASSWORD_ENV, PagedApi, Postgres, serve_api
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # runs whole pipelines or fault-injected fits
 
@@ -119,10 +119,11 @@ def _load_postgres(pg: Postgres, frame: pd.DataFrame) -> None:
 
 
 def test_postgres_sharded_query_trains(ray_address: str, postgres: Postgres, frame: pd.DataFrame,
-                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+                                       tmp_path: Path) -> None:
+    """The password comes from PG_PASSWORD_ENV, exported before Ray started: the driver's
+    probes and every worker's read task read it there."""
     _load_postgres(postgres, frame)
-    monkeypatch.setenv("RAYPIPE_TEST_PGPASSWORD", postgres.password)
-    source = {"kind": "sql", "url": postgres.url, "password_env": "RAYPIPE_TEST_PGPASSWORD",
+    source = {"kind": "sql", "url": postgres.url, "password_env": PG_PASSWORD_ENV,
               "query": "SELECT * FROM customers", "shard_key": "row_id", "parallelism": 2}
     cfg = _config(source, tmp_path / "work")
     ds = read_source(cfg.source, cfg.work_dir).materialize()
@@ -133,29 +134,48 @@ def test_postgres_sharded_query_trains(ray_address: str, postgres: Postgres, fra
 
 def test_postgres_needs_the_password(ray_address: str, postgres: Postgres, tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RAYPIPE_TEST_PGPASSWORD", "wrong")
+    """A wrong or missing password on the driver fails its probe, before any read task."""
+    monkeypatch.setenv(PG_PASSWORD_ENV, "wrong")
     cfg = _config({"kind": "sql", "url": postgres.url, "table": "customers",
-                   "password_env": "RAYPIPE_TEST_PGPASSWORD"}, tmp_path)
+                   "password_env": PG_PASSWORD_ENV}, tmp_path)
     with pytest.raises(InputError, match=r"cannot read table 'customers' from postgresql://.*"
                        r"password authentication failed"):
         read_source(cfg.source, tmp_path)
-    monkeypatch.delenv("RAYPIPE_TEST_PGPASSWORD")
-    with pytest.raises(InputError, match="RAYPIPE_TEST_PGPASSWORD is not set"):
+    monkeypatch.delenv(PG_PASSWORD_ENV)
+    with pytest.raises(InputError, match=f"{PG_PASSWORD_ENV} is not set"):
         read_source(cfg.source, tmp_path)
 
 
+def test_postgres_read_tasks_take_the_password_from_the_worker(ray_address: str,
+                                                               postgres: Postgres,
+                                                               tmp_path: Path) -> None:
+    """The factory read_sql ships holds the variable's name only: the same factory reads on
+    workers that have the password, and fails on a worker whose variable is wrong while the
+    driver's is right."""
+    import ray.data
+
+    from pipelines.sources.sql import connect_factory, sql_text
+
+    cfg = _config({"kind": "sql", "url": postgres.url, "query": "SELECT 1 AS one",
+                   "password_env": PG_PASSWORD_ENV}, tmp_path)
+    connect = connect_factory(cfg.source)
+    assert ray.data.read_sql(sql_text(cfg.source), connect).count() == 1
+    elsewhere = ray.data.read_sql(sql_text(cfg.source), connect,
+                                  runtime_env={"env_vars": {PG_PASSWORD_ENV: "wrong"}})
+    with pytest.raises(Exception, match="password authentication failed"):
+        elsewhere.count()
+
+
 def test_postgres_reads_run_in_a_read_only_session(ray_address: str, postgres: Postgres,
-                                                   frame: pd.DataFrame, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+                                                   frame: pd.DataFrame, tmp_path: Path) -> None:
     """A query that closes the probe's subquery, commits the read-only transaction and
     deletes in the next, implicit one is refused by the server (the session default is
     read-only), naming the read-only transaction; every row is still there."""
     import psycopg
 
     _load_postgres(postgres, frame)
-    monkeypatch.setenv("RAYPIPE_TEST_PGPASSWORD", postgres.password)
     breakout = "SELECT 1 AS x) AS a; COMMIT; DELETE FROM customers; SELECT * FROM (SELECT 1 AS x"
-    cfg = _config({"kind": "sql", "url": postgres.url, "password_env": "RAYPIPE_TEST_PGPASSWORD",
+    cfg = _config({"kind": "sql", "url": postgres.url, "password_env": PG_PASSWORD_ENV,
                    "query": breakout}, tmp_path)
     with pytest.raises(InputError, match="read-only transaction"):
         read_source(cfg.source, tmp_path).materialize()
