@@ -59,6 +59,12 @@ class Explanation:
     def margin(self) -> np.ndarray:
         return np.asarray(self.values.sum(axis=-1) + self.bias)
 
+    @property
+    def predicted_class(self) -> np.ndarray | None:
+        """Each row's predicted class index (multiclass; the argmax of the class scores is
+        the argmax of the probabilities), else None."""
+        return self.margin.argmax(axis=1) if self.values.ndim == 3 else None
+
 
 _SCALES = {"binary": "log_odds", "multiclass": "class_score", "regression": "value"}
 
@@ -128,8 +134,7 @@ def summary_columns(explanation: Explanation, frame: pd.DataFrame, schema: dict[
     the column's kind (``schema``) has an order (floats, booleans, datetimes), NaN for text and
     where missing.
     """
-    predicted = explanation.margin.argmax(axis=1) if explanation.values.ndim == 3 else None
-    flat = explanation_columns(explanation, predicted)
+    flat = explanation_columns(explanation, explanation.predicted_class)
     attributions = {c: flat[f"{CONTRIBUTION_PREFIX}{c}"] for c in explanation.columns}
     values: dict[str, np.ndarray] = {}
     for c in explanation.columns:

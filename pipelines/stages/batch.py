@@ -112,10 +112,8 @@ def _explain(rows: pd.DataFrame, model: Any) -> dict[str, Any]:
     explanation = explain_frame(model.spec, model.predictor, family_of(model),
                                 conform_input(rows, model.spec, for_pipeline=True),
                                 conformed=True)
-    # Multiclass: the predicted class's attributions (the argmax of the scores is the argmax
-    # of the probabilities).
-    predicted = explanation.margin.argmax(axis=1) if explanation.values.ndim == 3 else None
-    return explanation_columns(explanation, predicted)
+    # Multiclass: the predicted class's attributions.
+    return explanation_columns(explanation, explanation.predicted_class)
 
 
 def _predict(rows: pd.DataFrame, model: Any) -> pd.DataFrame:
