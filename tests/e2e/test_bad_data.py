@@ -110,7 +110,9 @@ def _written(frame: pd.DataFrame, tmp_path: Path, kind: str) -> dict[str, Any]:
 
     with sqlite3.connect(tmp_path / "rows.db") as conn:
         frame.to_sql("customers", conn, index=False)
-    return {"kind": "raydata", "reader": "read_sql", "args": {"sql": "SELECT * FROM customers"},
+    return {"kind": "raydata", "reader": "read_sql", "args": {"sql": "SELECT * FROM customers",
+            # one read task: no 200-way split of its output (README, kind raydata)
+            "override_num_blocks": 1},
             "factories": {"connection_factory": {"function": "sqlite3.connect",
                                                  "args": {"database": str(tmp_path / "rows.db")}}}}
 

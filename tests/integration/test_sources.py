@@ -307,7 +307,9 @@ def _raydata_source(rows: list[dict[str, Any]], tmp_path: Path, reader: str) -> 
     db = tmp_path / "rows.db"  # read_sql through the DB-API driver, not raypipe's sql kind
     with sqlite3.connect(db) as conn:
         pd.DataFrame(rows).to_sql("rows", conn, index=False, if_exists="replace")
-    return {"kind": "raydata", "reader": "read_sql", "args": {"sql": "SELECT * FROM rows"},
+    return {"kind": "raydata", "reader": "read_sql", "args": {"sql": "SELECT * FROM rows",
+            # one read task: no 200-way split of its output (README, kind raydata)
+            "override_num_blocks": 1},
             "factories": {"connection_factory": {"function": "sqlite3.connect",
                                                  "args": {"database": str(db)}}}}
 
