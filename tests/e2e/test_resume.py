@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -80,14 +81,33 @@ def _rows_of(work: Path, stage: str, output: str) -> pd.DataFrame:
     return pd.read_parquet(folder)
 
 
-def _run(work: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipelines", "run", *ARGS, "--set",
-                           f"runtime.work_dir={work}", *extra], capture_output=True, text=True,
-                          env=_env(), timeout=600)
+def _start(work: Path) -> subprocess.Popen[bytes]:
+    """``raypipe run`` of ARGS in WORK, its stderr kept in WORK's sibling ``.stderr`` file."""
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work.with_suffix(".stderr"), "wb") as err:
+        return subprocess.Popen([sys.executable, "-m", "pipelines", "run", *ARGS, "--set",
+                                 f"runtime.work_dir={work}"], stdout=subprocess.DEVNULL,
+                                stderr=err, env=_env())
 
 
-def test_killed_sweep_resumes_without_redoing_finished_trials(ray_address: str,
-                                                              tmp_path: Path) -> None:
+@pytest.fixture
+def uninterrupted(ray_address: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The reference run of the same config, never interrupted, in ``uninterrupted/``.
+
+    It runs beside the killed and resumed runs rather than after them (its own folder and
+    store, the shared Ray): half a minute less of the suite, and the kill and the resume must
+    not disturb another job's run either.
+    """
+    proc = _start(tmp_path / "uninterrupted")
+    yield proc
+    if proc.poll() is None:  # the test failed before it waited
+        proc.kill()
+        proc.wait()
+
+
+def test_killed_sweep_resumes_without_redoing_finished_trials(
+        uninterrupted: subprocess.Popen[bytes], tmp_path: Path) -> None:
+    reference = tmp_path / "uninterrupted"
     cmd = [sys.executable, "-m", "pipelines", "run", *ARGS, "--set",
            f"runtime.work_dir={tmp_path}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -123,20 +143,19 @@ def test_killed_sweep_resumes_without_redoing_finished_trials(ray_address: str,
     assert kept, "finished trials were run again instead of being kept"
 
     # The same config run without interruption ends with the same predictions.
-    uninterrupted = _run(tmp_path / "uninterrupted")
-    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
-    pd.testing.assert_frame_equal(_predictions(tmp_path), _predictions(tmp_path / "uninterrupted"))
+    assert uninterrupted.wait(timeout=600) == 0, reference.with_suffix(".stderr").read_text()[-3000:]
+    pd.testing.assert_frame_equal(_predictions(tmp_path), _predictions(reference))
 
     # No row lost or duplicated in any stage output: every output holds the rows the
     # uninterrupted run's does, and the rows add up from stage to stage.
     rows = _stage_rows(tmp_path)
     print(f"\ndriver kill + --resume: rows per stage output {rows}")
-    assert rows == _stage_rows(tmp_path / "uninterrupted")
+    assert rows == _stage_rows(reference)
     assert rows["validate/valid"] + rows.get("validate/quarantine", 0) == 3000
     assert rows["split/train"] + rows["split/valid"] + rows["split/test"] == rows["validate/valid"]
     assert rows["batch/test_predictions"] == rows["split/test"]
     for output in ("train", "valid", "test"):
-        resumed, whole = (_rows_of(w, "split", output) for w in (tmp_path, tmp_path / "uninterrupted"))
+        resumed, whole = (_rows_of(w, "split", output) for w in (tmp_path, reference))
         key = sorted(resumed.columns)
         pd.testing.assert_frame_equal(
             resumed[key].sort_values(key).reset_index(drop=True),
