@@ -22,9 +22,10 @@ def postgres() -> Iterator[Postgres]:
         yield server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def splits(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
-    """Featurised train and valid splits of 1,500 demo rows, shared by a module's tests."""
+    """Featurised train and valid splits of 1,500 demo rows, shared by every test that trains
+    on them (datasets are immutable: no test can change another's)."""
     cfg = small_config(tmp_path_factory.mktemp("train"), "source.rows=1500")
     raw = read_source(cfg.source, cfg.work_dir).filter(expr="tenure_months >= 0")
     train, valid = raw.split_proportionately([0.7])
