@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -71,10 +73,13 @@ def submit(cluster: LocalCluster, working_dir: Path, overrides: list[str],
         "job", "submit", "--address", cluster.dashboard_url, "--submission-id", sid,
         "--working-dir", str(working_dir), "--runtime-env-json", json.dumps({"env_vars": env_vars}),
         "--", *submit_command(overrides), timeout=360)
-    logs = cluster.ray_cli("job", "logs", "--address", cluster.dashboard_url, sid).stdout
-    jobs = [j for j in cluster.state("jobs") if j.get("submission_id") == sid]
-    assert len(jobs) == 1, f"job {sid} was not submitted:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
-    (job,) = jobs
+    got = subprocess.run([sys.executable, "-m", "tests.cluster.job_report", cluster.dashboard_url,
+                          sid], env=cluster.env, cwd=REPO, capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert got.returncode == 0, (f"no report of job {sid}:\n{got.stderr[-3000:]}\n"
+                                 f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    job = json.loads(got.stdout.strip().splitlines()[-1])
+    logs = job["logs"]
     summary = None
     for line in reversed(logs.splitlines()):
         if line.startswith("{") and '"model_uri"' in line:
@@ -82,31 +87,35 @@ def submit(cluster: LocalCluster, working_dir: Path, overrides: list[str],
             break
     if summary:  # shown with a failure: where the time went
         print(f"{sid}: stages {summary.get('stage_seconds')}")
-    return {"status": job["status"], "job_id": job["job_id"], "logs": logs, "summary": summary,
-            "submit_output": out.stdout[-3000:] + out.stderr[-3000:]}
+    return {**job, "summary": summary, "submit_output": out.stdout[-3000:] + out.stderr[-3000:]}
 
 
-def assert_actors_on_every_node(cluster: LocalCluster, job_id: str, class_name: str) -> None:
+def _nodes_of(actors: list[dict[str, Any]], class_name: str) -> set[str]:
+    return {a["node_id"] for a in actors if a["class_name"] == class_name and a.get("node_id")}
+
+
+def assert_actors_on_every_node(cluster: LocalCluster, job: dict[str, Any], class_name: str) -> None:
     """The job's CLASS_NAME actors ran on every alive node.
 
-    Asked a few times: a CI run once saw none of a finished job's trial actors in the state
-    API although the job had succeeded; the failure then shows every actor the job had.
+    The job's report answers first; failing that, the state API is asked a few more times: a
+    CI run once saw none of a finished job's trial actors there although the job had
+    succeeded. The failure then shows every actor the job had.
     """
-    expected = node_ids(cluster)
-    seen: set[str] = set()
+    expected = set(job["alive_nodes"])
+    actors = job["actors"]
+    seen = _nodes_of(actors, class_name)
+    if seen == expected:
+        return
+    job_id = job["job_id"]
     for _attempt in range(5):
         actors = cluster.state("actors", f"job_id={job_id}")
-        seen = {a["node_id"] for a in actors if a["class_name"] == class_name and a.get("node_id")}
+        seen = _nodes_of(actors, class_name)
         if seen == expected:
             return
         time.sleep(2)
     summary = sorted((a["class_name"], a["state"], a.get("node_id")) for a in actors)
     raise AssertionError(f"{class_name} actors ran on {seen}, not on every node {expected}; "
                          f"the job's actors: {summary}")
-
-
-def node_ids(cluster: LocalCluster) -> set[str]:
-    return {n["node_id"] for n in cluster.alive_nodes()}
 
 
 def check_outputs(summary: dict[str, Any], work: Path) -> None:
@@ -126,8 +135,8 @@ def check_outputs(summary: dict[str, Any], work: Path) -> None:
 
 def test_two_node_cluster_refuses_node_local_storage(cluster: LocalCluster, working_dir: Path,
                                                     tmp_path: Path) -> None:
-    assert len(node_ids(cluster)) == 2
     job = submit(cluster, working_dir, [*SMALL, f"runtime.work_dir={tmp_path / 'work'}"], env_vars={})
+    assert len(job["alive_nodes"]) == 2
     assert job["status"] == "FAILED", job["submit_output"]
     for field in ("runtime.storage_path", "tracking.uri", "batch.output_dir", "RAYPIPE_SHARED_DIRS"):
         assert field in job["logs"], f"{field} not named in the job's error:\n{job['logs'][-3000:]}"
@@ -145,7 +154,7 @@ def test_data_parallel_training_workers_run_on_both_nodes(cluster: LocalCluster,
     assert job["status"] == "SUCCEEDED", job["submit_output"] + job["logs"][-4000:]
     assert job["summary"]["parallelism"] == "data_parallel"
     check_outputs(job["summary"], work)
-    assert_actors_on_every_node(cluster, job["job_id"], "RayTrainWorker")
+    assert_actors_on_every_node(cluster, job, "RayTrainWorker")
 
 
 def test_tune_trials_run_on_both_nodes(cluster: LocalCluster, working_dir: Path, tmp_path: Path) -> None:
@@ -158,4 +167,4 @@ def test_tune_trials_run_on_both_nodes(cluster: LocalCluster, working_dir: Path,
     assert job["status"] == "SUCCEEDED", job["submit_output"] + job["logs"][-4000:]
     assert job["summary"]["parallelism"] == "in_process"
     check_outputs(job["summary"], work)
-    assert_actors_on_every_node(cluster, job["job_id"], "ImplicitFunc")
+    assert_actors_on_every_node(cluster, job, "ImplicitFunc")
