@@ -6,8 +6,12 @@ re-running an unchanged pipeline finds every key and reuses every stage; changin
 hyperparameter changes the train key and every key after it, and only those stages run.
 
 An entry is a folder of outputs (Parquet data sets, a model, plots) plus a manifest written
-last, atomically (write then rename). An entry without its manifest is an interrupted stage:
-it is wiped and recomputed, so a crash never leaves a half-written output that looks finished.
+last, atomically. The folder may be local or in an object store (``runtime.work_dir:
+s3://...``); an object store has no rename, so the manifest is one object whose upload
+completes or does not, and it lists every file of the entry with its size. An entry without
+its manifest is an interrupted stage, and one whose files no longer match the list (a partial
+copy, a lifecycle rule that expired part of it) is incomplete: either is wiped and recomputed,
+so a crash never leaves a half-written output that looks finished.
 """
 
 from __future__ import annotations
@@ -15,12 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from pipelines.storage import StoragePath, storage_path
 
 __all__ = ["MANIFEST", "CacheEntry", "StageCache", "code_version", "stage_key"]
 
@@ -57,10 +61,10 @@ class CacheEntry:
 
     stage: str
     key: str
-    path: Path
+    path: StoragePath
 
     @property
-    def manifest(self) -> Path:
+    def manifest(self) -> StoragePath:
         return self.path / MANIFEST
 
     def load(self) -> dict[str, Any] | None:
@@ -72,26 +76,34 @@ class CacheEntry:
         except (OSError, json.JSONDecodeError) as err:
             logger.warning("cache entry %s is unreadable (%s); recomputing", self.path, err)
             return None
+        expected = record.pop("files", None)
+        if expected is not None:
+            present = self.path.files()
+            missing = sorted(f for f, size in expected.items() if present.get(f) != size)
+            if missing:
+                logger.warning("cache entry %s lost %d file(s) since it finished (%s...); "
+                               "recomputing", self.path, len(missing), missing[0])
+                return None
         return record
 
     def reset(self) -> None:
         """Empty the folder: leftovers of an interrupted attempt must not mix with new output."""
-        shutil.rmtree(self.path, ignore_errors=True)
-        self.path.mkdir(parents=True)
+        self.path.rmtree()
+        self.path.mkdir()
 
     def commit(self, record: dict[str, Any]) -> None:
-        """Mark the stage finished; written last and renamed into place, so it is atomic."""
-        tmp = self.path / f".{MANIFEST}.tmp"
-        tmp.write_text(json.dumps({"stage": self.stage, "key": self.key, **record},
-                                  indent=2, default=str))
-        os.replace(tmp, self.manifest)
+        """Mark the stage finished: the manifest, listing every output file, is written last."""
+        files = {f: size for f, size in self.path.files().items() if f != MANIFEST}
+        self.manifest.write_text(json.dumps(
+            {"stage": self.stage, "key": self.key, **record, "files": files},
+            indent=2, default=str))
 
 
 class StageCache:
-    """Entries under ``root/<stage>/<key>``; one root per pipeline name."""
+    """Entries under ``root/<stage>/<key>``; one root per pipeline name, local or remote."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, root: StoragePath | Path | str) -> None:
+        self.root = storage_path(root)
 
     def entry(self, stage: str, key: str) -> CacheEntry:
         return CacheEntry(stage, key, self.root / stage / key[:24])

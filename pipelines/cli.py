@@ -606,7 +606,7 @@ MONITOR_FLAGGED_EXIT = 3
 """`raypipe monitor` exit code when a threshold is crossed (1 and 2 are errors)."""
 
 
-def _monitor_summary(s: dict[str, Any], report: Path) -> None:
+def _monitor_summary(s: dict[str, Any], report: object) -> None:
     table = Table(title=f"drift: {s['window']['rows']} rows vs {s['reference_rows']} "
                         f"training rows", show_header=True)
     for col in ("column", "PSI", "test", "statistic", "p-value", "missing", "new cat.", "verdict"):

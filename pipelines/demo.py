@@ -8,11 +8,13 @@ something to do.
 
 from __future__ import annotations
 
+import io
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from pipelines.storage.location import StoragePath, Where, storage_path
 
 __all__ = ["DEMO_TARGET", "generate_demo_frame", "write_demo_parquet"]
 
@@ -107,13 +109,16 @@ def generate_demo_frame(rows: int = 50_000, seed: int = 7) -> pd.DataFrame:
     return frame
 
 
-def write_demo_parquet(directory: Path, rows: int, seed: int) -> Path:
-    """Write the demo data set once per (rows, seed) and return the Parquet file's path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"demo-{rows}-{seed}.parquet"
+def write_demo_parquet(directory: Where, rows: int, seed: int) -> StoragePath:
+    """Write the demo data set once per (rows, seed) and return the Parquet file's location.
+
+    ``directory`` is a local folder or an object-store prefix; the write is atomic on either,
+    so a crash never leaves half a file behind.
+    """
+    path = storage_path(directory) / f"demo-{rows}-{seed}.parquet"
     if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        generate_demo_frame(rows, seed).to_parquet(tmp, index=False)
-        tmp.replace(path)  # atomic: a crash never leaves half a file behind
+        buf = io.BytesIO()
+        generate_demo_frame(rows, seed).to_parquet(buf, index=False)
+        path.write_bytes(buf.getvalue())
         logger.info("generated demo data set: %s rows at %s", rows, path)
     return path

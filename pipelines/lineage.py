@@ -36,12 +36,18 @@ def git_sha(cwd: str | Path = ".") -> str | None:
 
 
 def fingerprint_files(paths: Iterable[str]) -> str:
-    """SHA-256 over the sorted input files' names and contents (local files).
+    """SHA-256 over the sorted input files' names and contents.
 
-    Remote files are fingerprinted by name only, since reading them twice costs a full pass.
+    Local files are hashed by content. Object-store files are hashed by name, size and
+    modification time from one metadata lookup each, since reading them all costs a full pass
+    over the data: rewriting an object (even under the same name) changes its fingerprint, so a
+    cached stage is never reused for data that changed.
     """
     h = hashlib.sha256()
     for p in sorted(set(paths)):
+        if "://" in p and not p.startswith("file://"):
+            h.update(_remote_identity(p).encode())
+            continue
         local = Path(p.removeprefix("file://"))
         h.update(local.name.encode())
         if local.is_file():
@@ -51,6 +57,17 @@ def fingerprint_files(paths: Iterable[str]) -> str:
         else:
             h.update(p.encode())
     return h.hexdigest()
+
+
+def _remote_identity(uri: str) -> str:
+    import pyarrow.fs as pafs
+
+    fs, path = pafs.FileSystem.from_uri(uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        return f"{uri}\nmissing"
+    mtime = info.mtime_ns if info.mtime_ns is not None else ""
+    return f"{uri}\n{info.size}\n{mtime}"
 
 
 def _block_digest(batch: pa.Table) -> dict[str, list[Any]]:

@@ -31,7 +31,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from pipelines.errors import RaypipeError
-from pipelines.storage import local_path
+from pipelines.storage.shared import local_path
 
 __all__ = [
     "MARKER",

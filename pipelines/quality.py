@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from pipelines.config import PipelineConfig, ProfileConfig
 from pipelines.profile import ColumnProfile, DataProfile, profile_dataset
 from pipelines.stages.validate import QUARANTINE_COLUMNS, ValidationResult, check_threshold, validate
+from pipelines.storage.location import StoragePath, Where, storage_path
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -147,10 +148,10 @@ def render_html(report: QualityReport) -> str:
     return "\n".join(parts)
 
 
-def write_report(report: QualityReport, directory: Path) -> tuple[Path, Path]:
+def write_report(report: QualityReport, directory: Where) -> tuple[StoragePath, StoragePath]:
     """Write ``quality_report.json`` and ``quality_report.html`` into ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    json_path, html_path = directory / "quality_report.json", directory / "quality_report.html"
+    folder = storage_path(directory)
+    json_path, html_path = folder / "quality_report.json", folder / "quality_report.html"
     json_path.write_text(report.model_dump_json(indent=2))
     html_path.write_text(render_html(report))
     return json_path, html_path
@@ -165,8 +166,8 @@ def _source_label(cfg: PipelineConfig) -> str:
     return f"{cfg.source.kind}: {path}" if path else cfg.source.kind
 
 
-def validate_and_report(raw: Dataset, cfg: PipelineConfig, quarantine_path: Path,
-                        report_dir: Path) -> ValidationResult:
+def validate_and_report(raw: Dataset, cfg: PipelineConfig, quarantine_path: StoragePath,
+                        report_dir: StoragePath) -> ValidationResult:
     """Validate ``raw``, keep every quarantined row, report, log to MLflow, then enforce.
 
     Logged to the active MLflow run: metrics ``rows_in``, ``rows_passed``,
@@ -208,7 +209,7 @@ def validate_and_report(raw: Dataset, cfg: PipelineConfig, quarantine_path: Path
     return replace(result, checked=None)
 
 
-def log_quality_files(report_dir: Path) -> None:
+def log_quality_files(report_dir: StoragePath) -> None:
     """Log the quality report and the training profile written to ``report_dir`` to the run.
 
     Kept apart from their computation so that a run which reuses a cached validation stage
@@ -216,12 +217,14 @@ def log_quality_files(report_dir: Path) -> None:
     """
     import mlflow
 
+    from pipelines.tracking import log_artifact
+
     for name in ("quality_report.json", "quality_report.html"):
         if (report_dir / name).is_file():
-            mlflow.log_artifact(str(report_dir / name), REPORT_DIR)
+            log_artifact(report_dir / name, REPORT_DIR)
     profile = report_dir / Path(PROFILE_ARTIFACT).name
     if profile.is_file():
-        mlflow.log_artifact(str(profile), str(Path(PROFILE_ARTIFACT).parent))
+        log_artifact(profile, str(Path(PROFILE_ARTIFACT).parent))
         mlflow.set_tag("raypipe.training_profile", PROFILE_ARTIFACT)
 
 
@@ -232,8 +235,8 @@ class ProfileFiles:
     profile: DataProfile
     unique_key: list[str]
     contract_path: Path
-    json_path: Path
-    html_path: Path
+    json_path: StoragePath
+    html_path: StoragePath
 
 
 def profile_to_files(ds: Dataset, settings: ProfileConfig, source: str, directory: Path) -> ProfileFiles:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,7 +41,8 @@ from pipelines.stages.ingest import (
 )
 from pipelines.stages.split import distinct_values, split_dataset
 from pipelines.stages.train import featurize, tune_models
-from pipelines.storage import check_shared_storage
+from pipelines.storage import StoragePath
+from pipelines.storage.shared import check_shared_storage
 
 __all__ = ["STAGES", "MissingStageError", "RunSummary", "StageCallback", "plan_stages", "run_pipeline"]
 
@@ -129,11 +129,11 @@ def _run_name(cfg: PipelineConfig) -> str:
     return f"{cfg.name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
 
 
-def _read(path: Path) -> Any:
+def _read(path: StoragePath) -> Any:
     return read_files(str(path), "parquet")
 
 
-def _write(ds: Any, path: Path) -> int:
+def _write(ds: Any, path: StoragePath) -> int:
     """Write ``ds`` as Parquet to ``path`` and return the rows written (read back, not assumed).
 
     Files are numbered in block order (``preserve_order``), not in the order tasks happen to
@@ -211,7 +211,7 @@ class _Run:
             connect()
             check_shared_storage(self.cfg)  # now that the cluster's nodes are known
 
-    def path(self, stage: str, *parts: str) -> Path:
+    def path(self, stage: str, *parts: str) -> StoragePath:
         return self.entries[stage].path.joinpath(*parts)
 
 
@@ -430,6 +430,8 @@ def _train(run: _Run, state: _RunState) -> str:
     """Tune the model families on the featurised splits; the best one wins."""
     import mlflow
 
+    from pipelines import tracking
+
     cfg, summary = run.cfg, state.summary
     rec = run.resolve("train", stage_key(
         "train", run.keys["features"], cfg.train.model_dump(mode="json")),
@@ -440,7 +442,7 @@ def _train(run: _Run, state: _RunState) -> str:
                        **{f"best.{k}": v for k, v in rec["best_params"].items()}})
     mlflow.log_metric(f"valid_{rec['metric']}", rec["best_score"])
     mlflow.set_tag("raypipe.parallelism", rec["parallelism"])
-    mlflow.log_artifact(str(run.path("train", TRIALS_FILE)))
+    tracking.log_artifact(run.path("train", TRIALS_FILE))
     return _reused(run, "train", f"best {rec['family']}: valid {rec['metric']} "
                    f"{rec['best_score']:.4f}")
 
@@ -495,7 +497,7 @@ def _evaluate_stage(run: _Run, state: _RunState) -> str:
                       "evaluation.json")
     mlflow.log_metrics(_slice_metrics(rec["slices"]))
     for p in rec["plots"]:
-        mlflow.log_artifact(str(run.path("evaluate", p)), "plots")
+        tracking.log_artifact(run.path("evaluate", p), "plots")
     shown = {k: v for k, v in metrics.items() if "_class_" not in k}
     return _reused(run, "evaluate", ", ".join(
         f"{k} {v:.3f}" for k, v in list(shown.items())[:6]))
@@ -590,7 +592,7 @@ def _compute_split(run: _Run) -> Callable[[CacheEntry], dict[str, Any]]:
 SPLITS = ("train", "valid", "test")
 
 
-def _train_rows(run: _Run) -> Path:
+def _train_rows(run: _Run) -> StoragePath:
     """The training split as the features were fitted on it (after row cleaning)."""
     return run.path("features", "train")
 
@@ -631,7 +633,7 @@ def _compute_train(run: _Run, task: str,
             run_name=sweep, resume=run.resume, prescaled=pipeline.scaling != "none",
             time_ordered=cfg.split.strategy == "time", on_progress=run.stage.progress("train"),
         )
-        shutil.copytree(result.model_dir, entry.path / MODEL_DIR)
+        (entry.path / MODEL_DIR).upload(result.model_dir)
         (entry.path / TRIALS_FILE).write_text(json.dumps(result.trials, indent=2, default=str))
         tracking.log_trials(result.trials, result.metric)  # child runs, once per sweep
         return {"family": result.family, "metric": result.metric, "mode": result.mode,
@@ -662,15 +664,16 @@ def _compute_register(run: _Run, spec: ModelSpec) -> Callable[[CacheEntry], dict
 
         test_raw = _read(run.path("split", "test"))
         example = test_raw.drop_columns([run.cfg.target]).limit(5).to_pandas()
-        info = tracking.log_pipeline_model(spec, run.path("train", MODEL_DIR), example)
-        # The drift reference lives in the run that logged the model, found from its version.
-        log_reference(_read(_train_rows(run)), spec, run.path("train", MODEL_DIR),
-                      run.cfg.monitor, seed=run.cfg.split.seed)
+        with run.path("train", MODEL_DIR).local_copy() as model_dir:
+            info = tracking.log_pipeline_model(spec, model_dir, example)
+            # The drift reference lives in the run that logged the model, found from its version.
+            log_reference(_read(_train_rows(run)), spec, model_dir,
+                          run.cfg.monitor, seed=run.cfg.split.seed)
         return {"model_uri": info.model_uri}
     return compute
 
 
-def _predict_to(model_uri: str, test_raw: Any, cfg: PipelineConfig, out: Path) -> int:
+def _predict_to(model_uri: str, test_raw: Any, cfg: PipelineConfig, out: StoragePath) -> int:
     """Batch-predict ``test_raw`` with ``model_uri`` into Parquet at ``out``; rows written."""
     predictions = predict_dataset(test_raw, model_uri=model_uri, tracking_uri=cfg.tracking_uri,
                                   cfg=cfg.batch)
@@ -685,8 +688,8 @@ def _compute_batch(run: _Run, model_uri: str) -> Callable[[CacheEntry], dict[str
     return compute
 
 
-def _evaluate(path: Path, cfg: PipelineConfig, task: str, classes: list[Any] | None,
-              plot_dir: Path | None) -> Evaluation:
+def _evaluate(path: StoragePath, cfg: PipelineConfig, task: str, classes: list[Any] | None,
+              plot_dir: StoragePath | None) -> Evaluation:
     return evaluate_predictions(_read(path), target=cfg.target, task=task, classes=classes,
                                 slices=list(cfg.evaluate.slices), plot_dir=plot_dir)
 
@@ -703,24 +706,23 @@ def _compute_evaluate(run: _Run, task: str,
                                plot_dir if cfg.evaluate.plots else None)
         plots = list(evaluation.plots)
         if cfg.evaluate.plots:
-            model_dir = run.path("train", MODEL_DIR)
-            family = saved_family(model_dir)
-            importances = family.importances(family.load(model_dir), pipeline.feature_names)
-            plots.append(feature_importance_plot(importances,
-                                                 plot_dir / "feature_importance.png"))
-            if cfg.evaluate.explain_rows:
-                attribution = _attribution_plot(run, pipeline, family, model_dir,
-                                                plot_dir / "attributions.png")
-                plots += [attribution] if attribution is not None else []
+            with run.path("train", MODEL_DIR).local_copy() as model_dir:
+                family = saved_family(model_dir)
+                importances = family.importances(family.load(model_dir), pipeline.feature_names)
+                plots.append(feature_importance_plot(importances,
+                                                     plot_dir / "feature_importance.png"))
+                if cfg.evaluate.explain_rows:
+                    attribution = _attribution_plot(run, pipeline, family, model_dir,
+                                                    plot_dir / "attributions.png")
+                    plots += [attribution] if attribution is not None else []
         return {"metrics": evaluation.metrics, "confusion": evaluation.confusion,
                 "slices": evaluation.slices,
-                "plots": [str(Path(p).resolve().relative_to(entry.path.resolve()))
-                          for p in plots]}
+                "plots": [p.relative_to(entry.path) for p in plots]}
     return compute
 
 
 def _attribution_plot(run: _Run, pipeline: FeaturePipeline, family: Any, model_dir: Path,
-                      path: Path) -> Path | None:
+                      path: StoragePath) -> StoragePath | None:
     """The SHAP-style summary of the first ``evaluate.explain_rows`` test rows, or None when
     the family gives no exact attributions (the MLP)."""
     import pyarrow.dataset as pads

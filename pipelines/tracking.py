@@ -26,11 +26,13 @@ from pipelines.model.spec import (
     conform_input,
     spec_to_json,
 )
+from pipelines.storage.location import StoragePath
 
 __all__ = [
     "FEATURE_PIPELINE_FILE",
     "NATIVE_MODEL_KEY",
     "configure_tracking",
+    "log_artifact",
     "log_native_model",
     "log_pipeline_model",
     "model_signature",
@@ -324,6 +326,14 @@ def log_dataset(path: str, fingerprint: str, name: str, rows: int) -> None:
             source = CodeDatasetSource(tags={"uri": path})
     dataset = MetaDataset(source=source, name=name, digest=fingerprint[:36])  # type: ignore[abstract]
     mlflow.log_input(dataset, context="training", tags={"rows": str(rows)})
+
+
+def log_artifact(location: StoragePath, artifact_path: str | None = None) -> None:
+    """Log a file of the run's state (local or in an object store) to the active MLflow run."""
+    import mlflow
+
+    with location.local_copy() as local:
+        mlflow.log_artifact(str(local), artifact_path)
 
 
 def log_json(obj: Any, artifact_file: str) -> None:

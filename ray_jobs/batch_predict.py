@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipelines.stages.batch import run_batch_inference
     from pipelines.stages.ingest import read_files, read_source
-    from pipelines.storage import Location, require_shared
+    from pipelines.storage.shared import Location, require_shared
 
     if args.input is None and cfg.batch.input is None:
         logger.error("give --input, or batch.input in the config")

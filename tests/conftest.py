@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pipelines.config import PipelineConfig, load_config
+
+if TYPE_CHECKING:
+    from pipelines.storage import StoragePath
+    from tests.s3 import S3Server
 
 # Small but real: every stage runs, on data big enough for stratification and Tune.
 SMALL_RUN = [
@@ -52,7 +57,43 @@ def _tracking_uri_stays_put() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def ray_address() -> Iterator[str]:
+def s3() -> Iterator[S3Server]:
+    """The session's S3-compatible server (moto, on loopback), with its environment exported.
+
+    Exported before the shared Ray instance starts (``ray_address`` depends on this), so Ray
+    workers, CLI subprocesses and job drivers inherit the endpoint and credentials the way a
+    cluster's nodes get them: from the SDK's standard environment.
+    """
+    from tests.s3 import s3_server
+
+    with s3_server() as server:
+        saved = {k: os.environ.get(k) for k in server.env}
+        os.environ.update(server.env)
+        server.bucket(S3_BUCKET)
+        yield server
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+S3_BUCKET = "raypipe-tests"
+
+
+@pytest.fixture(params=["local", "s3"])
+def store_root(request: pytest.FixtureRequest, tmp_path: Path) -> StoragePath:
+    """An empty folder in each back end: a local one, and a fresh prefix in the S3 bucket."""
+    from pipelines.storage import storage_path
+
+    if request.param == "local":
+        return storage_path(tmp_path / "store")
+    request.getfixturevalue("s3")
+    return storage_path(f"s3://{S3_BUCKET}/{uuid.uuid4().hex}")
+
+
+@pytest.fixture(scope="session")
+def ray_address(s3: S3Server) -> Iterator[str]:
     """Start (or join, when RAY_ADDRESS is set by .ci/run) the one Ray instance of this run.
 
     The address is exported so that CLI subprocesses join the same instance instead of

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from pipelines.config.base import _Section
+from pipelines.config.base import ConfigError, _Section
 from pipelines.config.batch import BatchConfig
 from pipelines.config.contract import SchemaConfig
 from pipelines.config.evaluate import EvaluateConfig
@@ -20,6 +19,9 @@ from pipelines.config.serve import ServeConfig
 from pipelines.config.sources import Source
 from pipelines.config.split import SplitConfig
 from pipelines.config.training import TrainConfig
+
+if TYPE_CHECKING:
+    from pipelines.storage.location import StoragePath
 
 __all__ = ["PipelineConfig", "Task"]
 
@@ -58,32 +60,38 @@ class PipelineConfig(_Section):
             raise ValueError(f"features.drop lists the target column {self.target!r}")
         return self
 
-    # Derived settings live here so every consumer reads the same value.
+    # Derived settings live here so every consumer reads the same value. Locations are
+    # StoragePaths: a local folder or an object-store prefix, read and written alike.
     @property
-    def work_dir(self) -> Path:
-        return Path(self.runtime.work_dir)
+    def work_dir(self) -> StoragePath:
+        from pipelines.storage.location import storage_path
+
+        return storage_path(self.runtime.work_dir)
 
     @property
     def storage_path(self) -> str:
-        return self.runtime.storage_path or str((self.work_dir / "ray_results").resolve())
+        return self.runtime.storage_path or str(self.work_dir / "ray_results")
 
     @property
-    def cache_dir(self) -> Path:
+    def cache_dir(self) -> StoragePath:
         """The stage cache of this pipeline (see :mod:`pipelines.cache`)."""
         return self.work_dir / "cache" / self.name
 
     @property
-    def output_dir(self) -> Path:
-        return Path(self.batch.output_dir or self.work_dir / "outputs" / self.name)
+    def output_dir(self) -> StoragePath:
+        from pipelines.storage.location import storage_path
+
+        if self.batch.output_dir:
+            return storage_path(self.batch.output_dir)
+        return self.work_dir / "outputs" / self.name
 
     @property
     def request_log_path(self) -> str:
-        return self.monitor.request_log.path or str(
-            (self.work_dir / "request_logs" / self.name).resolve())
+        return self.monitor.request_log.path or str(self.work_dir / "request_logs" / self.name)
 
     @property
     def monitor_dir(self) -> str:
-        return self.monitor.output_dir or str((self.work_dir / "monitoring" / self.name).resolve())
+        return self.monitor.output_dir or str(self.work_dir / "monitoring" / self.name)
 
     @property
     def tracking_uri(self) -> str:
@@ -92,11 +100,19 @@ class PipelineConfig(_Section):
         env = os.environ.get("MLFLOW_TRACKING_URI")
         if env:
             return env
-        return f"sqlite:///{(self.work_dir / 'mlflow.db').resolve()}"
+        if not self.work_dir.is_local:
+            # MLflow's embedded store is a SQLite file, which an object store cannot hold.
+            raise ConfigError(
+                f"tracking.uri: runtime.work_dir is {self.work_dir}, where MLflow's embedded "
+                "SQLite store cannot live; set tracking.uri (or MLFLOW_TRACKING_URI) to an "
+                "MLflow server, e.g. http://mlflow:5000")
+        return f"sqlite:///{self.work_dir.local / 'mlflow.db'}"
 
     @property
     def artifact_location(self) -> str:
-        return (self.work_dir / "mlartifacts").resolve().as_uri()
+        work = self.work_dir
+        return (work / "mlartifacts").uri if not work.is_local \
+            else (work.local / "mlartifacts").as_uri()
 
     @property
     def experiment_name(self) -> str:

@@ -41,7 +41,11 @@ class TrackingConfig(_Section):
 class RuntimeConfig(_Section):
     """Where the pipeline runs and keeps its files."""
 
-    work_dir: str = Field(".raypipe", description="Local state: MLflow store, outputs, results.")
+    work_dir: str = Field(
+        ".raypipe",
+        description="Where the run keeps its state (stage cache, outputs, reports, results): a "
+        "local folder or an object-store prefix such as s3://bucket/raypipe.",
+    )
     ray_address: str | None = Field(
         None, description="Ray cluster to join. Default: $RAY_ADDRESS, else a local instance."
     )

@@ -14,11 +14,11 @@ import logging
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from pipelines.config import MonitorConfig, PipelineConfig
 from pipelines.monitoring.drift import ColumnDrift, compare
+from pipelines.storage.location import StoragePath, storage_path
 
 __all__ = ["MonitorOptions", "MonitorResult", "monitor", "quality_verdict"]
 
@@ -47,8 +47,8 @@ class MonitorOptions:
 @dataclass
 class MonitorResult:
     summary: dict[str, Any]
-    report_path: Path
-    summary_path: Path
+    report_path: StoragePath
+    summary_path: StoragePath
 
     @property
     def flagged(self) -> bool:
@@ -173,8 +173,7 @@ def monitor(cfg: PipelineConfig, opts: MonitorOptions) -> MonitorResult:
         summary["alerts"] = alerts
         summary["flagged"] = bool(alerts)
 
-        out = Path(cfg.monitor_dir) / created.strftime("%Y%m%d-%H%M%S")
-        out.mkdir(parents=True, exist_ok=True)
+        out = storage_path(cfg.monitor_dir) / created.strftime("%Y%m%d-%H%M%S")
         drifts = [*features, prediction]
         if summary["flagged"] and m.webhook_url:
             summary["webhook"] = post_webhook(m.webhook_url, summary)
@@ -192,8 +191,8 @@ def monitor(cfg: PipelineConfig, opts: MonitorOptions) -> MonitorResult:
                              "raypipe.training_run": ref.run_id or "",
                              "raypipe.monitor.flagged": str(summary["flagged"]).lower()})
             mlflow.log_metrics(_mlflow_metrics(features, prediction, summary))
-            mlflow.log_artifact(str(report), "monitoring")
-            mlflow.log_artifact(str(summary_path), "monitoring")
+            tracking.log_artifact(report, "monitoring")
+            tracking.log_artifact(summary_path, "monitoring")
             summary["mlflow_run_id"] = run.info.run_id
         summary_path.write_text(json.dumps(summary, indent=2, default=str))
     logger.info("monitor: %d rows, %d feature(s) flagged, report %s", counts.rows,

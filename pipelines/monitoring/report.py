@@ -6,10 +6,10 @@ import base64
 import html
 import io
 import math
-from pathlib import Path
 from typing import Any
 
 from pipelines.monitoring.drift import ColumnDrift
+from pipelines.storage.location import StoragePath
 
 __all__ = ["write_report"]
 
@@ -74,7 +74,7 @@ def _not_logged(summary: dict[str, Any]) -> str:
             f"{html.escape(', '.join(names))}</p>")
 
 
-def write_report(summary: dict[str, Any], drifts: list[ColumnDrift], path: Path) -> Path:
+def write_report(summary: dict[str, Any], drifts: list[ColumnDrift], path: StoragePath) -> StoragePath:
     """Write the HTML report of one monitoring run to ``path``."""
     import matplotlib
 
@@ -124,6 +124,5 @@ reference: {summary['reference_rows']} training rows; created {summary['created_
 {quality_html}
 <h2>Distributions: reference vs current</h2>{plots}
 </body></html>"""
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page)
     return path

@@ -9,7 +9,6 @@ module asks which kind a source is. :func:`pipelines.sources.get_reader` picks t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from pipelines.config.sources import SourceConfig
@@ -18,7 +17,8 @@ if TYPE_CHECKING:
     from ray.data import Dataset
 
     from pipelines.sources._errors import InputError
-    from pipelines.storage import Location
+    from pipelines.storage import StoragePath
+    from pipelines.storage.shared import Location
 
 __all__ = ["SourceReader"]
 
@@ -45,7 +45,7 @@ class SourceReader(ABC, Generic[ConfigT]):
     """True for a kind whose :meth:`fingerprint` and :meth:`rows` are taken from the Dataset
     :meth:`read` returns (HTTP: the fetched pages): the runner reads before it asks them."""
 
-    def __init__(self, config: ConfigT, work_dir: Path) -> None:
+    def __init__(self, config: ConfigT, work_dir: StoragePath) -> None:
         self.config = config
         self.work_dir = work_dir
         """The run's ``runtime.work_dir``: where a reader may keep files it generates."""
@@ -76,7 +76,7 @@ class SourceReader(ABC, Generic[ConfigT]):
     def locations(self) -> list[Location]:
         """The local or remote places the read touches, named by their config field, so
         that a run on a multi-node cluster can refuse a node-local one before it starts
-        (:func:`pipelines.storage.pipeline_locations`). Default: none (e.g. a network API)."""
+        (:func:`pipelines.storage.shared.pipeline_locations`). Default: none (e.g. a network API)."""
         return []
 
     def explain(self, err: BaseException) -> InputError | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pipelines.config import DemoSource, FileSource
 from pipelines.demo import write_demo_parquet
 from pipelines.sources.files import FileBackedReader
-from pipelines.storage import Location
+from pipelines.storage.shared import Location
 
 __all__ = ["DemoReader"]
 

@@ -15,7 +15,7 @@ from pipelines.config import FileSource
 from pipelines.lineage import fingerprint_files
 from pipelines.sources._errors import InputError, error_chain
 from pipelines.sources.base import ConfigT, SourceReader
-from pipelines.storage import Location
+from pipelines.storage.shared import Location
 
 if TYPE_CHECKING:
     from ray.data import Dataset

@@ -35,7 +35,7 @@ from pipelines.redact import SENSITIVE_NAMES, redact
 from pipelines.sources._errors import InputError
 from pipelines.sources.base import SourceReader
 from pipelines.sources.files import resolve_paths
-from pipelines.storage import Location
+from pipelines.storage.shared import Location
 
 if TYPE_CHECKING:
     from ray.data import Dataset

@@ -7,7 +7,6 @@ table of ``"module:Class"`` names, imported when a config of that kind is first 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from pipelines.config.base import ConfigError
@@ -20,6 +19,7 @@ from pipelines.config.sources import (
 )
 from pipelines.plugins import import_ref, load_entry_point, ref_of
 from pipelines.sources.base import SourceReader
+from pipelines.storage.location import Where, storage_path
 
 __all__ = ["SourceKindError", "get_reader", "reader_class", "register_source", "source_kinds"]
 
@@ -114,7 +114,7 @@ def reader_class(kind: str) -> type[SourceReader[Any]]:
     return _READERS[kind]
 
 
-def get_reader(config: SourceConfig, work_dir: Path) -> SourceReader[Any]:
+def get_reader(config: SourceConfig, work_dir: Where) -> SourceReader[Any]:
     """The reader of ``config`` (picked by ``config.kind``), for a run whose work dir is
     ``work_dir``. Nothing is read yet.
 
@@ -126,4 +126,4 @@ def get_reader(config: SourceConfig, work_dir: Path) -> SourceReader[Any]:
         raise SourceKindError(f"source kind {config.kind!r}: {cls.__qualname__} reads "
                               f"{cls.config_type.__qualname__} settings, got "
                               f"{type(config).__qualname__}")
-    return cls(config, work_dir)
+    return cls(config, storage_path(work_dir))

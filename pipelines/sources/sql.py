@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pipelines.config import SqlSource
 from pipelines.sources._errors import InputError
 from pipelines.sources.base import SourceReader
-from pipelines.storage import Location
+from pipelines.storage.shared import Location
 
 if TYPE_CHECKING:
     from ray.data import Dataset

@@ -17,10 +17,8 @@ import gc
 import hashlib
 import io
 import logging
-import os
 from dataclasses import dataclass, replace
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -28,6 +26,7 @@ import pyarrow as pa
 
 from pipelines.config import BatchConfig
 from pipelines.errors import RaypipeError
+from pipelines.storage.location import storage_path
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -194,11 +193,8 @@ def _write_quarantine(rows: pd.DataFrame, directory: str) -> None:
     buf = io.BytesIO()
     rows.astype("string").to_parquet(buf, index=False)
     data = buf.getvalue()
-    path = Path(directory) / f"part-{hashlib.sha1(data).hexdigest()[:16]}.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)  # atomic: readers never see half a file
+    # One atomic put, local or object store: readers never see half a file.
+    (storage_path(directory) / f"part-{hashlib.sha1(data).hexdigest()[:16]}.parquet").write_bytes(data)
 
 
 _CANONICAL = {"float": "float64", "bool": "boolean", "string": "string",

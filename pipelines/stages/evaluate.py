@@ -16,13 +16,13 @@ import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from pipelines.model.spec import PREDICTION_COLUMN, PROBABILITY_COLUMN
+from pipelines.storage.location import StoragePath, Where, storage_path
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -70,7 +70,7 @@ class Evaluation:
     metrics: dict[str, float]
     confusion: list[list[int]] | None
     slices: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
-    plots: list[Path] = field(default_factory=list)
+    plots: list[StoragePath] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- labels
@@ -383,7 +383,7 @@ def evaluate_frame(
     task: str,
     classes: Sequence[Any] | None,
     slices: Sequence[str] = (),
-    plot_dir: Path | None = None,
+    plot_dir: Where | None = None,
 ) -> Evaluation:
     """Metrics, confusion matrix, slice metrics and (when ``plot_dir`` is given) plots.
 
@@ -394,11 +394,11 @@ def evaluate_frame(
     metrics = compute_metrics(frame, target=target, task=task, classes=classes)
     matrix = None if task == "regression" else confusion(frame, target=target, classes=classes or [])
     per_slice = slice_metrics(frame, target=target, task=task, classes=classes, slices=slices)
-    plots: list[Path] = []
+    plots: list[StoragePath] = []
     scored = _scored_rows(frame, target)
     if plot_dir is not None and len(scored):
         plots = _write_plots(scored, target=target, task=task, classes=classes,
-                             matrix=matrix, plot_dir=Path(plot_dir))
+                             matrix=matrix, plot_dir=storage_path(plot_dir))
     return Evaluation(metrics=metrics, confusion=matrix, slices=per_slice, plots=plots)
 
 
@@ -409,11 +409,10 @@ def _write_plots(
     task: str,
     classes: Sequence[Any] | None,
     matrix: list[list[int]] | None,
-    plot_dir: Path,
-) -> list[Path]:
+    plot_dir: StoragePath,
+) -> list[StoragePath]:
     from pipelines.stages import plots
 
-    plot_dir.mkdir(parents=True, exist_ok=True)
     if task == "regression":
         return [plots.residual_plot(frame[target].to_numpy(dtype=float),
                                     frame[PREDICTION_COLUMN].to_numpy(dtype=float),
@@ -441,13 +440,14 @@ def evaluate_predictions(
     task: str,
     classes: Sequence[Any] | None,
     slices: Sequence[str] = (),
-    plot_dir: Path | None = None,
+    plot_dir: Where | None = None,
 ) -> Evaluation:
     """Evaluate a predictions Dataset in one Ray task and return the :class:`Evaluation`.
 
     Only the label, prediction, probability and slice columns leave storage. The task writes
-    the plots to ``plot_dir``, a path on the local file system (the task runs on a node that
-    shares it, as on a single machine).
+    the plots to ``plot_dir`` itself, a local folder or an object-store prefix: on a cluster
+    whose nodes share no disk it is in the object store, so nothing the driver needs is left
+    on the task's node.
 
     Raises:
         ValueError: the label, ``prediction`` or a slice column is missing.
@@ -463,7 +463,7 @@ def evaluate_predictions(
         keep += [PROBABILITY_COLUMN, *(f"{PROBABILITY_COLUMN}_{c}" for c in classes or [])]
     keep = [c for c in dict.fromkeys(keep) if c in available]
     narrow = predictions.select_columns(keep).materialize()
-    out_dir = Path(plot_dir).resolve() if plot_dir is not None else None
+    out_dir = storage_path(plot_dir) if plot_dir is not None else None
     class_list = list(classes) if classes is not None else None
     slice_list = list(slices)
 

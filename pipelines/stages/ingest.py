@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.config import AnySource
@@ -21,13 +20,15 @@ from pipelines.sources.registry import get_reader, reader_class
 if TYPE_CHECKING:
     from ray.data import Dataset
 
+    from pipelines.storage.location import Where
+
 __all__ = ["InputError", "fingerprinted_from_read", "read_files", "read_source", "resolve_paths", "rows_read",
            "source_errors", "source_fingerprint", "source_path"]
 
 logger = logging.getLogger(__name__)
 
 
-def source_path(source: AnySource, work_dir: Path) -> str:
+def source_path(source: AnySource, work_dir: Where) -> str:
     """Where a file-backed source's data lies (files, demo); the demo is generated there first.
 
     Raises:
@@ -39,7 +40,7 @@ def source_path(source: AnySource, work_dir: Path) -> str:
     return reader.files().path
 
 
-def read_source(source: AnySource, work_dir: Path) -> Dataset:
+def read_source(source: AnySource, work_dir: Where) -> Dataset:
     """Read the configured source into a Dataset (see :meth:`SourceReader.read`).
 
     Files and SQL reads are lazy (streamed by the stages that follow); an HTTP source is
@@ -58,7 +59,7 @@ def fingerprinted_from_read(source: AnySource) -> bool:
     return reader_class(source.kind).snapshot
 
 
-def source_fingerprint(source: AnySource, work_dir: Path,
+def source_fingerprint(source: AnySource, work_dir: Where,
                        dataset: Dataset | None = None) -> tuple[str, str]:
     """``(uri, sha256)`` of the source's data, for lineage and stage caching.
 
@@ -70,7 +71,7 @@ def source_fingerprint(source: AnySource, work_dir: Path,
     return get_reader(source, work_dir).fingerprint(dataset)
 
 
-def rows_read(source: AnySource, dataset: Dataset | None, work_dir: Path) -> int | None:
+def rows_read(source: AnySource, dataset: Dataset | None, work_dir: Where) -> int | None:
     """Rows the source delivered, where that is cheap to know before the data is consumed.
 
     Local Parquet (and the demo): from the footers. HTTP: the snapshot's count. SQL: a
@@ -81,7 +82,7 @@ def rows_read(source: AnySource, dataset: Dataset | None, work_dir: Path) -> int
 
 
 @contextmanager
-def source_errors(source: AnySource, work_dir: Path | None = None) -> Iterator[None]:
+def source_errors(source: AnySource, work_dir: Where | None = None) -> Iterator[None]:
     """Turn a read failure inside a Ray task into one :class:`InputError` line.
 
     File, SQL and HTTP reads are lazy: a corrupt file or a value the CSV reader cannot
@@ -98,7 +99,7 @@ def source_errors(source: AnySource, work_dir: Path | None = None) -> Iterator[N
         inner = unwrap_input_error(err)
         if inner is not None:
             raise InputError(str(inner)) from err
-        explained = get_reader(source, work_dir or Path()).explain(err)
+        explained = get_reader(source, work_dir or ".").explain(err)
         if explained is None:
             raise
         raise explained from err

@@ -7,11 +7,13 @@ freed as soon as it has been saved. Nothing is imported from matplotlib until a 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from pipelines.storage.location import StoragePath, Where, storage_path
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -40,11 +42,13 @@ def _figure(width: float, height: float, **grid: Any) -> tuple[Figure, Any]:
     return fig, fig.subplots(**grid)
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png")
+def _save(fig: Figure, path: Where) -> StoragePath:
+    """Render to PNG in memory, then write it in one atomic put (local folder or object store)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     fig.clear()
+    out = storage_path(path)
+    out.write_bytes(buf.getvalue())
     return out
 
 
@@ -56,8 +60,8 @@ def roc_pr_curves(
     y_true: Sequence[Any] | np.ndarray,
     proba: np.ndarray,
     classes: Sequence[Any],
-    path: str | Path,
-) -> Path:
+    path: Where,
+) -> StoragePath:
     """ROC curve (left) and precision-recall curve (right).
 
     Args:
@@ -105,7 +109,7 @@ def roc_pr_curves(
     return _save(fig, path)
 
 
-def confusion_plot(matrix: Sequence[Sequence[int]], classes: Sequence[Any], path: str | Path) -> Path:
+def confusion_plot(matrix: Sequence[Sequence[int]], classes: Sequence[Any], path: Where) -> StoragePath:
     """Confusion matrix, true classes as rows and predicted as columns, coloured by row share."""
     counts = np.asarray(matrix, dtype=float).reshape(len(classes), len(classes))
     totals = counts.sum(axis=1, keepdims=True)
@@ -128,8 +132,8 @@ def confusion_plot(matrix: Sequence[Sequence[int]], classes: Sequence[Any], path
 
 
 def calibration_plot(
-    y_true: Sequence[Any] | np.ndarray, proba: np.ndarray, path: str | Path, *, bins: int = 10
-) -> Path:
+    y_true: Sequence[Any] | np.ndarray, proba: np.ndarray, path: Where, *, bins: int = 10
+) -> StoragePath:
     """Reliability curve (observed frequency per probability bin) above a histogram of ``proba``.
 
     Args:
@@ -162,7 +166,7 @@ def calibration_plot(
     return _save(fig, path)
 
 
-def residual_plot(y_true: np.ndarray, y_pred: np.ndarray, path: str | Path) -> Path:
+def residual_plot(y_true: np.ndarray, y_pred: np.ndarray, path: Where) -> StoragePath:
     """Residuals (true - predicted) against predictions (left) and their histogram (right)."""
     truth = np.asarray(y_true, dtype=float)
     pred = np.asarray(y_pred, dtype=float)
@@ -180,7 +184,7 @@ def residual_plot(y_true: np.ndarray, y_pred: np.ndarray, path: str | Path) -> P
     return _save(fig, path)
 
 
-def feature_importance_plot(importances: Mapping[str, float], path: str | Path, top: int = 20) -> Path:
+def feature_importance_plot(importances: Mapping[str, float], path: Where, top: int = 20) -> StoragePath:
     """Horizontal bars of the ``top`` most important features, largest at the top."""
     ranked = sorted(importances.items(), key=lambda kv: kv[1], reverse=True)[:top]
     fig, ax = _figure(8, max(3.0, 0.35 * len(ranked) + 1.5))
@@ -195,8 +199,8 @@ def feature_importance_plot(importances: Mapping[str, float], path: str | Path, 
 
 
 def attribution_summary_plot(attributions: Mapping[str, np.ndarray],
-                             values: Mapping[str, np.ndarray], path: str | Path,
-                             scale: str, top: int = 20) -> Path:
+                             values: Mapping[str, np.ndarray], path: Where,
+                             scale: str, top: int = 20) -> StoragePath:
     """A SHAP-style summary: one row of dots per input column, the ``top`` columns by mean
     absolute attribution, each dot a row's attribution coloured by the column's value there.
 

@@ -1,4 +1,4 @@
-"""pipelines/storage.py: node-local paths fail early, by field, on a multi-node cluster only.
+"""pipelines/storage/shared.py: node-local paths fail early, by field, on a multi-node cluster only.
 
 The cluster is described to the check (``nodes=`` as ``ray.nodes()`` returns them), so these
 run without Ray.
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pipelines.config import load_config
-from pipelines.storage import (
+from pipelines.storage.shared import (
     SHARED_DIRS_ENV,
     Location,
     SharedStorageError,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from pipelines.cache import MANIFEST, StageCache, code_version, stage_key
 from pipelines.runner import STAGES, plan_stages
+from pipelines.storage import StoragePath
 
 
 def test_key_is_stable_and_sensitive_to_every_part() -> None:
@@ -24,29 +24,67 @@ def test_code_version_hashes_the_package_sources() -> None:
     assert len(v) == 64 and v == code_version()
 
 
-def test_entry_without_manifest_is_not_finished(tmp_path: Path) -> None:
-    entry = StageCache(tmp_path).entry("split", stage_key("x"))
+# The entry tests run on local disk and on the S3 server (``store_root``): an object store
+# has no rename, so "finished" must mean the same there without one.
+
+
+def test_entry_without_manifest_is_not_finished(store_root: StoragePath) -> None:
+    entry = StageCache(store_root).entry("split", stage_key("x"))
     assert entry.load() is None
     entry.reset()
     (entry.path / "part.parquet").write_text("half written")
     assert entry.load() is None  # outputs without a manifest: an interrupted stage
 
 
-def test_commit_then_load_round_trips_and_reset_wipes(tmp_path: Path) -> None:
-    cache = StageCache(tmp_path)
+def test_interrupted_stage_leaves_no_finished_marker(store_root: StoragePath) -> None:
+    """A stage that dies half way (here: raises between two writes) is never taken as done,
+    and its leftovers are wiped before the next attempt."""
+    cache = StageCache(store_root)
+    entry = cache.entry("train", stage_key("crash"))
+
+    def compute() -> None:
+        entry.reset()
+        (entry.path / "model" / "part-0").write_bytes(b"half")
+        raise KeyboardInterrupt("driver killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        compute()
+    again = cache.entry("train", stage_key("crash"))
+    assert again.load() is None and not again.manifest.exists()
+    again.reset()
+    assert again.path.files() == {}
+
+
+def test_commit_then_load_round_trips_and_reset_wipes(store_root: StoragePath) -> None:
+    cache = StageCache(store_root)
     entry = cache.entry("features", stage_key("y"))
     entry.reset()
     (entry.path / "leftover").write_text("x")
     entry.commit({"counts": {"rows": 3}})
     again = cache.entry("features", stage_key("y"))
     assert again.load() == {"stage": "features", "key": stage_key("y"), "counts": {"rows": 3}}
-    assert not list(entry.path.glob(".*.tmp"))  # the manifest was renamed into place
+    assert set(entry.path.files()) == {"leftover", MANIFEST}  # no temporary file left over
     again.reset()
-    assert again.load() is None and list(again.path.iterdir()) == []
+    assert again.load() is None and again.path.files() == {}
 
 
-def test_unreadable_manifest_counts_as_missing(tmp_path: Path) -> None:
-    entry = StageCache(tmp_path).entry("train", stage_key("z"))
+def test_an_entry_that_lost_files_is_recomputed(store_root: StoragePath) -> None:
+    """The manifest lists every output with its size: a partial copy or an expired object
+    turns a finished entry back into a missing one."""
+    entry = StageCache(store_root).entry("split", stage_key("lost"))
+    entry.reset()
+    (entry.path / "train" / "0.parquet").write_bytes(b"12345")
+    (entry.path / "test" / "0.parquet").write_bytes(b"123")
+    entry.commit({"ok": 1})
+    assert entry.load() == {"stage": "split", "key": stage_key("lost"), "ok": 1}
+    (entry.path / "test" / "0.parquet").unlink()
+    assert entry.load() is None
+    (entry.path / "test" / "0.parquet").write_bytes(b"1234")  # same name, other content
+    assert entry.load() is None
+
+
+def test_unreadable_manifest_counts_as_missing(store_root: StoragePath) -> None:
+    entry = StageCache(store_root).entry("train", stage_key("z"))
     entry.reset()
     (entry.path / MANIFEST).write_text("{not json")
     assert entry.load() is None

@@ -10,7 +10,7 @@ import typer
 from pipelines.cli import _guarded
 from pipelines.expressions import ExpressionError
 from pipelines.features.fit import FeatureConfigError
-from pipelines.storage import SharedStorageError
+from pipelines.storage.shared import SharedStorageError
 
 
 def _raises(err: Exception) -> Callable[[], None]:

@@ -16,7 +16,7 @@ from pipelines.sources._errors import InputError
 from pipelines.stages.batch import UnscorableRowsError
 from pipelines.stages.split import SplitError
 from pipelines.stages.validate import ContractError
-from pipelines.storage import SharedStorageError
+from pipelines.storage.shared import SharedStorageError
 
 USER_ERRORS: list[tuple[type[Exception], type[Exception]]] = [
     (ConfigError, ValueError),

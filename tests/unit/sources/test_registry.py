@@ -22,7 +22,7 @@ from pipelines.sources import (
     registry,
     source_kinds,
 )
-from pipelines.storage import pipeline_locations
+from pipelines.storage.shared import pipeline_locations
 from tests.plugin_helpers import install_plugin
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -21,10 +21,13 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlparse
 
-from pipelines.config import ConfigError, PipelineConfig
+from pipelines.config.base import ConfigError
+
+if TYPE_CHECKING:
+    from pipelines.config import PipelineConfig
 
 __all__ = [
     "SHARED_DIRS_ENV",
