@@ -34,6 +34,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -62,7 +63,7 @@ def isolation_unavailable() -> str | None:
         return "mounting in a private mount namespace needs root (unshare --mount)"
     if shutil.which("unshare") is None:
         return "util-linux's unshare is not installed"
-    probe = subprocess.run([*_UNSHARE, "sh", "-c", "mount -t tmpfs raypipe-probe /mnt"],
+    probe = subprocess.run([*_UNSHARE, "sh", "-c", "mount -t tmpfs raypipe-probe /dev/shm"],
                            capture_output=True, text=True, timeout=30, check=False)
     if probe.returncode != 0:
         return f"cannot mount in a private mount namespace: {probe.stderr.strip()}"
@@ -91,6 +92,11 @@ class IsolatedCluster(LocalCluster):
                 backing = _backing(self.root, node, i, len(self.private_dirs))
                 return backing / path.relative_to(mount)
         raise ValueError(f"{path} is under none of the node-local folders {mounts}")
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _backing(root: Path, node: str, index: int, n_private: int) -> Path:
@@ -162,7 +168,8 @@ def isolated_two_node_cluster(root: Path, private_dirs: Sequence[str | Path] = (
               "--max-worker-port=0", f"--temp-dir={temp_dir}"]
     try:
         cluster.processes.append(start_isolated_node(root, HEAD, private, temp_dir, head, env))
-        wait_until(lambda: len(cluster.alive_nodes()) == 1, timeout, "the head node")
+        # The worker only needs the GCS to answer; a port check is cheaper than `ray list nodes`.
+        wait_until(lambda: _listening(gcs_port), timeout, "the head's GCS port")
         cluster.processes.append(start_isolated_node(root, WORKER, private, temp_dir, worker, env))
         nodes = wait_until(lambda: len(n := cluster.alive_nodes()) == 2 and n, timeout, "2 alive nodes")
         for n in nodes:
