@@ -81,10 +81,17 @@ def plain_baseline(path: Path, seed: int = 42) -> dict[str, float]:
     return {"wall_s": time.perf_counter() - t0, "roc_auc": float(auc)}
 
 
-def raypipe_run(rows: int, work_dir: Path) -> dict[str, object]:
-    """``raypipe run --rows N`` in ``work_dir`` as a user runs it: its own process and Ray."""
+def raypipe_run(rows: int, work_dir: Path, overrides: tuple[str, ...] = (),
+                env_extra: dict[str, str] | None = None) -> dict[str, object]:
+    """``raypipe run --rows N`` in ``work_dir`` as a user runs it: its own process and Ray.
+
+    ``overrides`` are passed as ``--set``; ``env_extra`` joins the environment (e.g. a
+    tracking URI, an S3 endpoint)."""
     cmd = [sys.executable, "-m", "pipelines", "run", "--rows", str(rows)]
+    for o in overrides:
+        cmd += ["--set", o]
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env.update(env_extra or {})
     t0 = time.perf_counter()
     done = subprocess.run(cmd, cwd=work_dir, env={**env, "COLUMNS": "200"}, capture_output=True,
                           text=True, check=False)
@@ -105,7 +112,7 @@ def main() -> None:
     for rows in args.rows:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
-            data = write_demo_parquet(work / "baseline", rows, 7)
+            data = write_demo_parquet(work / "baseline", rows, 7).local
             base = plain_baseline(data)
             first = raypipe_run(rows, work)
             again = raypipe_run(rows, work)

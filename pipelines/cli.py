@@ -494,7 +494,8 @@ def serve(
             os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
             os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
         _init_ray(runtime, verbose)
-        ray_serve.start(http_options={"host": bind_host, "port": bind_port})
+        ray_serve.start(proxy_location=scfg.proxy_location,
+                        http_options={"host": bind_host, "port": bind_port})
         ray_serve.run(build_app({**scfg.model_dump(), "model_uri": model_uri,
                                  "tracking_uri": uri, "host": bind_host, "port": bind_port,
                                  **request_log}),

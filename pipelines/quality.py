@@ -166,8 +166,8 @@ def _source_label(cfg: PipelineConfig) -> str:
     return f"{cfg.source.kind}: {path}" if path else cfg.source.kind
 
 
-def validate_and_report(raw: Dataset, cfg: PipelineConfig, quarantine_path: StoragePath,
-                        report_dir: StoragePath) -> ValidationResult:
+def validate_and_report(raw: Dataset, cfg: PipelineConfig, quarantine_path: Where,
+                        report_dir: Where) -> ValidationResult:
     """Validate ``raw``, keep every quarantined row, report, log to MLflow, then enforce.
 
     Logged to the active MLflow run: metrics ``rows_in``, ``rows_passed``,
@@ -182,6 +182,7 @@ def validate_and_report(raw: Dataset, cfg: PipelineConfig, quarantine_path: Stor
     import mlflow
 
     schema = cfg.schema_
+    report_dir = storage_path(report_dir)
     result = validate(raw, schema, cfg.target, enforce=False)
     if result.rows_quarantined:
         result.quarantined.write_parquet(str(quarantine_path))
@@ -209,7 +210,7 @@ def validate_and_report(raw: Dataset, cfg: PipelineConfig, quarantine_path: Stor
     return replace(result, checked=None)
 
 
-def log_quality_files(report_dir: StoragePath) -> None:
+def log_quality_files(report_dir: Where) -> None:
     """Log the quality report and the training profile written to ``report_dir`` to the run.
 
     Kept apart from their computation so that a run which reuses a cached validation stage
@@ -219,6 +220,7 @@ def log_quality_files(report_dir: StoragePath) -> None:
 
     from pipelines.tracking import log_artifact
 
+    report_dir = storage_path(report_dir)
     for name in ("quality_report.json", "quality_report.html"):
         if (report_dir / name).is_file():
             log_artifact(report_dir / name, REPORT_DIR)

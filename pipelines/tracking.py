@@ -26,7 +26,7 @@ from pipelines.model.spec import (
     conform_input,
     spec_to_json,
 )
-from pipelines.storage.location import StoragePath
+from pipelines.storage.location import Where, storage_path
 
 __all__ = [
     "FEATURE_PIPELINE_FILE",
@@ -328,11 +328,11 @@ def log_dataset(path: str, fingerprint: str, name: str, rows: int) -> None:
     mlflow.log_input(dataset, context="training", tags={"rows": str(rows)})
 
 
-def log_artifact(location: StoragePath, artifact_path: str | None = None) -> None:
+def log_artifact(location: Where, artifact_path: str | None = None) -> None:
     """Log a file of the run's state (local or in an object store) to the active MLflow run."""
     import mlflow
 
-    with location.local_copy() as local:
+    with storage_path(location).local_copy() as local:
         mlflow.log_artifact(str(local), artifact_path)
 
 

@@ -16,6 +16,11 @@ class ServeConfig(_Section):
 
     host: str = Field("127.0.0.1", description="Bind address of the HTTP proxy.")
     port: int = Field(8000, ge=1, le=65535)
+    proxy_location: Literal["EveryNode", "HeadOnly", "Disabled"] = Field(
+        "EveryNode", description="Where Serve runs its HTTP proxies: EveryNode (Ray's default: "
+        "each node answers on host:port, a load balancer spreads clients), HeadOnly (one "
+        "entry point on the head; also for several nodes on one machine, which share ports).",
+    )
     num_replicas: int = Field(
         1, ge=1, description="Replicas; with autoscaling, the number started with."
     )

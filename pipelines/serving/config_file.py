@@ -21,7 +21,7 @@ IMPORT_PATH = "pipelines.serving:build_app"
 """The application builder every way of serving starts (``serve run``, ``raypipe serve``, files)."""
 
 # Bind address and port are the proxy's (http_options), not the application's.
-_HTTP_FIELDS = ("host", "port")
+_HTTP_FIELDS = ("host", "port", "proxy_location")
 
 
 def serve_config(serve: ServeConfig, model_uri: str, name: str) -> dict[str, Any]:
@@ -34,7 +34,10 @@ def serve_config(serve: ServeConfig, model_uri: str, name: str) -> dict[str, Any
     defaults = ServeConfig().model_dump()
     settings = {k: v for k, v in serve.model_dump().items()
                 if k not in _HTTP_FIELDS and v != defaults[k]}
+    proxies = ({} if serve.proxy_location == defaults["proxy_location"]
+               else {"proxy_location": serve.proxy_location})
     return {
+        **proxies,
         "http_options": {"host": serve.host, "port": serve.port},
         "applications": [{
             "name": name,

@@ -9,48 +9,26 @@ declaration the run is refused, naming the fields. Marker ``cluster``: ``pytest 
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cluster.local_cluster import REPO, LocalCluster, kill_leftovers, local_cluster
+from tests.cluster.jobs import app_dir, assert_actors_on_every_node, submit
+from tests.cluster.local_cluster import LocalCluster, kill_leftovers, local_cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e, pytest.mark.timeout(420)]
 
-CONFIG = "pipelines/configs/demo.yaml"  # the file `raypipe run` and the RayJob manifest use
 SMALL = ["source.rows=2000"]            # scale only: the rest is the config's
 NODE_CPUS = 2                           # per node; a trial or Train worker below takes all of them
 
 
-def submit_command(overrides: list[str]) -> list[str]:
-    """The job's entrypoint: the pipeline entrypoint on the shared config, plus overrides."""
-    argv = ["python", "ray_jobs/run_pipeline.py", CONFIG]
-    for o in overrides:
-        argv += ["--set", o]
-    return argv
-
-
 @pytest.fixture(scope="module")
 def working_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """What the image's /home/ray/app holds (pipelines/, ray_jobs/), from this checkout.
-
-    Uploading the checkout itself would also send whatever untracked bulk lies in it (wheel
-    caches, type-checker caches) and can pass Ray's 100 MiB upload limit.
-    """
-    app = tmp_path_factory.mktemp("app")
-    for package in ("pipelines", "ray_jobs"):
-        shutil.copytree(REPO / package, app / package,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    return app
+    return app_dir(tmp_path_factory.mktemp("app"))
 
 
 @pytest.fixture(scope="module")
@@ -63,59 +41,6 @@ def cluster() -> Iterator[LocalCluster]:
     finally:
         kill_leftovers(root)
         shutil.rmtree(root, ignore_errors=True)
-
-
-def submit(cluster: LocalCluster, working_dir: Path, overrides: list[str],
-           env_vars: dict[str, str]) -> dict[str, Any]:
-    """Submit, wait, and return the job's status, logs, Ray job id and summary line."""
-    sid = f"raypipe-{uuid.uuid4().hex[:8]}"
-    out = cluster.ray_cli(
-        "job", "submit", "--address", cluster.dashboard_url, "--submission-id", sid,
-        "--working-dir", str(working_dir), "--runtime-env-json", json.dumps({"env_vars": env_vars}),
-        "--", *submit_command(overrides), timeout=360)
-    got = subprocess.run([sys.executable, "-m", "tests.cluster.job_report", cluster.dashboard_url,
-                          sid], env=cluster.env, cwd=REPO, capture_output=True, text=True,
-                         timeout=120, check=False)
-    assert got.returncode == 0, (f"no report of job {sid}:\n{got.stderr[-3000:]}\n"
-                                 f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    job = json.loads(got.stdout.strip().splitlines()[-1])
-    logs = job["logs"]
-    summary = None
-    for line in reversed(logs.splitlines()):
-        if line.startswith("{") and '"model_uri"' in line:
-            summary = json.loads(line)
-            break
-    if summary:  # shown with a failure: where the time went
-        print(f"{sid}: stages {summary.get('stage_seconds')}")
-    return {**job, "summary": summary, "submit_output": out.stdout[-3000:] + out.stderr[-3000:]}
-
-
-def _nodes_of(actors: list[dict[str, Any]], class_name: str) -> set[str]:
-    return {a["node_id"] for a in actors if a["class_name"] == class_name and a.get("node_id")}
-
-
-def assert_actors_on_every_node(cluster: LocalCluster, job: dict[str, Any], class_name: str) -> None:
-    """The job's CLASS_NAME actors ran on every alive node.
-
-    The job's report answers first; failing that, the state API is asked a few more times: a
-    CI run once saw none of a finished job's trial actors there although the job had
-    succeeded. The failure then shows every actor the job had.
-    """
-    expected = set(job["alive_nodes"])
-    actors = job["actors"]
-    seen = _nodes_of(actors, class_name)
-    if seen == expected:
-        return
-    job_id = job["job_id"]
-    for _attempt in range(5):
-        actors = cluster.state("actors", f"job_id={job_id}")
-        seen = _nodes_of(actors, class_name)
-        if seen == expected:
-            return
-        time.sleep(2)
-    summary = sorted((a["class_name"], a["state"], a.get("node_id")) for a in actors)
-    raise AssertionError(f"{class_name} actors ran on {seen}, not on every node {expected}; "
-                         f"the job's actors: {summary}")
 
 
 def check_outputs(summary: dict[str, Any], work: Path) -> None:
