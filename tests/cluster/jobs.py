@@ -63,11 +63,17 @@ def submit(cluster: LocalCluster, working_dir: Path, overrides: list[str],
 
     ``wait=False`` returns at once with only the submission id (``--no-wait``)."""
     sid = sid or f"raypipe-{uuid.uuid4().hex[:8]}"
-    out = cluster.ray_cli(
-        "job", "submit", "--address", cluster.dashboard_url, "--submission-id", sid,
-        "--working-dir", str(working_dir), "--runtime-env-json", json.dumps({"env_vars": env_vars}),
-        *(() if wait else ("--no-wait",)), "--", *submit_command(overrides, flags=flags),
-        timeout=timeout)
+    try:
+        out = cluster.ray_cli(
+            "job", "submit", "--address", cluster.dashboard_url, "--submission-id", sid,
+            "--working-dir", str(working_dir), "--runtime-env-json",
+            json.dumps({"env_vars": env_vars}), *(() if wait else ("--no-wait",)), "--",
+            *submit_command(overrides, flags=flags), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # Say where it hung: the job's own logs, then stop it so the cluster is free again.
+        logs = job_report(cluster, sid)["logs"]
+        cluster.ray_cli("job", "stop", "--address", cluster.dashboard_url, sid, timeout=60)
+        raise AssertionError(f"job {sid} still running after {timeout:.0f} s:\n{logs[-6000:]}") from None
     if not wait:
         assert out.returncode == 0, out.stderr[-3000:]
         return {"submission_id": sid}
@@ -80,8 +86,11 @@ def submit(cluster: LocalCluster, working_dir: Path, overrides: list[str],
 
 
 def _nodes_of(actors: list[dict[str, Any]], class_name: str) -> set[str]:
+    # The state API names a class defined in a function by its qualified name at times
+    # ("wrap_function.<locals>.ImplicitFunc"), by its own name at others.
     return {a["node_id"] for a in actors
-            if a["class_name"].startswith(class_name) and a.get("node_id")}
+            if a.get("node_id") and (a["class_name"] == class_name
+                                     or a["class_name"].endswith(f".{class_name}"))}
 
 
 def assert_actors_on_every_node(cluster: LocalCluster, job: dict[str, Any], class_name: str) -> None:

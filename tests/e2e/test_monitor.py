@@ -4,7 +4,9 @@ late labels join by request id into live quality metrics; batch output is a vali
 
 from __future__ import annotations
 
+import io
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,10 @@ import pandas as pd
 import pytest
 
 from pipelines.demo import DEMO_TARGET, generate_demo_frame
+from pipelines.storage import storage_path
+from tests.conftest import S3_BUCKET
 from tests.e2e.cli_helpers import raypipe
+from tests.s3 import S3Server
 
 pytestmark = pytest.mark.e2e
 
@@ -70,6 +75,24 @@ def test_monitor_flags_nothing_without_a_shift(trained: dict[str, Any], tmp_path
     assert summary["flagged_features"] == [] and not summary["flagged"]
     assert not summary["prediction"]["flagged"]
     assert all(f["psi"] is None or f["psi"] < 0.1 for f in summary["features"])
+
+
+def test_window_and_reports_in_an_object_store(trained: dict[str, Any], s3: S3Server) -> None:
+    """Request logs read from, and reports written to, a bucket: nothing on local disk."""
+    root = storage_path(f"s3://{S3_BUCKET}/monitor-{uuid.uuid4().hex[:8]}")
+    buf = io.BytesIO()
+    _traffic(trained, seed=23, shift=30.0).drop(columns=[DEMO_TARGET]).to_parquet(buf)
+    (root / "window" / "part-0.parquet").write_bytes(buf.getvalue())
+    r = raypipe("monitor", "--window", str(root / "window"), "--model", _model(trained),
+                "--set", f"runtime.work_dir={trained['work']}",
+                "--set", f"monitor.output_dir={root / 'reports'}")
+    assert r.returncode == 3, r.stderr
+    reports = (root / "reports").files()
+    (summary_file,) = [f for f in reports if f.endswith("/summary.json")]
+    assert summary_file.replace("summary.json", "report.html") in reports
+    summary = json.loads((root / "reports" / summary_file).read_text())
+    assert summary["flagged_features"] == ["monthly_charges"] and summary["window"]["rows"] == 2500
+    assert str(root / "reports") in r.stdout.replace("\n", "")
 
 
 def test_late_labels_join_batch_output_into_live_quality(trained: dict[str, Any],
