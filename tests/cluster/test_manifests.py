@@ -293,12 +293,12 @@ def test_cronjob_submits_the_same_job_to_the_long_running_cluster(name: str, ent
 
 def test_one_pipeline_config_for_laptop_job_submit_and_kuberay() -> None:
     from pipelines.config import demo_config_path, load_config
-    from tests.cluster import test_multinode_job
+    from tests.cluster import jobs
 
     commands = {
         "RayJob": shlex.split(_one("RayJob")["spec"]["entrypoint"]),
         "CronJob": _cron_command(),
-        "multi-node test": test_multinode_job.submit_command([]),
+        "multi-node test": jobs.submit_command([]),
     }
     for where, argv in commands.items():
         config, sets = _overrides(argv)
