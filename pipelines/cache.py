@@ -24,7 +24,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pipelines.storage import StoragePath, storage_path
+from pipelines.storage import StoragePath, Where, storage_path
 
 __all__ = ["MANIFEST", "CacheEntry", "StageCache", "code_version", "stage_key"]
 
@@ -102,7 +102,7 @@ class CacheEntry:
 class StageCache:
     """Entries under ``root/<stage>/<key>``; one root per pipeline name, local or remote."""
 
-    def __init__(self, root: StoragePath | Path | str) -> None:
+    def __init__(self, root: Where) -> None:
         self.root = storage_path(root)
 
     def entry(self, stage: str, key: str) -> CacheEntry:

@@ -42,6 +42,7 @@ from pipelines.stages.ingest import (
 from pipelines.stages.split import distinct_values, split_dataset
 from pipelines.stages.train import featurize, tune_models
 from pipelines.storage import StoragePath
+from pipelines.storage import storage_path as storage_path_of
 from pipelines.storage.shared import check_shared_storage
 
 __all__ = ["STAGES", "MissingStageError", "RunSummary", "StageCallback", "plan_stages", "run_pipeline"]
@@ -648,14 +649,10 @@ MODEL_DIR = "model"
 
 def _remove_sweep(storage_path: str, sweep: str) -> None:
     """Drop an interrupted sweep of the same inputs: without --resume it starts anew."""
-    import pyarrow.fs as pafs
-
-    fs, root = pafs.FileSystem.from_uri(storage_path) if "://" in storage_path \
-        else (pafs.LocalFileSystem(), storage_path)
-    path = f"{root.rstrip('/')}/{sweep}"
-    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+    path = storage_path_of(storage_path) / sweep
+    if path.exists():
         logger.info("starting the sweep anew (pass --resume to continue it): %s", path)
-        fs.delete_dir(path)
+        path.rmtree()
 
 
 def _compute_register(run: _Run, spec: ModelSpec) -> Callable[[CacheEntry], dict[str, Any]]:
