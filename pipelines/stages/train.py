@@ -563,14 +563,29 @@ def _write_model(files: dict[str, bytes]) -> Path:
     return out_dir
 
 
+_LOCAL_REFIT_MAX_ROWS = 200_000
+"""A CPU refit of at most this many rows runs in the driver: a task's worker must start (or
+be freed by Tune's actors) and import the family's libraries, 3-5 s on 2 cores, where the fit
+itself takes well under a second. Above it the fit's memory and CPU belong on a worker."""
+
+
 def _refit(train_ds: Any, valid_ds: Any, context: TrainContext, family: str,
-           params: dict[str, Any], iterations: int, cpus: float) -> Path:
-    """More data for the winner: on small data sets the validation rows matter."""
+           params: dict[str, Any], iterations: int, cpus: float,
+           local_max_rows: int = _LOCAL_REFIT_MAX_ROWS) -> Path:
+    """More data for the winner: on small data sets the validation rows matter.
+
+    The fit runs in this process up to ``local_max_rows`` rows on CPU, else in a Ray task of
+    ``cpus`` CPUs; both run :func:`_refit_task` with the same threads, so the model is the same.
+    """
     import ray
 
-    task = ray.remote(num_cpus=cpus, num_gpus=1 if context.use_gpu else 0)(_refit_task)
-    out_dir = _write_model(ray.get(task.remote(train_ds, valid_ds, context, family, params,
-                                               iterations)))
+    args = (train_ds, valid_ds, context, family, params, iterations)
+    if not context.use_gpu and train_ds.count() + valid_ds.count() <= local_max_rows:
+        files = _refit_task(*args)
+    else:
+        task = ray.remote(num_cpus=cpus, num_gpus=1 if context.use_gpu else 0)(_refit_task)
+        files = ray.get(task.remote(*args))
+    out_dir = _write_model(files)
     logger.info("refitted %s on train + valid for %d round(s)/epoch(s)", family, iterations)
     return out_dir
 

@@ -174,3 +174,25 @@ def test_an_interrupted_tpe_sweep_resumes_its_search(splits: tuple[Any, Any],
     searcher = PerFamilySearcher({}, "logloss", "min")
     searcher.restore(str(saved))
     assert sorted(searcher._family_of) == sorted(t["trial_id"] for t in first.trials)
+
+
+def test_a_small_refit_in_the_driver_gives_the_task_s_model(splits: tuple[Any, Any],
+                                                             tmp_path: Path) -> None:
+    """The refit of a small sweep runs in the driver (no worker start-up): same bytes as the
+    refit task, which larger data sets still use."""
+    from pipelines.families.xgb import XGBoostFamily
+    from pipelines.stages.train import TrainContext, _refit
+
+    context = TrainContext(
+        task="binary", num_classes=2, metric="logloss", seed=0, threads=1, use_gpu=False,
+        num_workers=1, cpus_per_worker=1.0, storage_path=str(tmp_path), run_name="refit",
+        max_failures=0, families={"xgboost": XGBoostFamily()}, fixed={"xgboost": {}},
+        settings={"xgboost": {**FAST["xgboost"], "prescaled": False}}, cv_folds=1,
+        cv_max_rows=0)
+    train, valid = splits
+    args = (train, valid, context, "xgboost", {"eta": 0.3, "max_depth": 4}, 12, 1.0)
+    here, there = _refit(*args), _refit(*args, local_max_rows=0)
+    files = sorted(p.name for p in here.iterdir())
+    assert files == sorted(p.name for p in there.iterdir()) and files
+    for name in files:
+        assert (here / name).read_bytes() == (there / name).read_bytes(), name
