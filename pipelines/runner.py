@@ -472,7 +472,7 @@ def _batch(run: _Run, state: _RunState) -> str:
     """Predict the test split with the logged model, as batch inference does."""
     counts, outputs = state.counts, state.summary.outputs
     rec = run.resolve("batch", stage_key("batch", run.keys["register"], run.keys["split"]),
-                      _compute_batch(run, state.model_uri))
+                      _compute_batch(run, state.model_uri, counts["rows_test"]))
     counts["rows_predicted"] = rec["rows_predicted"]
     if counts["rows_predicted"] != counts["rows_test"]:
         raise RuntimeError(f"batch inference wrote {counts['rows_predicted']} rows for "
@@ -670,18 +670,21 @@ def _compute_register(run: _Run, spec: ModelSpec) -> Callable[[CacheEntry], dict
     return compute
 
 
-def _predict_to(model_uri: str, test_raw: Any, cfg: PipelineConfig, out: StoragePath) -> int:
-    """Batch-predict ``test_raw`` with ``model_uri`` into Parquet at ``out``; rows written."""
+def _predict_to(model_uri: str, test_raw: Any, cfg: PipelineConfig, out: StoragePath,
+                rows: int) -> int:
+    """Batch-predict the ``rows`` of ``test_raw`` with ``model_uri`` into Parquet at ``out``;
+    rows written."""
     predictions = predict_dataset(test_raw, model_uri=model_uri, tracking_uri=cfg.tracking_uri,
-                                  cfg=cfg.batch)
+                                  cfg=cfg.batch, rows=rows)
     return _write(predictions, out)
 
 
-def _compute_batch(run: _Run, model_uri: str) -> Callable[[CacheEntry], dict[str, Any]]:
+def _compute_batch(run: _Run, model_uri: str,
+                   rows: int) -> Callable[[CacheEntry], dict[str, Any]]:
     def compute(entry: CacheEntry) -> dict[str, Any]:
-        rows = _predict_to(model_uri, _read(run.path("split", "test")), run.cfg,
-                           entry.path / PREDICTIONS_DIR)
-        return {"rows_predicted": rows}
+        rows_written = _predict_to(model_uri, _read(run.path("split", "test")), run.cfg,
+                                   entry.path / PREDICTIONS_DIR, rows)
+        return {"rows_predicted": rows_written}
     return compute
 
 
@@ -796,7 +799,7 @@ def _gate(run: _Run, state: _RunState) -> None:
     champion = tracking.alias_version(cfg.model_name, "champion")
     if champion is not None:
         out = cfg.output_dir / _run_name(cfg) / "champion_predictions"
-        _predict_to(cfg.version_uri(champion), test_raw, cfg, out)
+        _predict_to(cfg.version_uri(champion), test_raw, cfg, out, state.counts["rows_test"])
         summary.champion_metrics = _evaluate(out, cfg, task, spec.pipeline.classes, None).metrics
         mlflow.log_metrics({f"champion_test_{k}": v
                             for k, v in summary.champion_metrics.items()})

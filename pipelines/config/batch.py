@@ -28,7 +28,8 @@ class BatchConfig(_Section):
         65_536, ge=1, description="Rows per model call; larger amortises the per-call overhead."
     )
     concurrency: int = Field(
-        2, ge=1, description="Predictor actors; each loads the model once and keeps it."
+        2, ge=1, description="Predictor actors; each loads the model once and keeps it. No "
+        "more actors start than there are batches of rows to score."
     )
     num_cpus_per_actor: float = Field(
         0.25, gt=0, description="Fractional so read tasks keep CPUs on small machines: a pool "

@@ -38,6 +38,7 @@ __all__ = [
     "UnscorableRowsError",
     "check_rows",
     "count_parquet_rows",
+    "pool_size",
     "predict_dataset",
     "run_batch_inference",
     "score_batch",
@@ -313,12 +314,13 @@ def _check_explain(model: Any, kept: list[str], version_column: str) -> None:
 
 def predict_dataset(
     ds: Dataset, *, model_uri: str, tracking_uri: str | None, cfg: BatchConfig,
-    quarantine_dir: str | None = None,
+    quarantine_dir: str | None = None, rows: int | None = None,
 ) -> Dataset:
     """Predict every row of ``ds``: the output has the id columns plus predictions.
 
     Without ``quarantine_dir`` an unscorable row fails the run (rows that passed the data
-    contract always score); with it, such rows go there with the reason.
+    contract always score); with it, such rows go there with the reason. ``rows`` (the row
+    count of ``ds``, when known) sizes the actor pool: see :func:`pool_size`.
     """
     import ray.data
 
@@ -366,9 +368,19 @@ def predict_dataset(
         },
         batch_format="pyarrow",
         batch_size=cfg.batch_size,
-        compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),
+        compute=ray.data.ActorPoolStrategy(size=pool_size(cfg, rows)),
         num_cpus=cfg.num_cpus_per_actor,
     )
+
+
+def pool_size(cfg: BatchConfig, rows: int | None) -> int:
+    """Predictor actors for ``rows`` input rows: ``cfg.concurrency``, but no more than there
+    are batches to score. Each actor loads the model (MLflow, the family's libraries: 2-3 s of
+    CPU), so a second actor for a test split of one batch costs the demo seconds and scores
+    nothing; an unknown count gets the configured pool."""
+    if rows is None:
+        return cfg.concurrency
+    return max(1, min(cfg.concurrency, -(-rows // cfg.batch_size)))
 
 
 def run_batch_inference(
@@ -400,7 +412,7 @@ def run_batch_inference(
         write_quarantine = quarantine if inner is None else f"{staging}/{inner}".rstrip("/")
         # Pin the version so that every actor scores with the same one, whatever the alias does.
         predicted = predict_dataset(ds, model_uri=ref.uri, tracking_uri=tracking_uri, cfg=cfg,
-                                    quarantine_dir=write_quarantine)
+                                    quarantine_dir=write_quarantine, rows=expected)
         # Ray deprecates min_rows_per_file together with partition columns.
         predicted.write_parquet(staging, partition_cols=cfg.partition_cols or None,
                                 min_rows_per_file=None if cfg.partition_cols

@@ -130,3 +130,13 @@ def test_the_arrow_check_gives_the_blocks_the_pandas_check_gives(
             rows = pd.read_parquet(files[0])
             assert list(rows.columns) == [*block.column_names, REASON_COLUMN] and len(rows) == 1
             assert rows[REASON_COLUMN].iloc[0].startswith("tenure: not a finite number")
+
+
+@pytest.mark.parametrize(("rows", "expected"), [
+    (None, 3), (0, 1), (1, 1), (100, 1), (101, 2), (250, 3), (10_000, 3),
+])
+def test_the_pool_has_no_more_actors_than_batches(rows: int | None, expected: int) -> None:
+    from pipelines.config import BatchConfig
+    from pipelines.stages.batch import pool_size
+
+    assert pool_size(BatchConfig(concurrency=3, batch_size=100), rows) == expected
