@@ -452,7 +452,7 @@ class ClassificationStats:
         """
         yt, yp = np.asarray(yt, dtype=object), np.asarray(yp, dtype=object)
         proba = np.asarray(proba, dtype=np.float64)
-        matrix = np.column_stack([1 - proba, proba]) if binary else proba.reshape(len(yt), -1)
+        matrix = np.column_stack([1 - proba, proba]) if binary else proba.reshape(len(yt), len(labels))
         index = {c: i for i, c in enumerate(labels)}
         codes = np.array([index.get(v, -1) for v in yt], dtype=np.int64)
         undefined = bool((codes < 0).any() or not np.isfinite(matrix).all())

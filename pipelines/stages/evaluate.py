@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import logging
 import pickle
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial, reduce
 from typing import TYPE_CHECKING, Any
@@ -157,13 +157,16 @@ class _Spec:
 
 
 def _spec(columns: Sequence[str], *, target: str, task: str, classes: Sequence[Any] | None,
-          slices: Sequence[str] = ()) -> _Spec:
+          slices: Sequence[str] = (), plots: bool = False) -> _Spec:
     if task == "regression":
         return _Spec(target, task, [], [], tuple(slices))
     if task not in ("binary", "multiclass"):
         raise ValueError(f"task must be binary, multiclass or regression, got {task!r}")
     if not classes or (task == "binary" and len(classes) != 2):
         raise ValueError(f"{task} metrics need the training classes, got {classes!r}")
+    if plots and task == "multiclass" and PROBABILITY_COLUMN not in columns:
+        raise ValueError(f"the multiclass calibration plot needs the {PROBABILITY_COLUMN!r} "
+                         "column (the predicted class's probability)")
     return _Spec(target, task, [_label_text(c) for c in classes],
                  _probability_columns(columns, task, classes), tuple(slices))
 
@@ -194,9 +197,7 @@ def _group(frame: pd.DataFrame, spec: _Spec, *, plots: bool, cap: int) -> Group:
         calibration = Calibration.of(yt == spec.labels[1], proba)
     elif plots:
         # Multiclass calibration: is the predicted class right as often as its probability says?
-        confidence = (frame[PROBABILITY_COLUMN].to_numpy(dtype=float)
-                      if PROBABILITY_COLUMN in frame.columns else np.full(len(frame), np.nan))
-        calibration = Calibration.of(yt == yp, confidence)
+        calibration = Calibration.of(yt == yp, frame[PROBABILITY_COLUMN].to_numpy(dtype=float))
     return ClassificationStats.of(yt, yp, proba, spec.labels, binary=spec.binary,
                                   calibration=calibration, cap=cap)
 
@@ -414,15 +415,11 @@ def _slice_results(stats: _Stats, spec: _Spec,
     return out
 
 
-def _frame_spec(frame: pd.DataFrame, *, target: str, task: str, classes: Sequence[Any] | None,
-                slices: Sequence[str]) -> _Spec:
-    missing = [c for c in slices if c not in frame.columns]
+def _check_slices(columns: Sequence[str], slices: Sequence[str]) -> None:
+    missing = [c for c in slices if c not in columns]
     if missing:
         raise ValueError(f"slice columns {missing} are not in the predictions; "
-                         f"available: {sorted(map(str, frame.columns))}")
-    spec = _spec(list(frame.columns), target=target, task=task, classes=classes, slices=slices)
-    counts = _slice_counts(frame, target=target, slices=slices)
-    return replace(spec, edges=_edges(counts, slices))
+                         f"available: {sorted(map(str, columns))}")
 
 
 def slice_metrics(
@@ -444,14 +441,49 @@ def slice_metrics(
     Raises:
         ValueError: a slice column is not in ``frame``.
     """
-    spec = _frame_spec(frame, target=target, task=task, classes=classes, slices=slices)
-    return _slice_results(_batch_stats(frame, spec, plots=False), spec, min_rows)
+    _check_slices(list(frame.columns), slices)
+    spec = _spec(list(frame.columns), target=target, task=task, classes=classes, slices=slices)
+    return _evaluate_stream(_one_batch(frame), spec, None, min_rows=min_rows).slices
 
 
 # --------------------------------------------------------------------------- evaluation
 
 
-def _evaluation(stats: _Stats, spec: _Spec, plot_dir: Where | None) -> Evaluation:
+Kernel = Callable[[pd.DataFrame], Any]
+Stream = Callable[[Kernel, list[str]], Iterable[Any]]
+"""``stream(kernel, columns)``: ``kernel`` of every batch of those columns, in any order."""
+
+
+def _one_batch(frame: pd.DataFrame) -> Stream:
+    """A frame as a stream of one batch."""
+    def stream(kernel: Kernel, columns: list[str]) -> Iterable[Any]:
+        return [kernel(frame[columns])]
+    return stream
+
+
+def _evaluate_stream(stream: Stream, spec: _Spec, plot_dir: Where | None, *,
+                     min_rows: int = 20) -> Evaluation:
+    """Evaluate batches: a light pass for the quartile edges of numeric slice columns (when
+    slicing), then the statistics pass, each merged as its batches arrive."""
+    if spec.slices:
+        none: Counts = {}
+        counts = reduce(_merge_counts, stream(
+            partial(_slice_counts, target=spec.target, slices=list(spec.slices)),
+            list(dict.fromkeys([spec.target, *spec.slices]))), none)
+        spec = replace(spec, edges=_edges(counts, spec.slices))
+    columns = list(dict.fromkeys([spec.target, PREDICTION_COLUMN, *spec.slices, *spec.proba]))
+    plots = plot_dir is not None
+    if plots and spec.task == "multiclass":
+        columns.append(PROBABILITY_COLUMN)
+    kernel = partial(_batch_stats, spec=spec, plots=plots)
+    empty = kernel(pd.DataFrame({c: pd.Series(dtype=float) for c in columns}))
+    stats = reduce(_merge_stats, stream(kernel, columns), empty)
+    logger.debug("evaluated %d test rows", stats.overall.rows)
+    return _evaluation(stats, spec, plot_dir, min_rows=min_rows)
+
+
+def _evaluation(stats: _Stats, spec: _Spec, plot_dir: Where | None, *,
+                min_rows: int) -> Evaluation:
     """The :class:`Evaluation` of merged statistics, with its plots written to ``plot_dir``."""
     overall = stats.overall
     matrix = (None if isinstance(overall, RegressionStats)
@@ -460,7 +492,7 @@ def _evaluation(stats: _Stats, spec: _Spec, plot_dir: Where | None) -> Evaluatio
     if plot_dir is not None and overall.rows:
         plots = _write_plots(overall, spec, matrix, storage_path(plot_dir))
     return Evaluation(metrics=_metrics(overall, spec), confusion=matrix,
-                      slices=_slice_results(stats, spec, min_rows=20), plots=plots)
+                      slices=_slice_results(stats, spec, min_rows), plots=plots)
 
 
 def evaluate_frame(
@@ -478,8 +510,10 @@ def evaluate_frame(
     ``calibration.png`` for classification, ``residuals.png`` for regression. A frame with no
     scored rows gets no plots.
     """
-    spec = _frame_spec(frame, target=target, task=task, classes=classes, slices=slices)
-    return _evaluation(_batch_stats(frame, spec, plots=plot_dir is not None), spec, plot_dir)
+    _check_slices(list(frame.columns), slices)
+    spec = _spec(list(frame.columns), target=target, task=task, classes=classes, slices=slices,
+                 plots=plot_dir is not None)
+    return _evaluate_stream(_one_batch(frame), spec, plot_dir)
 
 
 def _write_plots(overall: Group, spec: _Spec, matrix: list[list[int]] | None,
@@ -508,13 +542,17 @@ def _pickled_batch(batch: pd.DataFrame, kernel: Any) -> pd.DataFrame:
     return pd.DataFrame({"stats": [pickle.dumps(kernel(batch), protocol=5)]})
 
 
-def _stream(ds: Dataset, kernel: Any) -> Iterator[Any]:
-    """``kernel`` of every batch of ``ds``, yielded to the driver as the batches finish."""
-    parts = ds.map_batches(partial(_pickled_batch, kernel=kernel), batch_format="pandas",
-                           batch_size=_BATCH_ROWS, num_cpus=_BATCH_CPUS)
-    for block in parts.iter_batches(batch_format="pandas", batch_size=None):
-        for blob in block["stats"]:
-            yield pickle.loads(blob)
+def _dataset_stream(ds: Dataset) -> Stream:
+    """Batches of ``ds``, each reduced by ``kernel`` in its own task; the small results are
+    yielded to the driver as they finish."""
+    def stream(kernel: Kernel, columns: list[str]) -> Iterator[Any]:
+        parts = ds.select_columns(columns).map_batches(
+            partial(_pickled_batch, kernel=kernel), batch_format="pandas",
+            batch_size=_BATCH_ROWS, num_cpus=_BATCH_CPUS)
+        for block in parts.iter_batches(batch_format="pandas", batch_size=None):
+            for blob in block["stats"]:
+                yield pickle.loads(blob)
+    return stream
 
 
 def evaluate_predictions(
@@ -544,19 +582,6 @@ def evaluate_predictions(
     missing = [c for c in (target, PREDICTION_COLUMN, *slices) if c not in available]
     if missing:
         raise ValueError(f"predictions lack columns {missing}; available: {available}")
-    spec = _spec(available, target=target, task=task, classes=classes, slices=slices)
-    keep = [target, PREDICTION_COLUMN, *slices, *spec.proba]
-    if task == "multiclass" and PROBABILITY_COLUMN in available:
-        keep.append(PROBABILITY_COLUMN)
-    narrow = predictions.select_columns(list(dict.fromkeys(keep)))
-    if slices:
-        none: Counts = {}
-        counts = reduce(_merge_counts, _stream(
-            narrow.select_columns(list(dict.fromkeys([target, *slices]))),
-            partial(_slice_counts, target=target, slices=list(slices))), none)
-        spec = replace(spec, edges=_edges(counts, slices))
-    kernel = partial(_batch_stats, spec=spec, plots=plot_dir is not None)
-    empty = kernel(pd.DataFrame({c: pd.Series(dtype=float) for c in narrow.columns()}))
-    stats = reduce(_merge_stats, _stream(narrow, kernel), empty)
-    logger.info("evaluated %d test rows", stats.overall.rows)
-    return _evaluation(stats, spec, plot_dir)
+    spec = _spec(available, target=target, task=task, classes=classes, slices=slices,
+                 plots=plot_dir is not None)
+    return _evaluate_stream(_dataset_stream(predictions), spec, plot_dir)
