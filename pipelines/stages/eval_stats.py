@@ -27,12 +27,12 @@ byte-identical metrics on every run:
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
+import pandas as pd
 
 __all__ = [
     "CLASSIFICATION_KEYS",
@@ -196,14 +196,17 @@ class Histogram:
         c = np.concatenate([self.counts, counts])
         bits = self.bits
         while True:
+            # Stable sort: merging two sorted runs is linear (timsort).
             v = _truncate(v, bits)
             order = np.argsort(v, kind="stable")
-            distinct, start = np.unique(v[order], return_index=True)
+            ordered = v[order]
+            start = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(v) else order
+            distinct = ordered[start]
+            summed = np.add.reduceat(c[order], start) if len(v) else c[:0]
             fit = _bits_to_fit(distinct, bits, cap)
             if fit == bits:
-                summed = np.add.reduceat(c[order], start) if len(v) else c[:0]
                 return Histogram(distinct, summed, bits, self.nonfinite)
-            bits, v, c = fit, distinct, np.add.reduceat(c[order], start)
+            bits, v, c = fit, distinct, summed
 
     @property
     def total(self) -> np.ndarray:
@@ -403,8 +406,14 @@ def metric_suffix(label: str) -> str:
 
 
 def label_pairs(yt: np.ndarray, yp: np.ndarray) -> dict[tuple[str, str], int]:
-    """Rows per (true label, predicted label)."""
-    return dict(Counter(zip(yt.tolist(), yp.tolist(), strict=True)))
+    """Rows per (true label, predicted label); labels are texts, never missing."""
+    true_codes, true_labels = pd.factorize(np.asarray(yt, dtype=object))
+    pred_codes, pred_labels = pd.factorize(np.asarray(yp, dtype=object))
+    width = max(len(pred_labels), 1)
+    keys, counts = np.unique(true_codes.astype(np.int64) * width + pred_codes,
+                             return_counts=True)
+    return {(str(true_labels[k // width]), str(pred_labels[k % width])): int(n)
+            for k, n in zip(keys.tolist(), counts.tolist(), strict=True)}
 
 
 def confusion_matrix(pairs: dict[tuple[str, str], int], labels: list[str]) -> list[list[int]]:
@@ -453,8 +462,7 @@ class ClassificationStats:
         yt, yp = np.asarray(yt, dtype=object), np.asarray(yp, dtype=object)
         proba = np.asarray(proba, dtype=np.float64)
         matrix = np.column_stack([1 - proba, proba]) if binary else proba.reshape(len(yt), len(labels))
-        index = {c: i for i, c in enumerate(labels)}
-        codes = np.array([index.get(v, -1) for v in yt], dtype=np.int64)
+        codes = pd.Index(labels).get_indexer(yt)
         undefined = bool((codes < 0).any() or not np.isfinite(matrix).all())
         loss = 0 if undefined else exact_sum(
             -np.log(np.clip(matrix[np.arange(len(codes)), codes], _EPS, 1.0)))

@@ -462,14 +462,16 @@ def _one_batch(frame: pd.DataFrame) -> Stream:
 
 
 def _evaluate_stream(stream: Stream, spec: _Spec, plot_dir: Where | None, *,
-                     min_rows: int = 20) -> Evaluation:
-    """Evaluate batches: a light pass for the quartile edges of numeric slice columns (when
-    slicing), then the statistics pass, each merged as its batches arrive."""
-    if spec.slices:
+                     min_rows: int = 20, counted: Sequence[str] | None = None) -> Evaluation:
+    """Evaluate batches: a light pass for the quartile edges of the slice columns that may be
+    numeric (``counted``, default all), then the statistics pass, each merged as its batches
+    arrive."""
+    counted = list(spec.slices if counted is None else counted)
+    if counted:
         none: Counts = {}
         counts = reduce(_merge_counts, stream(
-            partial(_slice_counts, target=spec.target, slices=list(spec.slices)),
-            list(dict.fromkeys([spec.target, *spec.slices]))), none)
+            partial(_slice_counts, target=spec.target, slices=counted),
+            list(dict.fromkeys([spec.target, *counted]))), none)
         spec = replace(spec, edges=_edges(counts, spec.slices))
     columns = list(dict.fromkeys([spec.target, PREDICTION_COLUMN, *spec.slices, *spec.proba]))
     plots = plot_dir is not None
@@ -584,4 +586,19 @@ def evaluate_predictions(
         raise ValueError(f"predictions lack columns {missing}; available: {available}")
     spec = _spec(available, target=target, task=task, classes=classes, slices=slices,
                  plots=plot_dir is not None)
-    return _evaluate_stream(_dataset_stream(predictions), spec, plot_dir)
+    return _evaluate_stream(_dataset_stream(predictions), spec, plot_dir,
+                            counted=_maybe_numeric(predictions, slices))
+
+
+def _maybe_numeric(ds: Dataset, slices: Sequence[str]) -> list[str]:
+    """The slice columns whose schema type may read as numbers: a string or boolean column is
+    sliced per value, so the first pass need not read it."""
+    import pyarrow as pa
+
+    schema = ds.schema()
+    types = dict(zip(schema.names, schema.types, strict=True)) if schema is not None else {}
+
+    def text(t: Any) -> bool:
+        return isinstance(t, pa.DataType) and (
+            pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_boolean(t))
+    return [c for c in slices if not text(types.get(c))]
