@@ -4,7 +4,6 @@ and bounded in memory on a data set three times the object store's size."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -17,18 +16,11 @@ import pytest
 import ray
 
 from pipelines.stages.evaluate import evaluate_frame, evaluate_predictions
+from tests.evaluation_helpers import assert_same_evaluation
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def same(a: Any, b: Any) -> bool:
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, float) and math.isnan(a):
-        return isinstance(b, float) and math.isnan(b)
-    return bool(a == b)
 
 
 def _predictions(task: str, n: int = 30_000) -> pd.DataFrame:
@@ -67,9 +59,7 @@ def test_evaluate_predictions_equals_evaluate_frame(ray_address: str, tmp_path: 
                           "slices": ["plan", "tenure"]}
     streamed = evaluate_predictions(ds, plot_dir=tmp_path / "stream", **kw)
     whole = evaluate_frame(frame, plot_dir=tmp_path / "frame", **kw)
-    assert same(streamed.metrics, whole.metrics)
-    assert same(streamed.slices, whole.slices)
-    assert streamed.confusion == whole.confusion
+    assert_same_evaluation(streamed, whole)
     assert [p.name for p in streamed.plots] == [p.name for p in whole.plots]
     assert all((tmp_path / "stream" / p.name).stat().st_size > 1000 for p in streamed.plots)
     assert next(iter(streamed.slices["tenure"])).startswith("[0")  # cut into quartiles

@@ -22,6 +22,7 @@ from pipelines.stages.eval_stats import (
     exact_value,
     roc_auc,
 )
+from tests.evaluation_helpers import assert_same_evaluation, same
 
 CLASSES3 = ["a", "b", "c"]
 
@@ -44,15 +45,6 @@ def streamed(frame: pd.DataFrame, parts: int, seed: int, *, slices: tuple[str, .
 
     spec = ev._spec(list(frame.columns), slices=slices, **kw)
     return ev._evaluate_stream(stream, spec, None)
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equal, nan equal to nan, recursively."""
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, float) and math.isnan(a):
-        return isinstance(b, float) and math.isnan(b)
-    return bool(a == b)
 
 
 def binary_frame(n: int = 3000, seed: int = 0) -> pd.DataFrame:
@@ -100,10 +92,9 @@ def test_binary_stream_equals_whole_frame(seed: int) -> None:
     slices = ("plan", "age", "seats")
     whole = ev.evaluate_frame(frame, slices=slices, **BINARY)
     got = streamed(frame, 7, seed, slices=slices, **BINARY)
-    assert same(got.metrics, whole.metrics)
-    assert got.confusion == whole.confusion == ev.confusion(frame, target="y", classes=[0, 1])
+    assert_same_evaluation(got, whole)
+    assert got.confusion == ev.confusion(frame, target="y", classes=[0, 1])
     assert same(got.slices, ev.slice_metrics(frame, slices=slices, **BINARY))
-    assert same(got.slices, whole.slices)
     # the slice of fewer than 20 rows reports rows only; age is cut into quartiles
     assert set(got.slices["plan"]["tiny"]) == {"rows"}
     assert list(got.slices["plan"]) == ["basic", "pro", "tiny", ev.MISSING_SLICE]
@@ -124,9 +115,8 @@ def test_binary_stream_matches_sklearn_with_ties() -> None:
 def test_multiclass_with_unseen_label_stream_equals_whole_frame(seed: int) -> None:
     frame = multiclass_frame()
     whole = ev.evaluate_frame(frame, slices=("region",), **MULTI)
-    got = streamed(frame, 6, seed, slices=("region",), **MULTI)
-    assert same(got.metrics, whole.metrics) and same(got.slices, whole.slices)
-    assert got.confusion == whole.confusion
+    assert_same_evaluation(streamed(frame, 6, seed, slices=("region",), **MULTI), whole)
+    got = whole
     assert math.isnan(got.metrics["log_loss"])  # "zebra" is not a known class
     assert got.metrics["accuracy"] == pytest.approx(
         float(np.mean(frame["y"] == frame["prediction"])), rel=1e-15)
@@ -137,7 +127,7 @@ def test_regression_stream_equals_whole_frame(seed: int) -> None:
     frame = regression_frame()
     whole = ev.evaluate_frame(frame, slices=("income",), **REGRESSION)
     got = streamed(frame, 9, seed, slices=("income",), **REGRESSION)
-    assert same(got.metrics, whole.metrics) and same(got.slices, whole.slices)
+    assert_same_evaluation(got, whole)
     y, pred = frame["y"], frame["prediction"]
     assert got.metrics["r2"] == pytest.approx(skm.r2_score(y, pred), rel=1e-12)
     assert got.metrics["rmse"] == pytest.approx(math.sqrt(skm.mean_squared_error(y, pred)),
