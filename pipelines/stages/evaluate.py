@@ -288,7 +288,8 @@ def compute_metrics(
       averages over the classes for which they are defined.
 
     Regression: ``rmse``, ``mae``, ``r2`` (``nan`` for fewer than two rows or constant targets)
-    and ``mape`` as a fraction, over the rows whose target is not zero (``nan`` if none).
+    and ``mape`` as a fraction, over the rows whose target is not zero (``nan`` if none); a
+    non-finite target or prediction makes them all ``nan``.
 
     ROC AUC ties count half and average precision steps over distinct scores, as in
     scikit-learn; sums are exact (see :mod:`pipelines.stages.eval_stats`).
