@@ -37,6 +37,7 @@ import pandas as pd
 __all__ = [
     "CLASSIFICATION_KEYS",
     "DEFAULT_CAP",
+    "MIN_CAP",
     "REGRESSION_KEYS",
     "Calibration",
     "ClassificationStats",
