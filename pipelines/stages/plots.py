@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipelines.stages.eval_stats import Calibration, Histogram, pr_points, roc_auc, roc_points
 from pipelines.storage.location import StoragePath, Where, storage_path
 
 if TYPE_CHECKING:
@@ -20,11 +22,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "attribution_summary_plot",
+    "calibration_bins_plot",
     "calibration_plot",
     "confusion_plot",
     "feature_importance_plot",
     "residual_plot",
     "roc_pr_curves",
+    "roc_pr_plot",
 ]
 
 _DPI = 100
@@ -74,28 +78,38 @@ def roc_pr_curves(
     A class whose curve is undefined on these rows (no positive or no negative row) is left
     out and named on the plot.
     """
-    from sklearn.metrics import auc, precision_recall_curve, roc_curve
-
     labels = np.asarray(y_true, dtype=object)
     scores = np.asarray(proba, dtype=float)
     if len(classes) == 2:
         positive = scores[:, 1] if scores.ndim == 2 else scores
-        curves = [(classes[1], labels == classes[1], positive)]
+        problems = [(classes[1], labels == classes[1], positive)]
     else:
-        curves = [(c, labels == c, scores[:, i]) for i, c in enumerate(classes)]
+        problems = [(c, labels == c, scores[:, i]) for i, c in enumerate(classes)]
+    return roc_pr_plot([(name, Histogram.of(score, np.column_stack([hit, ~hit])))
+                        for name, hit, score in problems], path)
 
+
+def roc_pr_plot(curves: Sequence[tuple[Any, Histogram]], path: Where) -> StoragePath:
+    """ROC (left) and precision-recall (right) curves from score histograms.
+
+    Args:
+        curves: (class name, histogram of (positive, negative) rows per distinct score) for
+            each one-vs-rest problem; rows with a non-finite score are left out.
+        path: the PNG to write.
+    """
     fig, (roc_ax, pr_ax) = _figure(11, 5, ncols=2)
     skipped = []
-    for name, hit, score in curves:
-        finite = np.isfinite(score)
-        hit, score = hit[finite], score[finite]
-        if not 0 < hit.sum() < len(hit):
+    for name, histogram in curves:
+        h = replace(histogram, nonfinite=0)
+        positives, negatives = (int(n) for n in h.total)
+        if not positives or not negatives:
             skipped.append(str(name))
             continue
-        fpr, tpr, _ = roc_curve(hit, score)
-        precision, recall, _ = precision_recall_curve(hit, score)
-        roc_ax.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
-        pr_ax.step(recall, precision, where="post", label=f"{name} (base rate {hit.mean():.3f})")
+        fpr, tpr = roc_points(h)
+        recall, precision = pr_points(h)
+        roc_ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc(h):.3f})")
+        base_rate = positives / (positives + negatives)
+        pr_ax.step(recall, precision, where="post", label=f"{name} (base rate {base_rate:.3f})")
     roc_ax.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=1)
     roc_ax.set(xlabel="False positive rate", ylabel="True positive rate", title="ROC",
                xlim=(0, 1), ylim=(0, 1.02))
@@ -143,21 +157,19 @@ def calibration_plot(
         path: the PNG to write.
         bins: number of equal-width probability bins.
     """
-    hit = np.asarray(y_true, dtype=float)
-    score = np.asarray(proba, dtype=float)
-    finite = np.isfinite(score) & np.isfinite(hit)
-    hit, score = hit[finite], np.clip(score[finite], 0.0, 1.0)
+    return calibration_bins_plot(Calibration.of(np.asarray(y_true, dtype=float), proba, bins), path)
 
+
+def calibration_bins_plot(calibration: Calibration, path: Where) -> StoragePath:
+    """:func:`calibration_plot` drawn from per-bin counts and sums (equal-width bins on [0, 1])."""
+    bins = len(calibration.rows)
     fig, (curve_ax, hist_ax) = _figure(6, 7, nrows=2, sharex=True, height_ratios=[3, 1])
     curve_ax.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=1, label="perfect")
-    if len(score):
-        edges = np.linspace(0.0, 1.0, bins + 1)
-        which = np.clip(np.digitize(score, edges[1:-1]), 0, bins - 1)
-        used = np.unique(which)
-        mean_pred = [score[which == b].mean() for b in used]
-        observed = [hit[which == b].mean() for b in used]
+    if calibration.rows.sum():
+        mean_pred, observed = calibration.curve()
         curve_ax.plot(mean_pred, observed, marker="o", label="model")
-        hist_ax.hist(score, bins=edges, color="tab:blue", alpha=0.7)
+        hist_ax.bar(np.linspace(0.0, 1.0, bins + 1)[:-1], calibration.rows, width=1.0 / bins,
+                    align="edge", color="tab:blue", alpha=0.7)
     else:
         _note(curve_ax, "no rows")
     curve_ax.set(ylabel="Observed frequency", title="Calibration", xlim=(0, 1), ylim=(0, 1.02))
