@@ -35,9 +35,24 @@ def test_a_local_ray_starts_without_its_dashboard(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
     _init_ray(RuntimeConfig(), verbose=False)
     assert calls == [{"include_dashboard": False, "log_to_driver": False,
-                      "configure_logging": False}]
+                      "configure_logging": False,
+                      "_system_config": {"num_workers_soft_limit": 8}}]
     calls.clear()
     _init_ray(RuntimeConfig(ray_address="ray://head:10001"), verbose=False)
     assert calls == [{"address": "ray://head:10001", "log_to_driver": False}]
+
+
+@pytest.mark.parametrize(("cpus", "expected"), [
+    (1, {"num_workers_soft_limit": 8}), (2, {"num_workers_soft_limit": 8}),
+    (7, {"num_workers_soft_limit": 8}), (8, {}), (64, {}), (None, {"num_workers_soft_limit": 8}),
+])
+def test_a_small_local_instance_keeps_idle_workers_between_stages(
+        monkeypatch: pytest.MonkeyPatch, cpus: int | None, expected: dict[str, int]) -> None:
+    """Below 8 CPUs Ray would kill idle workers that the next stage starts again."""
+    from pipelines.cli import _local_system_config
+
+    monkeypatch.setattr("os.cpu_count", lambda: cpus)
+    assert _local_system_config() == expected
