@@ -117,6 +117,7 @@ def test_dataset_arrays_match_the_pandas_route(splits: tuple[Any, Any]) -> None:
     np.testing.assert_array_equal(data.y, y[order])
 
 
+@pytest.mark.slow  # two sweeps per search (12-19 s each); the full suite runs them
 @pytest.mark.parametrize("search", ["random", "optuna"])
 def test_a_seeded_sweep_is_reproducible(splits: tuple[Any, Any], tmp_path: Path,
                                         search: str) -> None:
@@ -142,6 +143,7 @@ def test_a_seeded_sweep_is_reproducible(splits: tuple[Any, Any], tmp_path: Path,
     assert trials(other) != trials(first)
 
 
+@pytest.mark.slow  # an interrupted sweep and its resumption (11 s)
 def test_an_interrupted_tpe_sweep_resumes_its_search(splits: tuple[Any, Any],
                                                      tmp_path: Path) -> None:
     """Optuna search, one trial at a time; the first trial is interrupted (fails). Resuming

@@ -25,6 +25,10 @@ from pipelines.model.spec import ModelSpec, conform_input
 from tests.native_helpers import predict_without_raypipe
 from tests.unit.model.helpers import make_pipeline, random_columns
 
+# Every test here shares one fixture that fits and logs 9 native models and starts a plain
+# process to load them (~30 s): the full suite runs them, the inner lane does not.
+pytestmark = pytest.mark.slow
+
 CASES = [(f, t) for f in ("xgboost", "linear", "mlp") for t in ("binary", "multiclass", "regression")]
 SETTINGS = {"xgboost": {"num_boost_round": 10}, "mlp": {"max_epochs": 3, "batch_size": 64},
             "linear": {}}
