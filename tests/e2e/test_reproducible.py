@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from tests.conftest import SMALL_RUN
@@ -32,7 +34,8 @@ def test_a_no_cache_rerun_gives_identical_pipeline_model_and_reports(
         trained: dict[str, Any], tmp_path: Path) -> None:
     """The session's pipeline run, then the same config again through ``raypipe run
     --no-cache`` in a fresh folder: the fitted feature pipeline JSON, the model's bytes and
-    the data-quality and training-profile reports are identical."""
+    the data-quality and training-profile reports, the evaluation and the test predictions
+    are identical."""
     first = _digests(trained["work"])
     assert {k.split("/")[1] for k in first} == set(_COMPARED)
     args = [a for s in SMALL_RUN for a in ("--set", s)]
@@ -40,3 +43,26 @@ def test_a_no_cache_rerun_gives_identical_pipeline_model_and_reports(
     assert r.returncode == 0, r.stderr[-3000:]
     second = _digests(tmp_path)
     assert second == first, sorted(k for k in first if first[k] != second.get(k))
+    # The evaluation (metrics, confusion matrix, per-slice metrics) to the byte, and the
+    # batch stage's test predictions row for row.
+    assert _evaluation(tmp_path) == _evaluation(trained["work"])
+    pd.testing.assert_frame_equal(_predictions(tmp_path), _predictions(trained["work"]),
+                                  check_exact=True)
+
+
+def _stage_dir(work: Path, stage: str) -> Path:
+    (entry,) = (work / "cache").glob(f"*/{stage}/*/_raypipe_stage.json")
+    return entry.parent
+
+
+def _evaluation(work: Path) -> str:
+    record = json.loads((_stage_dir(work, "evaluate") / "_raypipe_stage.json").read_text())
+    return json.dumps({k: record[k] for k in ("metrics", "confusion", "slices")},
+                      sort_keys=True)
+
+
+def _predictions(work: Path) -> pd.DataFrame:
+    # Without the column naming the logged model: each run logs its own (m-<id>).
+    frame = pd.read_parquet(_stage_dir(work, "batch") / "test_predictions")
+    frame = frame.drop(columns=["model_version"])
+    return frame.sort_values(list(frame.columns), ignore_index=True)
