@@ -55,7 +55,7 @@ def plain_baseline(path: Path, seed: int = 42) -> dict[str, float]:
             v = frame[c].str.strip().str.lower().fillna(vocab[c][0])
             x[c] = pd.Categorical(v, categories=vocab[c]).codes
         for c in ("signup_date", "last_login"):
-            x[f"{c}_month"], x[f"{c}_dow"] = frame[c].dt.month, frame[c].dt.dayofweek
+            x[f"{c}_month"], x[f"{c}_dow"] = frame[c].dt.month, frame[c].dt.day_of_week
             x[f"{c}_hour"] = frame[c].dt.hour
         x["autopay"] = frame["autopay"].astype(float)
         x["charges_per_month"] = x["total_charges"] / x["tenure_months"].replace(0, np.nan)
