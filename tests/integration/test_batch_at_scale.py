@@ -6,17 +6,13 @@ of its own with a small object store; the shared test instance's store is fixed 
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+from tests.integration.own_ray import run_with_own_ray
 
-REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
 
 
 @pytest.mark.slow
@@ -25,13 +21,7 @@ def test_batch_inference_three_times_the_object_store(tmp_path: Path) -> None:
     (spilling allowed, a crash or a hang is not), accounts for every row, and scores a sample
     exactly as the in-memory model does. About 2 minutes here, most of it waiting on restores of
     spilled blocks (see :data:`tests.integration.batch_at_scale.MIN_ROWS_PER_FILE`)."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    done = subprocess.run([sys.executable, "-m", "tests.integration.batch_at_scale",
-                           str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=360, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads((tmp_path / "result.json").read_text())
+    result = run_with_own_ray("tests.integration.batch_at_scale", tmp_path, timeout=360)
     assert result["data_bytes"] >= 3 * result["store_bytes"]
     rows = result["rows"]
     assert result["rows_in"] == rows

@@ -4,9 +4,6 @@ and bounded in memory on a data set three times the object store's size."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +14,9 @@ import ray
 
 from pipelines.stages.evaluate import evaluate_frame, evaluate_predictions
 from tests.evaluation_helpers import assert_same_evaluation
+from tests.integration.own_ray import run_with_own_ray
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _predictions(task: str, n: int = 30_000) -> pd.DataFrame:
@@ -88,13 +84,7 @@ def test_evaluate_predictions_names_missing_columns(ray_address: str) -> None:
 def test_evaluation_streams_three_times_the_object_store(tmp_path: Path) -> None:
     """8M prediction rows (~290 MB in memory) under an 80 MB object store, in a Ray of its own:
     evaluation finishes (spilling allowed) and its metrics equal a pandas computation."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    done = subprocess.run([sys.executable, "-m", "tests.integration.evaluate_at_scale",
-                           str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=240, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads((tmp_path / "result.json").read_text())
+    result = run_with_own_ray("tests.integration.evaluate_at_scale", tmp_path, timeout=240)
     assert result["data_bytes"] >= 3 * result["store_bytes"]
     expected, metrics = result["expected"], result["metrics"]
     assert sum(map(sum, result["confusion"])) == expected["rows"]
