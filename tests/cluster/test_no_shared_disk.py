@@ -50,12 +50,14 @@ pytestmark = [pytest.mark.cluster, pytest.mark.e2e, pytest.mark.timeout(600)]
 NODE_CPUS = 2
 # The run: small data; two trials of 2 CPUs each at once, so one per node; two batch actors
 # of 1 CPU, spread over the nodes by Ray Data (its scheduling strategy is SPREAD), each
-# leaving a CPU for the read tasks that feed it. FIFO: trial results do not depend on report
-# order.
+# leaving a CPU for the read tasks that feed it (batches of 100 rows: the pool starts no more
+# actors than there are batches, and the ~300 test rows would be one default batch). FIFO:
+# trial results do not depend on report order.
 RUN = ["source.rows=2000", "train.num_samples=2", "train.max_concurrent_trials=2",
        "train.num_workers=1", f"train.cpus_per_worker={NODE_CPUS}", "train.scheduler=fifo",
        "train.xgboost.num_boost_round=40", "train.xgboost.early_stopping_rounds=10",
-       "batch.concurrency=2", "batch.num_cpus_per_actor=1", "evaluate.explain_rows=0"]
+       "batch.concurrency=2", "batch.num_cpus_per_actor=1", "batch.batch_size=100",
+       "evaluate.explain_rows=0"]
 CACHED = [s for s in STAGES if s != "ingest"]
 
 
