@@ -87,7 +87,7 @@ def _local_system_config() -> dict[str, int]:
     they go idle. A run's stages use different processes in turn (Ray Data tasks, Tune's trial
     actors, the predictor pool), so on a small machine every stage started workers again that
     re-imported pandas, pyarrow and raypipe: the 50,000-row demo started 14 worker processes
-    and took 69 s of CPU on 2 cores; with 8 kept it starts 8 and takes 54 s. Idle workers cost
+    and took 69 s of CPU on 2 cores; with 8 kept it starts 9 and takes 54-57 s. Idle workers cost
     memory only. Larger nodes keep one per CPU already.
     """
     cpus = os.cpu_count() or 1
