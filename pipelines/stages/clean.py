@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ray.data import Dataset
 
 __all__ = ["REASON_COLUMN", "CleanedTraining", "RoutedRows", "clean_and_fit", "drop_duplicates",
-           "missing_reasons", "outlier_reasons", "route_rows", "row_hash"]
+           "missing_reasons", "outlier_reasons", "route_rows", "row_hash", "row_hash_values"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +49,16 @@ def _canonical(s: pd.Series) -> pd.Series:
     return s
 
 
-def row_hash(df: pd.DataFrame) -> pd.DataFrame:
-    """Add a 64-bit hash of each row's values (equal rows hash equal, across batches)."""
-    out = df.copy()
+def row_hash_values(df: pd.DataFrame) -> np.ndarray:
+    """A 64-bit hash of each row's values (equal rows hash equal, across batches)."""
     canonical = df.apply(_canonical) if len(df.columns) else df
-    out[_HASH] = pd.util.hash_pandas_object(canonical, index=False).astype("uint64")
+    return pd.util.hash_pandas_object(canonical, index=False).to_numpy(dtype=np.uint64)
+
+
+def row_hash(df: pd.DataFrame) -> pd.DataFrame:
+    """Add :func:`row_hash_values` as a column."""
+    out = df.copy()
+    out[_HASH] = row_hash_values(df)
     return out
 
 

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pipelines.config import SplitConfig
 from pipelines.errors import RaypipeError
-from pipelines.stages.clean import row_hash
+from pipelines.stages.clean import row_hash_values
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -35,7 +36,6 @@ __all__ = ["SPLIT_KEY", "SplitError", "distinct_values", "split_cuts", "split_da
 logger = logging.getLogger(__name__)
 
 SPLIT_KEY = "_raypipe_split_key"
-_HASH = "_raypipe_row_hash"
 _BUCKET_BITS = 16
 _GROUP, _BUCKET, _ROWS = "group", "bucket", "rows"
 
@@ -44,29 +44,48 @@ class SplitError(RaypipeError, ValueError):
     """The data cannot be split as configured."""
 
 
+def _key_values(df: pd.DataFrame, seed: int) -> np.ndarray:
+    salt = int.from_bytes(hashlib.sha256(str(seed).encode()).digest()[:8], "little")
+    # Mixing by multiplication keeps the key uniform; the salt makes each seed a new order.
+    key = (row_hash_values(df) ^ np.uint64(salt)) * np.uint64(0x9E3779B97F4A7C15)
+    return key.astype(np.uint64)
+
+
 def split_key(df: pd.DataFrame, seed: int) -> pd.DataFrame:
     """Add the seeded per-row key: a 64-bit hash of the row's values mixed with the seed."""
-    hashed = row_hash(df)
-    salt = int.from_bytes(hashlib.sha256(str(seed).encode()).digest()[:8], "little")
-    out = hashed.drop(columns=[_HASH])
-    # Mixing by multiplication keeps the key uniform; the salt makes each seed a new order.
-    out[SPLIT_KEY] = (hashed[_HASH].to_numpy() ^ salt) * 0x9E3779B97F4A7C15 & (2**64 - 1)
-    out[SPLIT_KEY] = out[SPLIT_KEY].astype("uint64")
+    out = df.copy()
+    out[SPLIT_KEY] = _key_values(df, seed)
     return out
 
 
-def _buckets(df: pd.DataFrame) -> np.ndarray:
-    return (df[SPLIT_KEY].to_numpy(dtype=np.uint64) >> np.uint64(64 - _BUCKET_BITS)).astype(
-        np.int64)
+def _as_pandas(batch: pa.Table) -> pd.DataFrame:
+    # Ray Data's own Arrow -> pandas conversion (its DataContext decides the dtypes), so a key
+    # is the same whether the row arrived as Arrow here or as a pandas batch elsewhere.
+    from ray.data.block import BlockAccessor
+
+    return BlockAccessor.for_block(batch).to_pandas()
 
 
-def _groups(df: pd.DataFrame, group: str | None) -> pd.Series:
-    return df[group] if group else pd.Series(0, index=df.index)
+def _keyed_block(batch: pa.Table, seed: int) -> pa.Table:
+    """``batch`` plus its key column: the rows go to pandas only to be hashed, and stay Arrow."""
+    return batch.append_column(SPLIT_KEY, pa.array(_key_values(_as_pandas(batch), seed),
+                                                   type=pa.uint64()))
 
 
-def _bucket_counts(df: pd.DataFrame, group: str | None) -> pd.DataFrame:
+def _buckets(batch: pa.Table) -> np.ndarray:
+    keys = batch.column(SPLIT_KEY).to_numpy()
+    return (keys.astype(np.uint64) >> np.uint64(64 - _BUCKET_BITS)).astype(np.int64)
+
+
+def _groups(batch: pa.Table, group: str | None) -> pd.Series:
+    if group is None:
+        return pd.Series(np.zeros(batch.num_rows, dtype=np.int64))
+    return _as_pandas(batch.select([group]))[group]
+
+
+def _bucket_counts(batch: pa.Table, group: str | None) -> pd.DataFrame:
     """Rows per (group, key bucket) of one batch: the summary the cuts are placed on."""
-    keys = pd.DataFrame({_GROUP: _groups(df, group).to_numpy(), _BUCKET: _buckets(df)})
+    keys = pd.DataFrame({_GROUP: _groups(batch, group).to_numpy(), _BUCKET: _buckets(batch)})
     counts = keys.groupby([_GROUP, _BUCKET], dropna=False, sort=False).size()
     return counts.rename(_ROWS).reset_index()
 
@@ -89,18 +108,21 @@ def split_cuts(counts: pd.DataFrame, cfg: SplitConfig) -> dict[Any, tuple[int, i
     return cuts
 
 
-def _part(df: pd.DataFrame, group: str | None, cuts: dict[Any, tuple[int, int]],
-          index: int) -> pd.DataFrame:
-    bucket, groups = _buckets(df), _groups(df, group)
+def _part(batch: pa.Table, group: str | None, cuts: dict[Any, tuple[int, int]],
+          index: int) -> pa.Table:
+    """The rows of split ``index`` (0 train, 1 valid, 2 test), filtered in Arrow."""
+    bucket, groups = _buckets(batch), _groups(batch, group)
     first = groups.map({k: c[0] for k, c in cuts.items()}).to_numpy(dtype=np.int64)
     second = groups.map({k: c[1] for k, c in cuts.items()}).to_numpy(dtype=np.int64)
     keep = ((bucket < first) if index == 0 else
             (bucket >= first) & (bucket < second) if index == 1 else bucket >= second)
-    return df[keep].drop(columns=[SPLIT_KEY])
+    return batch.filter(pa.array(keep)).drop_columns([SPLIT_KEY])
 
 
-def _distinct(df: pd.DataFrame, column: str) -> pd.DataFrame:
-    return pd.DataFrame({column: df[column].drop_duplicates().to_numpy()})
+def _distinct(batch: pa.Table, column: str) -> pa.Table:
+    import pyarrow.compute as pc
+
+    return pa.table({column: pc.unique(batch.column(column))})
 
 
 def distinct_values(ds: Dataset, column: str) -> list[Any]:
@@ -111,7 +133,8 @@ def distinct_values(ds: Dataset, column: str) -> list[Any]:
     cluster, for a column that holds a handful of labels).
     """
     per_batch = ds.select_columns([column]).map_batches(
-        partial(_distinct, column=column), batch_format="pandas").to_pandas()
+        partial(_distinct, column=column), batch_format="pyarrow", zero_copy_batch=True
+    ).to_pandas()
     return sorted(per_batch[column].dropna().drop_duplicates().tolist())
 
 
@@ -150,6 +173,10 @@ def split_dataset(
       a validation row, and no validation row later than a test row.
 
     ``labels`` are the target's distinct values when the caller already has them.
+
+    The random and stratified parts are lazy filters of the keyed rows, which are materialised
+    once: each part is computed when the caller consumes it (the pipeline writes each part
+    once; materialising them here as well cost three more Ray Data executions).
     """
     if classification:
         labels = distinct_values(ds, target) if labels is None else labels
@@ -159,7 +186,10 @@ def split_dataset(
                 f"target {target!r} holds {found} in the rows that passed validation: a "
                 "classification model needs at least two classes (check the data, or set "
                 "task: regression for a numeric target)")
-    keyed = ds.map_batches(partial(split_key, seed=cfg.seed), batch_format="pandas")
+    # Arrow batches throughout: only the hashing needs pandas, and the rows stay Arrow (at 1M
+    # rows each pandas round trip of every column cost seconds per pass).
+    keyed = ds.map_batches(partial(_keyed_block, seed=cfg.seed), batch_format="pyarrow",
+                           zero_copy_batch=True)
     if cfg.strategy == "time":
         assert cfg.time_column is not None
         _check_time_column(ds, cfg.time_column)
@@ -167,11 +197,12 @@ def split_dataset(
     else:
         keyed = keyed.materialize()
         group = target if cfg.strategy == "stratified" and classification else None
-        counts = keyed.map_batches(partial(_bucket_counts, group=group),
-                                   batch_format="pandas").to_pandas()
+        counts = keyed.select_columns([c for c in (group, SPLIT_KEY) if c]).map_batches(
+            partial(_bucket_counts, group=group), batch_format="pyarrow",
+            zero_copy_batch=True).to_pandas()
         cuts = split_cuts(counts, cfg)
         train, valid, test = (
             keyed.map_batches(partial(_part, group=group, cuts=cuts, index=i),
-                              batch_format="pandas")
+                              batch_format="pyarrow", zero_copy_batch=True)
             for i in range(3))
-    return train.materialize(), valid.materialize(), test.materialize()
+    return train, valid, test

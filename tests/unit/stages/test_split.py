@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pipelines.config import SplitConfig
-from pipelines.stages.split import SPLIT_KEY, _bucket_counts, _part, split_cuts, split_key
+from pipelines.stages.split import (
+    SPLIT_KEY,
+    _bucket_counts,
+    _keyed_block,
+    _part,
+    split_cuts,
+    split_key,
+)
 
 
 def _frame() -> pd.DataFrame:
@@ -43,9 +51,18 @@ def test_original_columns_are_kept() -> None:
 
 
 def _assign(df: pd.DataFrame, cfg: SplitConfig, group: str | None) -> list[pd.DataFrame]:
-    keyed = split_key(df, cfg.seed)
+    keyed = _keyed_block(pa.Table.from_pandas(df, preserve_index=False), cfg.seed)
     cuts = split_cuts(_bucket_counts(keyed, group), cfg)
-    return [_part(keyed, group, cuts, i) for i in range(3)]
+    return [_part(keyed, group, cuts, i).to_pandas() for i in range(3)]
+
+
+def test_arrow_block_key_equals_the_pandas_key() -> None:
+    """The pipeline keys Arrow batches; the key must not depend on the batch format."""
+    df = pd.DataFrame({"a": [1.0, 2.0, np.nan], "b": ["x", None, "x"], "c": [1, 2, 3],
+                       "d": [True, False, True]})
+    arrow = _keyed_block(pa.Table.from_pandas(df, preserve_index=False), 5)
+    assert arrow.column_names == ["a", "b", "c", "d", SPLIT_KEY]
+    assert arrow.column(SPLIT_KEY).to_pylist() == split_key(df, 5)[SPLIT_KEY].tolist()
 
 
 def test_bucket_cuts_keep_every_class_share_even_for_a_rare_class() -> None:
