@@ -582,31 +582,16 @@ be freed by Tune's actors) and import the family's libraries, 3-5 s on 2 cores, 
 itself takes well under a second. Above it the fit's memory and CPU belong on a worker."""
 
 
-def _largest_node_cpus() -> int:
-    """CPUs of the cluster's largest alive node (0 when Ray reports none)."""
-    import ray
-
-    return int(max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")),
-                   default=0.0))
-
-
 def _refit(train_ds: Any, valid_ds: Any, context: TrainContext, family: str,
            params: dict[str, Any], iterations: int, cpus: float,
            local_max_rows: int = _LOCAL_REFIT_MAX_ROWS) -> Path:
     """More data for the winner: on small data sets the validation rows matter.
 
-    The fit runs in this process up to ``local_max_rows`` rows on CPU, else in a Ray task; both
-    run :func:`_refit_task` with the same threads, so the model is the same. The sweep is over
-    when the refit runs, so on CPU it takes every CPU of the largest node (at least ``cpus``):
-    at 1M rows it was a one-thread fit while the rest of the node sat idle. The thread count
-    is a property of the cluster, not of its load, so a re-run on the same cluster fits with
-    the same threads.
+    The fit runs in this process up to ``local_max_rows`` rows on CPU, else in a Ray task of
+    ``cpus`` CPUs; both run :func:`_refit_task` with the same threads, so the model is the same.
     """
     import ray
 
-    if not context.use_gpu:
-        cpus = max(cpus, float(_largest_node_cpus()))
-        context = replace(context, threads=max(context.threads, int(cpus)))
     args = (train_ds, valid_ds, context, family, params, iterations)
     if not context.use_gpu and train_ds.count() + valid_ds.count() <= local_max_rows:
         files = _refit_task(*args)
