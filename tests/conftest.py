@@ -128,4 +128,6 @@ def trained(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
     cfg = small_config(work)
     events: list[tuple[str, str]] = []
     summary = run_pipeline(cfg, on_stage=lambda s, e, d: events.append((s, e)))
-    return {"cfg": cfg, "summary": summary, "events": events, "work": work}
+    # This run's stage folders: later tests run other configs into the same work dir.
+    entries = [p.parent for p in (work / "cache").glob("*/*/*/_raypipe_stage.json")]
+    return {"cfg": cfg, "summary": summary, "events": events, "work": work, "entries": entries}

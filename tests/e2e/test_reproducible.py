@@ -21,12 +21,18 @@ _COMPARED = ("feature_pipeline.json", "model.ubj", "family.json", "quality_repor
              "quality_report.html", "training_profile.json")
 
 
-def _digests(work: Path) -> dict[str, str]:
+def _entries(work: Path) -> list[Path]:
+    return [p.parent for p in (work / "cache").glob("*/*/*/_raypipe_stage.json")]
+
+
+def _digests(entries: list[Path]) -> dict[str, str]:
     out: dict[str, str] = {}
-    for path in sorted((work / "cache").rglob("*")):
-        if path.is_file() and path.name in _COMPARED:
-            stage = path.relative_to(work / "cache").parts[1]
-            out[f"{stage}/{path.name}"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    for entry in entries:
+        for path in sorted(entry.rglob("*")):
+            if path.is_file() and path.name in _COMPARED:
+                key = f"{entry.parent.name}/{path.name}"
+                assert key not in out, f"two {key} in one run"
+                out[key] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
 
 
@@ -36,33 +42,34 @@ def test_a_no_cache_rerun_gives_identical_pipeline_model_and_reports(
     --no-cache`` in a fresh folder: the fitted feature pipeline JSON, the model's bytes and
     the data-quality and training-profile reports, the evaluation and the test predictions
     are identical."""
-    first = _digests(trained["work"])
+    # The session run's own stage folders: other tests run other configs into its work dir.
+    first = _digests(trained["entries"])
     assert {k.split("/")[1] for k in first} == set(_COMPARED)
     args = [a for s in SMALL_RUN for a in ("--set", s)]
     r = raypipe("run", "--no-cache", *args, "--set", f"runtime.work_dir={tmp_path}")
     assert r.returncode == 0, r.stderr[-3000:]
-    second = _digests(tmp_path)
+    second = _digests(_entries(tmp_path))
     assert second == first, sorted(k for k in first if first[k] != second.get(k))
     # The evaluation (metrics, confusion matrix, per-slice metrics) to the byte, and the
     # batch stage's test predictions row for row.
-    assert _evaluation(tmp_path) == _evaluation(trained["work"])
-    pd.testing.assert_frame_equal(_predictions(tmp_path), _predictions(trained["work"]),
-                                  check_exact=True)
+    assert _evaluation(_entries(tmp_path)) == _evaluation(trained["entries"])
+    pd.testing.assert_frame_equal(_predictions(_entries(tmp_path)),
+                                  _predictions(trained["entries"]), check_exact=True)
 
 
-def _stage_dir(work: Path, stage: str) -> Path:
-    (entry,) = (work / "cache").glob(f"*/{stage}/*/_raypipe_stage.json")
-    return entry.parent
+def _stage_dir(entries: list[Path], stage: str) -> Path:
+    (entry,) = (e for e in entries if e.parent.name == stage)
+    return entry
 
 
-def _evaluation(work: Path) -> str:
-    record = json.loads((_stage_dir(work, "evaluate") / "_raypipe_stage.json").read_text())
+def _evaluation(entries: list[Path]) -> str:
+    record = json.loads((_stage_dir(entries, "evaluate") / "_raypipe_stage.json").read_text())
     return json.dumps({k: record[k] for k in ("metrics", "confusion", "slices")},
                       sort_keys=True)
 
 
-def _predictions(work: Path) -> pd.DataFrame:
+def _predictions(entries: list[Path]) -> pd.DataFrame:
     # Without the column naming the logged model: each run logs its own (m-<id>).
-    frame = pd.read_parquet(_stage_dir(work, "batch") / "test_predictions")
+    frame = pd.read_parquet(_stage_dir(entries, "batch") / "test_predictions")
     frame = frame.drop(columns=["model_version"])
     return frame.sort_values(list(frame.columns), ignore_index=True)

@@ -236,3 +236,31 @@ def test_a_worse_model_is_registered_as_challenger(trained: dict[str, Any]) -> N
         before.model_version)
     assert str(client.get_model_version_by_alias("raypipe-demo", "challenger").version) == (
         s.model_version)
+
+
+def test_reads_are_cut_into_two_blocks_per_cpu(ray_address: str, tmp_path: Path) -> None:
+    """Ray Data's floor of 200 read blocks (of >= 1 MiB) cut the 1M-row demo into 113 blocks
+    on 2 CPUs, and every later pass ran one task per block; the runner asks for two per CPU."""
+    import ray
+
+    from pipelines.runner import size_reads
+    from pipelines.sources.files import read_files
+
+    ctx = ray.data.DataContext.get_current()
+    before = ctx.read_op_min_num_blocks
+    path = tmp_path / "wide.parquet"
+    pd.DataFrame({"x": np.arange(2_000_000, dtype=np.float64)}).to_parquet(path)  # 16 MB
+    cpus = int(ray.cluster_resources()["CPU"])
+    try:
+        ctx.read_op_min_num_blocks = 200
+        # Ray's default: one block per MiB or so (17 here)
+        assert read_files(str(path), "parquet").materialize().num_blocks() > 4 * cpus
+        size_reads()
+        assert ctx.read_op_min_num_blocks == 2 * cpus
+        ds = read_files(str(path), "parquet").materialize()
+        assert ds.num_blocks() == 2 * cpus and ds.count() == 2_000_000
+        ctx.read_op_min_num_blocks = 3
+        size_reads()
+        assert ctx.read_op_min_num_blocks == 3  # a smaller floor set by the user stands
+    finally:
+        ctx.read_op_min_num_blocks = before

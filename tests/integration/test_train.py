@@ -198,3 +198,24 @@ def test_a_small_refit_in_the_driver_gives_the_task_s_model(splits: tuple[Any, A
     assert files == sorted(p.name for p in there.iterdir()) and files
     for name in files:
         assert (here / name).read_bytes() == (there / name).read_bytes(), name
+
+
+def test_the_refit_model_does_not_depend_on_the_thread_count(splits: tuple[Any, Any]) -> None:
+    """The refit takes every CPU of the largest node, so a laptop and a cluster refit with
+    different thread counts: XGBoost's hist must give the same model bytes either way, or
+    the model would depend on the cluster and not only on code, data, config and seed."""
+    from pipelines.families.xgb import XGBoostFamily
+    from pipelines.stages.train import TrainContext, _refit_task
+
+    def fit(threads: int) -> dict[str, bytes]:
+        context = TrainContext(
+            task="binary", num_classes=2, metric="logloss", seed=3, threads=threads,
+            use_gpu=False, num_workers=1, cpus_per_worker=1.0, storage_path="unused",
+            run_name="refit", max_failures=0, families={"xgboost": XGBoostFamily()},
+            fixed={"xgboost": {}}, settings={"xgboost": {**FAST["xgboost"], "prescaled": False}},
+            cv_folds=1, cv_max_rows=0)
+        params = {"eta": 0.3, "max_depth": 5, "subsample": 0.7, "colsample_bytree": 0.8}
+        return _refit_task(*splits, context, "xgboost", params, 15)
+
+    one = fit(1)
+    assert one and one == fit(2) == fit(4)
