@@ -207,7 +207,7 @@ def run(
     from pipelines.runner import STAGES, plan_stages, run_pipeline
 
     try:
-        plan_stages(from_stage, only)
+        plan_stages(from_stage, only, no_cache=no_cache)
     except ValueError as err:
         raise _fail(str(err), 2) from None
     t0 = time.perf_counter()

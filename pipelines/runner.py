@@ -105,8 +105,10 @@ class _Stages:
         return lambda detail: callback(name, "progress", detail)
 
 
-def plan_stages(from_stage: str | None = None, only: str | None = None) -> tuple[list[str], set[str]]:
-    """``(stages to run, stages that must be recomputed)`` for ``--from`` / ``--only``.
+def plan_stages(from_stage: str | None = None, only: str | None = None,
+                no_cache: bool = False) -> tuple[list[str], set[str]]:
+    """``(stages to run, stages that must be recomputed)`` for ``--from`` / ``--only`` /
+    ``--no-cache`` (which recomputes from the first stage).
 
     Stages before the first forced one still "run" — as cache lookups that load their outputs.
     With ``only``, those lookups must hit (see :class:`MissingStageError`).
@@ -114,6 +116,11 @@ def plan_stages(from_stage: str | None = None, only: str | None = None) -> tuple
     for name, value in (("--from", from_stage), ("--only", only)):
         if value is not None and value not in STAGES:
             raise ValueError(f"{name} {value!r} is not a stage; stages: {', '.join(STAGES)}")
+    if no_cache and (from_stage or only):
+        raise ValueError("--no-cache recomputes every stage: leave out --from/--only, or "
+                         "--no-cache")
+    if no_cache:
+        from_stage = STAGES[0]
     if from_stage and only:
         raise ValueError("use --from or --only, not both")
     if only:
@@ -271,7 +278,7 @@ def run_pipeline(cfg: PipelineConfig, on_stage: StageCallback | None = None,
 
     from pipelines import tracking
 
-    stages, forced = plan_stages("ingest" if not use_cache else from_stage, only)
+    stages, forced = plan_stages(from_stage, only, no_cache=not use_cache)
     started = time.perf_counter()
     stage = _Stages(on_stage)
     run = _Run(cfg, stage, forced, only, resume, connect)

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.runner import plan_stages, run_pipeline
 
     try:
-        plan_stages(args.from_stage, args.only)
+        plan_stages(args.from_stage, args.only, no_cache=args.no_cache)
     except ValueError as err:
         logger.error("%s", err)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -94,6 +95,7 @@ def test_unreadable_manifest_counts_as_missing(store_root: StoragePath) -> None:
 
 def test_plan_default_runs_everything_and_forces_nothing() -> None:
     assert plan_stages() == (STAGES, set())
+    assert plan_stages(no_cache=True) == (STAGES, set(STAGES))
 
 
 def test_plan_from_forces_that_stage_and_later_ones() -> None:
@@ -112,7 +114,10 @@ def test_plan_only_stops_after_that_stage() -> None:
     ({"from_stage": "fit"}, "--from 'fit' is not a stage"),
     ({"only": "nope"}, "--only 'nope' is not a stage"),
     ({"from_stage": "train", "only": "train"}, "not both"),
+    # it said "use --from or --only, not both" to a user who had given --no-cache --only
+    ({"only": "validate", "no_cache": True}, "--no-cache recomputes every stage"),
+    ({"from_stage": "train", "no_cache": True}, "--no-cache recomputes every stage"),
 ])
-def test_plan_rejects_unknown_stages_by_name(kw: dict[str, str], message: str) -> None:
+def test_plan_rejects_unknown_stages_by_name(kw: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         plan_stages(**kw)
