@@ -58,6 +58,11 @@ class UserError(RaypipeError):
 
 
 def _setup_logging(verbose: bool) -> None:
+    # MLflow, when imported (after this runs), gives its loggers a handler of its own, stops
+    # them propagating and sets them to INFO: its lines then bypassed the redacting handler
+    # below, and a normal run printed "Creating initial MLflow database tables". Left
+    # unconfigured, its records reach that handler at the levels set here. A user's value wins.
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     handler = RichHandler(console=console, show_path=False, rich_tracebacks=verbose)
     handler.addFilter(RedactingFilter())  # no credential in a URL reaches the terminal
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[handler],

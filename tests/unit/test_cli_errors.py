@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -53,3 +56,29 @@ def test_an_error_message_never_shows_a_credential(
         _guarded(_raises(err), verbose=False)
     shown = capsys.readouterr().err
     assert "hunter2" not in shown and ":***@" in shown
+
+
+_MLFLOW_LOGS = """
+import logging
+from pipelines.cli import _setup_logging
+_setup_logging(False)
+import mlflow  # configures its loggers at import unless told not to
+log = logging.getLogger("mlflow")
+print("propagate", log.propagate, "level", logging.getLevelName(log.level), "own", len(log.handlers))
+logging.getLogger("mlflow.store.db.utils").info("Creating initial MLflow database tables...")
+logging.getLogger("mlflow.store").error("cannot reach https://ci:hunter2-secret@mlflow.example.com")
+"""
+
+
+def test_mlflow_log_lines_go_through_the_redacting_handler_at_our_levels() -> None:
+    """MLflow gave its loggers their own handler (no redaction) at INFO when imported: its
+    migrations' INFO lines reached a normal run's terminal, and a credential in a URL it
+    logged would have too."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_CONFIGURE_LOGGING"}
+    out = subprocess.run([sys.executable, "-c", _MLFLOW_LOGS], capture_output=True, text=True,
+                         env={**env, "COLUMNS": "200"}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "propagate True level ERROR own 0" in out.stdout
+    assert "Creating initial" not in out.stderr
+    assert "cannot reach" in out.stderr and "mlflow.example.com" in out.stderr
+    assert "hunter2-secret" not in out.stderr + out.stdout
