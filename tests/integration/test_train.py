@@ -201,9 +201,9 @@ def test_a_small_refit_in_the_driver_gives_the_task_s_model(splits: tuple[Any, A
 
 
 def test_the_refit_model_does_not_depend_on_the_thread_count(splits: tuple[Any, Any]) -> None:
-    """The refit takes every CPU of the largest node, so a laptop and a cluster refit with
-    different thread counts: XGBoost's hist must give the same model bytes either way, or
-    the model would depend on the cluster and not only on code, data, config and seed."""
+    """A refit with more threads (the idle node's CPUs, the lever left for 1M rows) is only
+    allowed if XGBoost's hist gives the same model bytes for any thread count; otherwise the
+    model would depend on the cluster and not only on code, data, config and seed."""
     from pipelines.families.xgb import XGBoostFamily
     from pipelines.stages.train import TrainContext, _refit_task
 
