@@ -204,6 +204,10 @@ class BaseFamily:
     input_dtype: type[np.floating] = np.float64
     requirements: tuple[str, ...] = ()
     data_parallel: str | None = None
+    thread_invariant: bool = False
+    """Its CPU fit gives the same model bytes with any thread count, so the refit of the winner
+    may take every CPU of a node without the model depending on the cluster's size. Set it
+    only when a test proves it (XGBoost's hist does; torch's kernels do not promise it)."""
 
     def importances(self, predictor: Any, feature_names: list[str]) -> dict[str, float]:
         return {}

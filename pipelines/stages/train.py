@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -70,6 +71,7 @@ class TrainResult:
     """The sweep's outcome: the best model's folder and every trial's score."""
 
     model_dir: Path
+    """A temporary folder the caller owns: copy the model out and remove it."""
     family: str
     metric: str
     mode: str
@@ -582,16 +584,31 @@ be freed by Tune's actors) and import the family's libraries, 3-5 s on 2 cores, 
 itself takes well under a second. Above it the fit's memory and CPU belong on a worker."""
 
 
+def _largest_node_cpus() -> int:
+    """CPUs of the cluster's largest alive node (0 when Ray reports none)."""
+    import ray
+
+    return int(max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")),
+                   default=0.0))
+
+
 def _refit(train_ds: Any, valid_ds: Any, context: TrainContext, family: str,
            params: dict[str, Any], iterations: int, cpus: float,
            local_max_rows: int = _LOCAL_REFIT_MAX_ROWS) -> Path:
     """More data for the winner: on small data sets the validation rows matter.
 
-    The fit runs in this process up to ``local_max_rows`` rows on CPU, else in a Ray task of
-    ``cpus`` CPUs; both run :func:`_refit_task` with the same threads, so the model is the same.
+    The fit runs in this process up to ``local_max_rows`` rows on CPU, else in a Ray task; both
+    run :func:`_refit_task` with the same threads, so the model is the same. The sweep is over
+    when the refit runs, so on CPU a family whose model does not depend on the thread count
+    (``thread_invariant``) takes every CPU of the largest node (at least ``cpus``): at 1M rows
+    it was a one-thread fit while the rest of the node sat idle. Other families keep the
+    sweep's threads, so their model stays the same on any cluster.
     """
     import ray
 
+    if not context.use_gpu and getattr(context.families[family], "thread_invariant", False):
+        cpus = max(cpus, float(_largest_node_cpus()))
+        context = replace(context, threads=max(context.threads, int(cpus)))
     args = (train_ds, valid_ds, context, family, params, iterations)
     if not context.use_gpu and train_ds.count() + valid_ds.count() <= local_max_rows:
         files = _refit_task(*args)
@@ -684,6 +701,7 @@ def tune_models(
     if cfg.refit and parallelism == "in_process" and iterations > 0:
         out_dir = _refit(train_ds, valid_ds, context, family, params, iterations,
                          cfg.cpus_per_worker)
+        shutil.rmtree(outcome.model_dir, ignore_errors=True)  # the sweep's winner, replaced
     return TrainResult(
         model_dir=out_dir,
         family=family,

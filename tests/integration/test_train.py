@@ -200,22 +200,59 @@ def test_a_small_refit_in_the_driver_gives_the_task_s_model(splits: tuple[Any, A
         assert (here / name).read_bytes() == (there / name).read_bytes(), name
 
 
-def test_the_refit_model_does_not_depend_on_the_thread_count(splits: tuple[Any, Any]) -> None:
-    """A refit with more threads (the idle node's CPUs, the lever left for 1M rows) is only
-    allowed if XGBoost's hist gives the same model bytes for any thread count; otherwise the
+def _thread_invariant_families() -> list[str]:
+    from pipelines.families.registry import BUILTIN_FAMILIES, get_family
+
+    return [name for name in BUILTIN_FAMILIES if get_family(name).thread_invariant]
+
+
+def test_only_xgboost_claims_a_thread_invariant_fit() -> None:
+    # The claim lets the refit take a whole node; torch's and BLAS's kernels make no promise.
+    assert _thread_invariant_families() == ["xgboost"]
+
+
+@pytest.mark.parametrize("family", _thread_invariant_families())
+def test_the_refit_model_does_not_depend_on_the_thread_count(splits: tuple[Any, Any],
+                                                             family: str) -> None:
+    """The refit of a ``thread_invariant`` family takes every CPU of the largest node; that is
+    only allowed if its fit gives the same model bytes for any thread count, otherwise the
     model would depend on the cluster and not only on code, data, config and seed."""
-    from pipelines.families.xgb import XGBoostFamily
+    from pipelines.families.registry import get_family
     from pipelines.stages.train import TrainContext, _refit_task
 
     def fit(threads: int) -> dict[str, bytes]:
         context = TrainContext(
             task="binary", num_classes=2, metric="logloss", seed=3, threads=threads,
             use_gpu=False, num_workers=1, cpus_per_worker=1.0, storage_path="unused",
-            run_name="refit", max_failures=0, families={"xgboost": XGBoostFamily()},
-            fixed={"xgboost": {}}, settings={"xgboost": {**FAST["xgboost"], "prescaled": False}},
+            run_name="refit", max_failures=0, families={family: get_family(family)},
+            fixed={family: {}}, settings={family: {**FAST[family], "prescaled": False}},
             cv_folds=1, cv_max_rows=0)
         params = {"eta": 0.3, "max_depth": 5, "subsample": 0.7, "colsample_bytree": 0.8}
-        return _refit_task(*splits, context, "xgboost", params, 15)
+        return _refit_task(*splits, context, family, params, 15)
 
     one = fit(1)
     assert one and one == fit(2) == fit(4)
+
+
+@pytest.mark.parametrize(("family", "threads"), [("xgboost", 2), ("mlp", 1)])
+def test_the_refit_takes_the_node_s_cpus_only_for_a_thread_invariant_family(
+        splits: tuple[Any, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        family: str, threads: int) -> None:
+    from pipelines.families.registry import get_family
+    from pipelines.stages import train
+
+    seen: list[int] = []
+
+    def record(*args: Any) -> dict[str, bytes]:
+        seen.append(args[2].threads)
+        return {"model.bin": b"m"}
+
+    monkeypatch.setattr(train, "_refit_task", record)
+    monkeypatch.setattr(train, "_largest_node_cpus", lambda: 2)
+    context = train.TrainContext(
+        task="binary", num_classes=2, metric="logloss", seed=3, threads=1, use_gpu=False,
+        num_workers=1, cpus_per_worker=1.0, storage_path=str(tmp_path), run_name="refit",
+        max_failures=0, families={family: get_family(family)}, fixed={family: {}},
+        settings={family: FAST[family]}, cv_folds=1, cv_max_rows=0)
+    train._refit(*splits, context, family, {}, 3, 1.0)
+    assert seen == [threads]
