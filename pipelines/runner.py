@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -666,6 +667,7 @@ def _compute_train(run: _Run, task: str,
             time_ordered=cfg.split.strategy == "time", on_progress=run.stage.progress("train"),
         )
         (entry.path / MODEL_DIR).upload(result.model_dir)
+        shutil.rmtree(result.model_dir, ignore_errors=True)  # a temporary copy, now stored
         (entry.path / TRIALS_FILE).write_text(json.dumps(result.trials, indent=2, default=str))
         tracking.log_trials(result.trials, result.metric)  # child runs, once per sweep
         return {"family": result.family, "metric": result.metric, "mode": result.mode,

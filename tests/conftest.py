@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,7 +128,10 @@ def trained(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
     work = tmp_path_factory.mktemp("trained")
     cfg = small_config(work)
     events: list[tuple[str, str]] = []
+    model_dirs = set(Path(tempfile.gettempdir()).glob("raypipe-model-*"))
     summary = run_pipeline(cfg, on_stage=lambda s, e, d: events.append((s, e)))
     # This run's stage folders: later tests run other configs into the same work dir.
     entries = [p.parent for p in (work / "cache").glob("*/*/*/_raypipe_stage.json")]
-    return {"cfg": cfg, "summary": summary, "events": events, "work": work, "entries": entries}
+    left = set(Path(tempfile.gettempdir()).glob("raypipe-model-*")) - model_dirs
+    return {"cfg": cfg, "summary": summary, "events": events, "work": work, "entries": entries,
+            "temporary_model_dirs_left": left}

@@ -36,6 +36,12 @@ def test_every_stage_ran_in_order(trained: dict[str, Any]) -> None:
     assert max(progress) < events.index(("train", "done"))
 
 
+def test_the_trained_model_leaves_no_temporary_folder(trained: dict[str, Any]) -> None:
+    # The sweep's winner and the refit are written to temporary folders, then stored in the
+    # stage's folder; left behind, every run would add a model to the machine's /tmp.
+    assert trained["temporary_model_dirs_left"] == set()
+
+
 def test_rows_add_up(trained: dict[str, Any]) -> None:
     c = trained["summary"].counts
     assert c["rows_read"] == c["rows_in"] == 3000  # Parquet footers agree with validation
