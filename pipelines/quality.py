@@ -10,14 +10,28 @@ from __future__ import annotations
 import html
 import logging
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
 from pipelines.config import PipelineConfig, ProfileConfig
-from pipelines.profile import ColumnProfile, DataProfile, profile_dataset
-from pipelines.stages.validate import QUARANTINE_COLUMNS, ValidationResult, check_threshold, validate
+from pipelines.profile import (
+    ColumnProfile,
+    DataProfile,
+    View,
+    profile_dataset,
+    profile_views,
+    select_columns,
+)
+from pipelines.stages.validate import (
+    QUARANTINE_COLUMNS,
+    ValidationResult,
+    check_threshold,
+    passed_rows,
+    validate,
+)
 from pipelines.storage.location import StoragePath, Where, storage_path
 
 if TYPE_CHECKING:
@@ -191,19 +205,26 @@ def validate_and_report(raw: Dataset, cfg: PipelineConfig, quarantine_path: Wher
                         "rows_quarantined": result.rows_quarantined,
                         "quarantined_fraction": result.quarantined_fraction})
     if schema.profile.enabled and result.rows_in:
-        # the checked rows are the input as read, already in the object store: profiling
-        # them spares a second read of the source (a second round of API calls for http)
+        if result.checked is None:
+            raise RuntimeError("validate() returned no checked rows to profile")
+        # The checked rows are the input as read, already in the object store: profiling
+        # them spares a second read of the source (a second round of API calls for http).
+        # The input and the rows that passed (the training data) are two views of the same
+        # blocks, profiled in one pass.
         columns = [c for c in raw.columns() or [] if c not in QUARANTINE_COLUMNS]
-        seen = profile_dataset(result.checked or raw, schema.profile, columns=columns)
-        report = build_report(_source_label(cfg), seen, result, schema.max_quarantine_fraction)
+        views: dict[str, View] = {"input": partial(select_columns, columns=columns)}
+        if result.rows_valid:
+            views["passed"] = partial(passed_rows, schema=schema)
+        profiles = profile_views(result.checked, views, schema.profile)
+        report = build_report(_source_label(cfg), profiles["input"], result,
+                              schema.max_quarantine_fraction)
         write_report(report, report_dir)
         if report.profile.anomalies:
             logger.warning("data quality: %d anomalies, e.g. %s", len(report.profile.anomalies),
                            report.profile.anomalies[0].message)
-        if result.rows_valid:
-            training = profile_dataset(result.valid, schema.profile)
+        if "passed" in profiles:
             (report_dir / Path(PROFILE_ARTIFACT).name).write_text(
-                training.model_dump_json(indent=2))
+                profiles["passed"].model_dump_json(indent=2))
         log_quality_files(report_dir)
     check_threshold(result, schema)
     # The runner keeps the result for the whole run: let go of the checked copy of the input.

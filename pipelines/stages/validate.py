@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["COLUMN_COLUMN", "QUARANTINE_COLUMNS", "REASON_COLUMN", "RULE_COLUMN", "ContractError",
            "ReasonCount", "ValidationResult", "check_batch", "check_threshold", "coerce_column",
-           "key_partitions", "mark_duplicate_keys", "validate"]
+           "key_partitions", "mark_duplicate_keys", "passed_rows", "validate"]
 
 logger = logging.getLogger(__name__)
 
@@ -467,9 +467,10 @@ def _typed(arr: pa.ChunkedArray, kind: str) -> pa.ChunkedArray | pa.Array:
     return pa.array(values, from_pandas=True, type=pa.float64() if kind == "float" else None)
 
 
-def _passed_block(table: pa.Table, schema: SchemaConfig) -> pa.Table:
-    """The rows of an annotated block that passed, without the quarantine columns, contract
-    columns in their contract types; the other columns stay as read."""
+def passed_rows(table: pa.Table, schema: SchemaConfig) -> pa.Table:
+    """The rows of an annotated block (one of :attr:`ValidationResult.checked`) that passed,
+    without the quarantine columns, contract columns in their contract types; the other
+    columns stay as read. :attr:`ValidationResult.valid` is this, block by block."""
     import pyarrow.compute as pc
 
     ok = table.filter(pc.is_null(table.column(REASON_COLUMN))).drop_columns(QUARANTINE_COLUMNS)
@@ -551,7 +552,7 @@ def validate(ds: Dataset, schema: SchemaConfig, target: str, enforce: bool = Tru
     # materialised so that their row counts are exact and free, and so that each consumer of
     # an output reads it from the object store instead of checking the input again.
     annotated = annotated.materialize()
-    valid = annotated.map_batches(partial(_passed_block, schema=schema), batch_format="pyarrow",
+    valid = annotated.map_batches(partial(passed_rows, schema=schema), batch_format="pyarrow",
                                   zero_copy_batch=True).materialize()
     quarantined = annotated.map_batches(_failed_block, batch_format="pyarrow",
                                         zero_copy_batch=True).materialize()

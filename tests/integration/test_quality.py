@@ -13,7 +13,7 @@ import pytest
 from mlflow import MlflowClient
 
 from pipelines.config import ColumnContract, SchemaConfig
-from pipelines.profile import profile_dataset, profile_tables
+from pipelines.profile import profile_dataset, profile_tables, profile_views, select_columns
 from pipelines.quality import PROFILE_ARTIFACT
 from pipelines.stages.validate import (
     QUARANTINE_COLUMNS,
@@ -21,6 +21,7 @@ from pipelines.stages.validate import (
     RULE_COLUMN,
     ContractError,
     ReasonCount,
+    passed_rows,
     validate,
 )
 
@@ -85,6 +86,31 @@ def test_profile_on_ray_matches_profile_of_the_same_tables(ray_address: str) -> 
                                                                   b.min, b.max)
         assert a.top_values == b.top_values
     assert on_ray.columns["n"].mean == pytest.approx(local.columns["n"].mean)
+
+
+def test_one_pass_profiles_of_the_input_and_the_passed_rows_are_the_two_passes(
+        ray_address: str) -> None:
+    # The quality report profiles the checked input and the rows that passed as two views
+    # of one pass; each must be what a pass over that data set alone gives.
+    from functools import partial
+
+    df = pd.DataFrame({"x": [-1.0 if i % 9 == 0 else float(i) for i in range(600)],
+                       "code": [["AB", "CD", "zz", None][i % 4] for i in range(600)],
+                       "y": [i % 2 for i in range(600)]})
+    schema = SchemaConfig(max_quarantine_fraction=1.0, columns={
+        "x": ColumnContract(type="float", min=0),
+        "code": ColumnContract(type="string", regex="[A-Z]+", nullable=False)})
+    result = validate(_blocks(df, 3), schema, "y")
+    assert result.checked is not None and 0 < result.rows_valid < result.rows_in
+    columns = list(df.columns)
+    views = profile_views(result.checked, {
+        "input": partial(select_columns, columns=columns),
+        "passed": partial(passed_rows, schema=schema)})
+    alone = {"input": profile_dataset(result.checked, columns=columns),
+             "passed": profile_dataset(result.valid)}
+    assert views["input"].rows == result.rows_in and views["passed"].rows == result.rows_valid
+    for name in ("input", "passed"):
+        assert views[name].model_dump() == alone[name].model_dump(), name
 
 
 def test_run_logs_counts_report_and_training_profile(trained: dict[str, Any]) -> None:

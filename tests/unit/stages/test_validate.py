@@ -453,11 +453,11 @@ def test_arrow_kernel_gives_the_pandas_reasons_on_dirty_blocks(seed: int) -> Non
 def test_arrow_blocks_split_into_passed_and_quarantined_rows_exactly(seed: int) -> None:
     import pyarrow as pa
 
-    from pipelines.stages.validate import _annotate_block, _failed_block, _passed_block
+    from pipelines.stages.validate import _annotate_block, _failed_block, passed_rows
 
     table = _dirty_table(seed)
     annotated = _annotate_block(table, _DIRTY, "y")
-    ok, bad = _passed_block(annotated, _DIRTY), _failed_block(annotated)
+    ok, bad = passed_rows(annotated, _DIRTY), _failed_block(annotated)
     assert ok.num_rows + bad.num_rows == table.num_rows
     assert ok.num_rows == int(annotated.column(REASON_COLUMN).null_count)
     assert bad.schema == annotated.schema  # quarantined rows as read, plus the reasons
