@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import gc
+import atexit
+import contextlib
 import logging
 import os
 import signal
@@ -739,21 +740,37 @@ def main() -> None:
     """Console-script entry point."""
     try:
         app()
+        code: int | str | None = 0
+    except SystemExit as done:  # how Typer ends every command
+        code = done.code
     except KeyboardInterrupt:
         console.print("interrupted")
-        sys.exit(130)
-    finally:
-        _shutdown_ray()
-        # The command is done: what is left on the heap (MLflow, Ray, pandas, pydantic models)
-        # lives until the process ends. Python's last garbage collection at exit walks all of
-        # it, 2-3 s after a pipeline run on 2 cores, and frees nothing the OS would not. Frozen
-        # objects are skipped by that pass; exit handlers (Ray's shutdown) still run.
-        if not any(name in sys.modules for name in _NANOBIND_MODULES):
-            gc.freeze()
+        code = 130
+    _shutdown_ray()
+    _end_process(code)
 
 
-_NANOBIND_MODULES = ("_datasketches",)
-"""Extensions built with nanobind, which prints every object of theirs still alive when the
-interpreter exits as a leak ("nanobind: leaked 85 instances! ... likely caused by a reference
-counting issue"), dozens of lines after a run that profiled data: with the heap frozen their
-types and functions outlive the modules. Where one is loaded, the exit collects as usual."""
+def _end_process(code: int | str | None) -> None:
+    """Run the exit handlers, then end the process without tearing the interpreter down.
+
+    The command is done: what is left on the heap (MLflow, Ray, pandas, pydantic models)
+    would live until the process ends anyway. Python's finalisation after the exit handlers
+    walks all of it (its last garbage collection and the modules' teardown), 2-3 s after a
+    pipeline run on 2 cores, and frees nothing the OS would not; after a run that profiled
+    data it also made datasketches (a nanobind extension) print dozens of "leaked instances"
+    lines. The exit handlers (logging's flush, MLflow's, tempfile's clean-up, Ray's) still
+    run first, and the streams are flushed, so nothing the command wrote is lost.
+    """
+    import threading
+
+    for thread in threading.enumerate():  # what the interpreter's exit would wait for
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    if isinstance(code, str):  # sys.exit("message"): printed, status 1
+        print(code, file=sys.stderr)
+    status = 0 if code is None else code if isinstance(code, int) else 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nowhere to write
+            stream.flush()
+    os._exit(status)
