@@ -21,7 +21,7 @@ from rich.table import Column, Table
 
 from pipelines.config import ConfigError, PipelineConfig, RuntimeConfig, load_config
 from pipelines.errors import RaypipeError
-from pipelines.redact import RedactingFilter, redact
+from pipelines.redact import RedactingFilter, keep_mlflow_logs_with_ours, redact
 
 __all__ = ["app", "main"]
 
@@ -59,11 +59,9 @@ class UserError(RaypipeError):
 
 
 def _setup_logging(verbose: bool) -> None:
-    # MLflow, when imported (after this runs), gives its loggers a handler of its own, stops
-    # them propagating and sets them to INFO: its lines then bypassed the redacting handler
-    # below, and a normal run printed "Creating initial MLflow database tables". Left
-    # unconfigured, its records reach that handler at the levels set here. A user's value wins.
-    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    # MLflow's lines reach the redacting handler below at the levels set here (a normal run
+    # printed its "Creating initial MLflow database tables" INFO lines).
+    keep_mlflow_logs_with_ours()
     handler = RichHandler(console=console, show_path=False, rich_tracebacks=verbose)
     handler.addFilter(RedactingFilter())  # no credential in a URL reaches the terminal
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[handler],

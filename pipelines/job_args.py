@@ -10,7 +10,7 @@ import argparse
 import logging
 
 from pipelines.config import ConfigError, FileSource, PipelineConfig, load_config, parse_model_uri
-from pipelines.redact import RedactingFilter
+from pipelines.redact import RedactingFilter, keep_mlflow_logs_with_ours
 
 __all__ = ["add_set_argument", "job_config", "job_model_uri", "job_output_ok"]
 
@@ -25,6 +25,7 @@ def add_set_argument(parser: argparse.ArgumentParser) -> None:
 def job_config(args: argparse.Namespace) -> PipelineConfig | None:
     """Set up logging and load ``args.config`` with ``args.overrides``; None (logged, naming
     the field) when the config is invalid, so the job exits 2 without a traceback."""
+    keep_mlflow_logs_with_ours()  # MLflow's lines too go through the redacting handler
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for handler in logging.getLogger().handlers:  # a job's log is kept and shown on the dashboard

@@ -18,8 +18,8 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-__all__ = ["MASK", "SENSITIVE_NAMES", "RedactingFilter", "redact", "redact_config", "redact_url",
-           "url_label"]
+__all__ = ["MASK", "SENSITIVE_NAMES", "RedactingFilter", "keep_mlflow_logs_with_ours", "redact",
+           "redact_config", "redact_url", "url_label"]
 
 MASK = "***"
 
@@ -101,6 +101,20 @@ def url_label(url: str) -> str:
     host = parts.netloc.rpartition("@")[2]
     return f"{parts.scheme}://{host}/{MASK}" if parts.path.strip("/") or parts.query else \
         f"{parts.scheme}://{host}"
+
+
+def keep_mlflow_logs_with_ours() -> None:
+    """Let MLflow's log records reach the process's (redacting) handlers; call before MLflow
+    is imported.
+
+    Imported, MLflow gives its loggers a handler of its own (no redaction) and stops them
+    propagating: a credential in a URL it logs was printed unmasked by the CLI and by every
+    ``ray_jobs/`` driver. Left unconfigured, its records go through the root logger's
+    handlers like any library's. A value the user set wins.
+    """
+    import os
+
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
 
 
 class RedactingFilter(logging.Filter):

