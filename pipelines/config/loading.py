@@ -58,12 +58,24 @@ def _apply_override(data: dict[str, Any], override: str) -> None:
     node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
 
 
+def _plain_copy(data: dict[str, Any]) -> Any:
+    """A deep copy that holds plain YAML data only (anything else raises ``YAMLError``).
+
+    libyaml's safe dumper and loader where PyYAML was built with it (its wheels are): the
+    same tags and resolver, 10-20x faster than the pure-Python ones, which took ~0.15 s per
+    config here (every ``load_config``, every override, every test that builds a config).
+    """
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(yaml.dump(data, Dumper=dumper), Loader=loader)
+
+
 def parse_config(
     data: Mapping[str, Any], overrides: Sequence[str] = (), origin: str = "<dict>"
 ) -> PipelineConfig:
     """Validate a mapping (plus ``section.field=value`` overrides) into a config."""
     try:
-        merged: dict[str, Any] = yaml.safe_load(yaml.safe_dump(dict(data)))  # deep, plain copy
+        merged: dict[str, Any] = _plain_copy(dict(data))
     except yaml.YAMLError as err:
         raise ConfigError(f"config {origin} holds values that are not plain data: {err}") from None
     for o in overrides:
