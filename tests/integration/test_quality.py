@@ -113,6 +113,7 @@ def test_one_pass_profiles_of_the_input_and_the_passed_rows_are_the_two_passes(
         assert views[name].model_dump() == alone[name].model_dump(), name
 
 
+@pytest.mark.slow  # the session's whole demo pipeline run (~40 s): not in the inner loop
 def test_run_logs_counts_report_and_training_profile(trained: dict[str, Any]) -> None:
     cfg, s = trained["cfg"], trained["summary"]
     mlflow.set_tracking_uri(cfg.tracking_uri)
