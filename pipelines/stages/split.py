@@ -138,14 +138,18 @@ def distinct_values(ds: Dataset, column: str) -> list[Any]:
     return sorted(per_batch[column].dropna().drop_duplicates().tolist())
 
 
-def _check_time_column(ds: Dataset, col: str) -> None:
-    from ray.data.aggregate import Count
+def _missing_counts(table: pa.Table, column: str) -> pa.Table:
+    return pa.table({"missing": [table.column(column).null_count]})
 
+
+def _check_time_column(ds: Dataset, col: str) -> None:
     if col not in (ds.columns() or []):
         raise SplitError(f"split.time_column {col!r} is not a column of the data")
-    stats = ds.aggregate(Count(alias_name="rows"),
-                         Count(on=col, ignore_nulls=True, alias_name="present"))
-    missing = int(stats["rows"]) - int(stats["present"])
+    # Counted per block and summed here: Ray's aggregate runs a hash shuffle (aggregator
+    # actors, ~6 s of fixed cost on 2 cores) for one number.
+    missing = int(ds.select_columns([col]).map_batches(
+        partial(_missing_counts, column=col), batch_format="pyarrow", batch_size=None,
+        zero_copy_batch=True).to_pandas()["missing"].sum())
     if missing:
         raise SplitError(
             f"{missing} row(s) have no {col!r}, so they cannot be placed in time; declare "
