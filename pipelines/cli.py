@@ -761,9 +761,13 @@ def _end_process(code: int | str | None) -> None:
     """
     import threading
 
-    for thread in threading.enumerate():  # what the interpreter's exit would wait for
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    # What the interpreter's exit does first, in its order: tell the thread pools to stop
+    # (concurrent.futures registers that with threading), wait for the non-daemon threads,
+    # then run the atexit handlers. Joining the threads alone would wait forever on an idle
+    # pool's workers.
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
     atexit._run_exitfuncs()
     if isinstance(code, str):  # sys.exit("message"): printed, status 1
         print(code, file=sys.stderr)

@@ -493,7 +493,7 @@ def profile_views(ds: Dataset, views: dict[str, View],
 
     A view maps a block to the rows and columns it profiles (a selection, a filter): two
     profiles of the same rows cost one Ray Data execution and one read of each block instead
-    of two, 4-5 s of the 1M-row demo's validate stage on 2 cores. The driver holds one small
+    of two (1-2 s of the 1M-row demo's validate stage on 2 cores). The driver holds one small
     summary per column and view at a time, whatever the data size.
     """
     summaries = ds.map_batches(partial(_block_summary, views=views), batch_format="pyarrow",

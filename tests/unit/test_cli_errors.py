@@ -98,6 +98,11 @@ class Finalised:
 
 
 keep = Finalised()
+import threading, time
+from concurrent.futures import ThreadPoolExecutor
+pool = ThreadPoolExecutor(1)
+pool.submit(time.sleep, 0)  # an idle pool worker at exit: must not keep the process alive
+threading.Thread(target=lambda: (time.sleep(0.5), print("thread finished", flush=True))).start()
 print("buffered", end="")  # left in the buffer: the exit must flush it
 if sys.argv[1] == "plain-exit":
     sys.exit(3)
@@ -115,11 +120,13 @@ main()
 def test_the_command_ends_after_the_exit_handlers_without_tearing_python_down(
         args: list[str], status: int, torn_down: bool) -> None:
     """Python's teardown after a pipeline run walked the whole heap (2-3 s on 2 cores) and
-    made datasketches (nanobind) print "leaked instances" lines; ``main`` runs the exit
-    handlers, flushes, keeps the status and ends the process instead."""
+    made datasketches (nanobind) print "leaked instances" lines; ``main`` waits for threads
+    as the interpreter would, runs the exit handlers, flushes, keeps the status and ends the
+    process instead."""
     out = subprocess.run([sys.executable, "-c", _EXIT, *args], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == status, out.stderr
     assert "buffered" in out.stdout and "exit handler ran" in out.stdout
+    assert "thread finished" in out.stdout  # a running non-daemon thread is waited for
     assert ("torn down" in out.stdout) is torn_down
     assert "nanobind" not in out.stderr
