@@ -345,15 +345,16 @@ def predict_dataset(
     if cfg.explain:
         _check_explain(model, keep if keep is not None else list(ds.columns() or []),
                        cfg.model_version_column)
-    # Under an object-store budget the check takes the actors' CPU fraction, not a whole CPU:
-    # on a small node a read task paused by backpressure keeps its CPU, and a whole-CPU check
-    # then waits for it, each block ~10 s (150k rows: 137 s against 9 s). Without a budget a
-    # whole CPU is faster: a fraction lets Ray start up to 4x as many check workers, and their
-    # start-up cost the 1M-row demo's batch stage 14 s (5.9 s -> 19.8 s).
-    check_cpus = cfg.num_cpus_per_actor if cfg.max_object_store_bytes is not None else 1.0
+    # The check takes the actors' CPU fraction, not a whole CPU: a read task paused by
+    # backpressure keeps its CPU, so on a small node a whole-CPU check could not be scheduled
+    # beside it and the actors' share. Under an object-store budget that made each block wait
+    # ~10 s (150k rows: 137 s against 9 s); without one, 2.4M rows on 2 CPUs and an 80 MiB
+    # store hung for good (the read waiting for the check, the check for a CPU). It is also
+    # faster now: 700k rows 5.4 s against 10.5-11 s, 150k rows the same (2 CPUs, 2026-12-04).
     checked = ds.map_batches(partial(_check_block, pipeline=pipeline,
                                      quarantine_dir=quarantine_dir),
-                             batch_format="pyarrow", batch_size=None, num_cpus=check_cpus)
+                             batch_format="pyarrow", batch_size=None,
+                             num_cpus=cfg.num_cpus_per_actor)
     # Without the MLflow signature (the actors never parse requests): unpickling it would import
     # MLflow in every actor, 0.75 s of CPU before its first batch.
     shipped = replace(model, input_schema=None)

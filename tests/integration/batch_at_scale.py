@@ -33,9 +33,9 @@ ROWS_PER_FILE = 150_000  # 2.4M rows, ~115 bytes each in Arrow: about 3.3x STORE
 # Output rows per Parquet file. The default (1M rows, ~66 MB of predictions here) makes the
 # write wait for most of an 80 MiB store: a run with it finished, every row accounted for, but
 # in 224 s, the predictor actors output-backpressured for 195 s of it while 386 MiB spilled and
-# came back. With a fifth of that it took 93 s (on a loaded 2-CPU machine). Either way Ray Data
-# read all 16 small files in one read task, whose ~296 MB of blocks spilled and were restored
-# one object every ~10 s: see the report in the commit message.
+# came back. With a fifth of that it took 93 s (on a loaded 2-CPU machine). Those runs read the
+# files with Ray Data's default reader, which put all 16 in one read task; the product's file
+# source (read here now) reads them in several and streams: 65 s on a quiet 2-CPU machine.
 MIN_ROWS_PER_FILE = 200_000
 SAMPLE = 1_000  # rows of the first file predicted in process as well
 PLANS = np.array([" BASIC", "premium ", "Standard", "gold"])  # odd spellings, an unknown plan
@@ -128,6 +128,7 @@ def main(argv: list[str]) -> int:
     import ray
 
     from pipelines.config import BatchConfig
+    from pipelines.sources.files import read_files
     from pipelines.stages.batch import count_parquet_rows, run_batch_inference
     from tests.unit.model.helpers import make_model
 
@@ -144,7 +145,11 @@ def main(argv: list[str]) -> int:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     start = time.monotonic()
     # No max_object_store_bytes: the object store's own size is the only bound.
-    result = run_batch_inference(ray.data.read_parquet(str(data)), model_uri=model_uri,
+    # Read as `raypipe predict` reads a folder of Parquet files (the product's file source):
+    # through it, before the check took a CPU fraction, this run hung for good (the paused
+    # read task and the actors held the CPUs a whole-CPU check needed); Ray Data's default
+    # reader (one task, two blocks larger than the store) did not show it.
+    result = run_batch_inference(read_files(str(data), "parquet"), model_uri=model_uri,
                                  tracking_uri=tracking_uri,
                                  cfg=BatchConfig(concurrency=2, id_columns=["row_id"],
                                                  min_rows_per_file=MIN_ROWS_PER_FILE),
