@@ -581,28 +581,55 @@ def _write_model(files: dict[str, bytes]) -> Path:
 _LOCAL_REFIT_MAX_ROWS = 200_000
 """A CPU refit of at most this many rows runs in the driver: a task's worker must start (or
 be freed by Tune's actors) and import the family's libraries, 3-5 s on 2 cores, where the fit
-itself takes well under a second. Above it the fit's memory and CPU belong on a worker."""
+itself takes well under a second. Above it, on a cluster of several nodes, the fit's memory and
+CPU belong on a worker (the driver's node may be a head without CPUs for work)."""
+
+
+def _alive_nodes() -> list[dict[str, Any]]:
+    import ray
+
+    return [n for n in ray.nodes() if n.get("Alive")]
 
 
 def _largest_node_cpus() -> int:
     """CPUs of the cluster's largest alive node (0 when Ray reports none)."""
+    return int(max((n["Resources"].get("CPU", 0.0) for n in _alive_nodes()), default=0.0))
+
+
+def _driver_node_is_the_cluster() -> bool:
+    """Whether the cluster is one alive node with CPUs, the one this driver runs on (a local
+    ``raypipe run``): a refit task could only run on this node too."""
     import ray
 
-    return int(max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")),
-                   default=0.0))
+    nodes = _alive_nodes()
+    return (len(nodes) == 1 and nodes[0]["Resources"].get("CPU", 0.0) > 0
+            and nodes[0]["NodeID"] == ray.get_runtime_context().get_node_id())
+
+
+def refit_in_driver(rows: int, use_gpu: bool, driver_node_is_the_cluster: bool,
+                    local_max_rows: int = _LOCAL_REFIT_MAX_ROWS) -> bool:
+    """Whether a refit of ``rows`` rows runs in the driver rather than in a Ray task.
+
+    A GPU refit needs a task (the GPU is a Ray resource). On CPU, small data runs in the
+    driver (see :data:`_LOCAL_REFIT_MAX_ROWS`), and so does any size when the driver's node is
+    the whole cluster: there the task would run on the same node, after a worker start and the
+    family's imports (at 1M rows 3-4 s of the train stage on 2 cores), with the same threads.
+    """
+    return not use_gpu and (driver_node_is_the_cluster or rows <= local_max_rows)
 
 
 def _refit(train_ds: Any, valid_ds: Any, context: TrainContext, family: str,
            params: dict[str, Any], iterations: int, cpus: float,
-           local_max_rows: int = _LOCAL_REFIT_MAX_ROWS) -> Path:
+           in_driver: bool | None = None) -> Path:
     """More data for the winner: on small data sets the validation rows matter.
 
-    The fit runs in this process up to ``local_max_rows`` rows on CPU, else in a Ray task; both
-    run :func:`_refit_task` with the same threads, so the model is the same. The sweep is over
-    when the refit runs, so on CPU a family whose model does not depend on the thread count
-    (``thread_invariant``) takes every CPU of the largest node (at least ``cpus``): at 1M rows
-    it was a one-thread fit while the rest of the node sat idle. Other families keep the
-    sweep's threads, so their model stays the same on any cluster.
+    The fit runs in this process or in a Ray task (``in_driver``; by default as
+    :func:`refit_in_driver` decides); both run :func:`_refit_task` with the same threads, so
+    the model is the same. The sweep is over when the refit runs, so on CPU a family whose
+    model does not depend on the thread count (``thread_invariant``) takes every CPU of the
+    largest node (at least ``cpus``): at 1M rows it was a one-thread fit while the rest of the
+    node sat idle. Other families keep the sweep's threads, so their model stays the same on
+    any cluster.
     """
     import ray
 
@@ -610,7 +637,10 @@ def _refit(train_ds: Any, valid_ds: Any, context: TrainContext, family: str,
         cpus = max(cpus, float(_largest_node_cpus()))
         context = replace(context, threads=max(context.threads, int(cpus)))
     args = (train_ds, valid_ds, context, family, params, iterations)
-    if not context.use_gpu and train_ds.count() + valid_ds.count() <= local_max_rows:
+    if in_driver is None:
+        in_driver = refit_in_driver(train_ds.count() + valid_ds.count(), context.use_gpu,
+                                    _driver_node_is_the_cluster())
+    if in_driver:
         files = _refit_task(*args)
     else:
         task = ray.remote(num_cpus=cpus, num_gpus=1 if context.use_gpu else 0)(_refit_task)

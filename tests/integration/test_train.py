@@ -180,8 +180,8 @@ def test_an_interrupted_tpe_sweep_resumes_its_search(splits: tuple[Any, Any],
 
 def test_a_small_refit_in_the_driver_gives_the_task_s_model(splits: tuple[Any, Any],
                                                              tmp_path: Path) -> None:
-    """The refit of a small sweep runs in the driver (no worker start-up): same bytes as the
-    refit task, which larger data sets still use."""
+    """The refit runs in the driver (no worker start-up) for small data and on a one-node
+    cluster: same bytes as the refit task, which larger data sets on a cluster still use."""
     from pipelines.families.xgb import XGBoostFamily
     from pipelines.stages.train import TrainContext, _refit
 
@@ -193,11 +193,18 @@ def test_a_small_refit_in_the_driver_gives_the_task_s_model(splits: tuple[Any, A
         cv_max_rows=0)
     train, valid = splits
     args = (train, valid, context, "xgboost", {"eta": 0.3, "max_depth": 4}, 12, 1.0)
-    here, there = _refit(*args), _refit(*args, local_max_rows=0)
+    here, there = _refit(*args, in_driver=True), _refit(*args, in_driver=False)
     files = sorted(p.name for p in here.iterdir())
     assert files == sorted(p.name for p in there.iterdir()) and files
     for name in files:
         assert (here / name).read_bytes() == (there / name).read_bytes(), name
+
+
+def test_the_shared_test_instance_is_one_node_that_runs_the_refit_in_the_driver(
+        ray_address: str) -> None:
+    from pipelines.stages.train import _driver_node_is_the_cluster
+
+    assert _driver_node_is_the_cluster()
 
 
 def _thread_invariant_families() -> list[str]:

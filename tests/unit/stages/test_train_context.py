@@ -47,3 +47,15 @@ def test_the_final_report_keys_are_those_the_sweep_reads() -> None:
     report = _context().final_report("xgboost", 0.9, 40, {"eta": 0.1}, 1.5)
     assert report == {"roc_auc": 0.9, "iterations": 40, "family": "xgboost", "final": 1,
                       "params": {"eta": 0.1}, "fit_seconds": 1.5}
+
+
+@pytest.mark.parametrize(("rows", "use_gpu", "alone", "expected"), [
+    (10_000, False, False, True),        # small: no worker start-up for a sub-second fit
+    (5_000_000, False, False, False),    # large, several nodes: on a worker, not the head
+    (5_000_000, False, True, True),      # large, one node that is the driver's: same node
+    (10_000, True, True, False),         # a GPU is a Ray resource: always a task
+])
+def test_where_the_refit_runs(rows: int, use_gpu: bool, alone: bool, expected: bool) -> None:
+    from pipelines.stages.train import refit_in_driver
+
+    assert refit_in_driver(rows, use_gpu, alone) is expected
