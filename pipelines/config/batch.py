@@ -33,7 +33,8 @@ class BatchConfig(_Section):
     )
     num_cpus_per_actor: float = Field(
         0.25, gt=0, description="Fractional so read tasks keep CPUs on small machines: a pool "
-        "whose actors take every CPU starves the reads and hangs.",
+        "whose actors take every CPU starves the reads and hangs. The row check before the pool "
+        "takes the same fraction.",
     )
     id_columns: list[str] | None = Field(
         None, description="Input columns copied next to the predictions (ids, keys). "
