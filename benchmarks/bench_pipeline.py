@@ -115,6 +115,7 @@ def plain_refit(path: Path, params: dict[str, Any], rounds: int, seed: int = 42)
     xgboost.train(params, data, rounds)
     return time.perf_counter() - started
 
+
 def plain_process(path: Path) -> dict[str, object]:
     """The baseline as a user runs the script: a fresh interpreter, timed from the outside."""
     t0 = time.perf_counter()
