@@ -179,6 +179,8 @@ def main() -> None:
             data = write_demo_parquet(work / ".raypipe" / "data", rows, 7).local
             base = plain_process(data)
             own: dict[str, Any] = base["own_timer"]  # type: ignore[assignment]
+            # Here, not in the child: the child's wall time must be the plain script alone, so
+            # the refit prepares the data again (untimed) instead of sharing the child's.
             refit_s = plain_refit(data, own["best_params"], own["best_rounds"])
             ray_s = ray_start_stop()
             first = raypipe_run(rows, work)
